@@ -1,0 +1,147 @@
+"""Benchmarks that compare engines side by side in one run, reported as ratios.
+
+:func:`bench_md` measures, on the same machine and in the same process tree:
+
+- plain OpenMM: one ``Context`` with a Langevin integrator stepping with no I/O, on each
+  available platform (the CPU platform with as many threads as the benchmark was given);
+- the MD stage: :func:`boltzflow.md.run_replica` end to end (platform choice, equilibration,
+  saving a frame every ``save_interval_ps``, checkpoints, writing Parquet), for one replica and
+  for as many replicas in parallel processes as there are cores, as the workflow runs them;
+- the Parquet writer and reader of sample sets, in rows per second.
+
+Every MD row carries its ratio to the fastest plain single-context OpenMM run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+import pandas as pd
+
+from boltzflow.io import read_sample_set, write_sample_set
+from boltzflow.md import MDSettings, available_platforms, measure_ns_per_day, run_replica
+
+__all__ = ["bench_md", "markdown_table"]
+
+
+def _stage_job(args: tuple) -> tuple[float, float]:
+    """Run one replica of the MD stage in a worker process; return its (start, end) times.
+
+    Times are taken inside the worker, so interpreter start-up and imports are not counted
+    (a workflow job pays those too, once, but they do not scale with simulated time).
+    """
+    xml, positions, temperature, settings, replica, folder = args
+    system = openmm.XmlSerializer.deserialize(xml)
+    start = time.time()
+    run_replica(system, positions, temperature, settings, replica,
+                Path(folder) / f"replica{replica}.parquet", Path(folder) / f"ckpt{replica}",
+                target="bench")
+    return start, time.time()
+
+
+def _stage_ns_per_day(xml: str, positions: np.ndarray, temperature: float,
+                      settings: MDSettings, replicas: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        jobs = [(xml, positions, temperature, settings, r, folder) for r in range(replicas)]
+        # spawn, never fork: OpenMM state must not be shared across a fork.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(replicas) as pool:
+            spans = pool.map(_stage_job, jobs)
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    simulated_ns = replicas * (settings.equilibration_ps + settings.length_ps) * 1e-3
+    return simulated_ns / (wall / 86400.0)
+
+
+def bench_md(
+    system: openmm.System,
+    positions: np.ndarray,
+    temperature: float,
+    md: MDSettings,
+    *,
+    steps: int,
+    repeats: int,
+    cores: int,
+    parquet_rows: int,
+    log=print,
+) -> pd.DataFrame:
+    """Run the benchmark; returns one row per (engine, platform, replicas) with medians."""
+    rows: list[dict[str, Any]] = []
+    platforms = [p for p in available_platforms() if p in ("Reference", "CPU", "CUDA", "OpenCL")]
+    for name in platforms:
+        threads = cores if name == "CPU" else 1
+        values = [measure_ns_per_day(system, positions, temperature, md, name, threads, steps)
+                  for _ in range(repeats)]
+        log(f"plain OpenMM {name} ({threads} thread(s)): {statistics.median(values):,.0f} ns/day")
+        rows.append({"engine": "plain OpenMM context", "platform": name, "replicas": 1,
+                     "threads": threads, "ns_per_day": statistics.median(values),
+                     "repeats": repeats, "unit": "ns/day"})
+
+    length_ps = steps * md.timestep_fs * 1e-3
+    stage = replace(md, length_ps=length_ps, equilibration_ps=0.0,
+                    checkpoint_interval_ps=max(md.save_interval_ps, length_ps / 4), platform="auto")
+    xml = openmm.XmlSerializer.serialize(system)
+    for replicas in sorted({1, cores}):
+        values = [_stage_ns_per_day(xml, positions, temperature, stage, replicas) for _ in range(repeats)]
+        log(f"MD stage, {replicas} replica(s) in parallel: {statistics.median(values):,.0f} ns/day")
+        rows.append({"engine": "boltzflow MD stage (run_replica)", "platform": "auto",
+                     "replicas": replicas, "threads": replicas,
+                     "ns_per_day": statistics.median(values), "repeats": repeats, "unit": "ns/day"})
+
+    frame = pd.DataFrame(rows)
+    plain = frame[frame.engine == "plain OpenMM context"]
+    best = plain.loc[plain.ns_per_day.idxmax()]
+    frame["ratio_vs_best_plain"] = frame.ns_per_day / best.ns_per_day
+    frame["baseline"] = f"plain OpenMM {best.platform}, 1 context"
+
+    n_atoms = system.getNumParticles()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(parquet_rows, 3 * n_atoms)).astype(np.float32)
+    energy = rng.normal(size=parquet_rows)
+    write_rates, read_rates = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.parquet"
+        for _ in range(repeats):
+            start = time.perf_counter()
+            write_sample_set(path, x, energy, target="bench", units="nm",
+                             extra={"replica": np.zeros(parquet_rows, np.int32),
+                                    "time_ps": np.arange(parquet_rows, dtype=np.float64)})
+            write_rates.append(parquet_rows / (time.perf_counter() - start))
+            start = time.perf_counter()
+            read_sample_set(path)
+            read_rates.append(parquet_rows / (time.perf_counter() - start))
+    log(f"Parquet sample sets: write {statistics.median(write_rates):,.0f} rows/s, "
+        f"read {statistics.median(read_rates):,.0f} rows/s (dim {3 * n_atoms})")
+    io_rows = pd.DataFrame([
+        {"engine": f"Parquet writer (dim {3 * n_atoms})", "platform": "-", "replicas": 0, "threads": 1,
+         "rows_per_s": statistics.median(write_rates), "repeats": repeats, "unit": "rows/s"},
+        {"engine": f"Parquet reader (dim {3 * n_atoms})", "platform": "-", "replicas": 0, "threads": 1,
+         "rows_per_s": statistics.median(read_rates), "repeats": repeats, "unit": "rows/s"},
+    ])
+    return pd.concat([frame, io_rows], ignore_index=True)
+
+
+def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
+    """A Markdown report of a benchmark table."""
+    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + [""]
+    cols = [c for c in ("engine", "platform", "replicas", "threads", "ns_per_day",
+                        "ratio_vs_best_plain", "rows_per_s", "repeats") if c in frame]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "---|" * len(cols))
+    for _, row in frame.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, float):
+                cells.append("" if np.isnan(v) else (f"{v:.2f}" if c.startswith("ratio") else f"{v:,.0f}"))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,139 @@
+"""Workflow configuration: JSON-Schema validation with defaults, and checks across keys.
+
+:func:`validate_config` is what the Snakefile calls before any job is scheduled. It fills
+defaults in place, rejects unknown keys and wrong types, and then checks what a schema cannot
+express (that every system is known, that files exist for ``md.source: file``, that the split
+fractions add up to one). Every error names the offending key as a dotted path, e.g.
+``md.length_ps``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, MutableMapping
+
+import jsonschema
+import yaml
+
+__all__ = ["ConfigError", "DEFAULT_SCHEMA", "load_schema", "validate_config", "system_names"]
+
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def load_schema(path: str | Path = DEFAULT_SCHEMA) -> dict[str, Any]:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in path]
+    return ".".join(parts).replace(".[", "[") or "<top level>"
+
+
+def _fill_defaults(instance: Any, schema: dict[str, Any]) -> None:
+    """Insert schema defaults for missing keys, recursing into objects (and their defaults)."""
+    if not isinstance(instance, dict) or schema.get("type") not in (None, "object"):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _dotted(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{where}." if error.absolute_path else ""
+        names = ", ".join(f"'{prefix}{k}'" for k in unknown)
+        hint = f" (known keys here: {', '.join(allowed)})" if allowed else ""
+        return f"unknown config key {names}{hint}"
+    if error.validator == "required":
+        return f"config key '{where}': {error.message}"
+    return f"config key '{where}': {error.message}"
+
+
+def system_names(config: MutableMapping[str, Any]) -> list[str]:
+    return list(config.get("systems", []))
+
+
+def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
+    from boltzflow.systems import BUILTIN_SYSTEMS
+
+    problems: list[str] = []
+    custom = config.get("peptides", {})
+    for i, name in enumerate(config["systems"]):
+        if name not in BUILTIN_SYSTEMS and name not in custom:
+            problems.append(
+                f"config key 'systems[{i}]': unknown system {name!r}; built-in systems are "
+                f"{sorted(BUILTIN_SYSTEMS)}, or define it under 'peptides'"
+            )
+    for name in custom:
+        if name in BUILTIN_SYSTEMS:
+            problems.append(f"config key 'peptides.{name}': {name!r} is a built-in system name")
+    md = config["md"]
+    if md["source"] == "file":
+        for name in config["systems"]:
+            if name not in md["files"]:
+                problems.append(
+                    f"config key 'md.files.{name}': md.source is 'file' but no frames are given "
+                    f"for system {name!r}"
+                )
+    for name, spec in md["files"].items():
+        for key in ("frames", "topology"):
+            if not Path(spec[key]).exists():
+                problems.append(f"config key 'md.files.{name}.{key}': file {spec[key]!r} not found")
+        if str(spec["frames"]).endswith(".npy") and "units" not in spec:
+            problems.append(
+                f"config key 'md.files.{name}.units': required for .npy frames (nm or angstrom)"
+            )
+    if md["save_interval_ps"] > md["length_ps"]:
+        problems.append("config key 'md.save_interval_ps': longer than md.length_ps")
+    if md["save_interval_ps"] * 1000 < md["timestep_fs"] - 1e-9:
+        problems.append("config key 'md.save_interval_ps': shorter than one time step")
+    split = config["split"]
+    total = split["train"] + split["val"] + split["test"]
+    if abs(total - 1.0) > 1e-9:
+        problems.append(f"config key 'split': train + val + test must be 1, got {total:g}")
+    bench = config["benchmark"]["md_system"]
+    if bench not in BUILTIN_SYSTEMS and bench not in custom:
+        problems.append(f"config key 'benchmark.md_system': unknown system {bench!r}")
+    return problems
+
+
+def validate_config(
+    config: MutableMapping[str, Any], schema: str | Path | dict[str, Any] = DEFAULT_SCHEMA
+) -> MutableMapping[str, Any]:
+    """Validate ``config`` in place (filling defaults) and return it.
+
+    Raises :class:`ConfigError` listing every problem found, each naming its key.
+    """
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    if not isinstance(config, MutableMapping):
+        raise ConfigError(f"config must be a mapping, got {type(config).__name__}")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    _fill_defaults(config, schema)
+    # Defaults may only add keys the schema allows; re-check to be safe.
+    errors = list(validator.iter_errors(config))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    problems = _check_semantics(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return config

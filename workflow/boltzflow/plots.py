@@ -1,0 +1,76 @@
+"""Figures. Each function draws one figure and saves it in every requested format."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from boltzflow.io import atomic_path  # noqa: E402
+
+__all__ = ["energy_histogram", "ramachandran", "save_figure"]
+
+
+def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike]) -> None:
+    """Save ``fig`` to each path (format from the suffix), atomically, then close it."""
+    for path in paths:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
+def ramachandran(
+    dihedrals: pd.DataFrame, paths: Sequence[str | os.PathLike], title: str, bins: int = 90
+) -> None:
+    """2-D histograms of -log density over (phi, psi) in degrees, one panel per residue."""
+    pairs = [
+        (c, "psi" + c[3:]) for c in dihedrals.columns if c.startswith("phi_") and "psi" + c[3:] in dihedrals
+    ]
+    if not pairs:
+        raise ValueError("no matching phi/psi columns to plot")
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
+    edges = np.linspace(-180.0, 180.0, bins + 1)
+    for ax, (phi, psi) in zip(axes[0], pairs):
+        hist, _, _ = np.histogram2d(
+            np.degrees(dihedrals[phi]), np.degrees(dihedrals[psi]), bins=[edges, edges], density=True
+        )
+        with np.errstate(divide="ignore"):
+            free = -np.log(hist)
+        free -= np.nanmin(free[np.isfinite(free)])
+        mesh = ax.pcolormesh(edges, edges, np.where(np.isfinite(free), free, np.nan).T, cmap="viridis", shading="flat")
+        ax.set_xlabel(r"$\phi$ (deg)")
+        ax.set_ylabel(r"$\psi$ (deg)")
+        ax.set_title(phi[4:])
+        ax.set_xticks(range(-180, 181, 90))
+        ax.set_yticks(range(-180, 181, 90))
+        ax.set_aspect("equal")
+        fig.colorbar(mesh, ax=ax, label=r"$-\log p$ (kT)")
+    fig.suptitle(f"{title} ({len(dihedrals):,} frames)")
+    save_figure(fig, paths)
+
+
+def energy_histogram(
+    energy: np.ndarray, paths: Sequence[str | os.PathLike], title: str, bins: int = 80,
+    groups: np.ndarray | None = None,
+) -> None:
+    """Histogram of reduced energies (kT), overlaid per group (e.g. replica) when given."""
+    energy = np.asarray(energy, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    edges = np.histogram_bin_edges(energy, bins=bins)
+    ax.hist(energy, bins=edges, density=True, color="0.3", alpha=0.45, label="all")
+    if groups is not None and len(np.unique(groups)) > 1:
+        for g in np.unique(groups):
+            ax.hist(energy[groups == g], bins=edges, density=True, histtype="step", label=f"replica {g}")
+    ax.set_xlabel("reduced energy $u(x)$ (kT)")
+    ax.set_ylabel("density")
+    ax.set_title(f"{title}: mean {energy.mean():.1f} kT, std {energy.std():.1f} kT")
+    ax.legend(fontsize=7)
+    save_figure(fig, paths)

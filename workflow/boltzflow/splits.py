@@ -1,0 +1,42 @@
+"""Deterministic train/validation/test splits of trajectory data.
+
+The rule: within each replica, frames are taken in time order and cut into three contiguous
+blocks, train first, then validation, then test, with sizes ``floor(fraction * n)`` for train
+and validation and the rest for test. Contiguous blocks keep strongly correlated neighbouring
+frames on one side of each cut (a random split would leak near-duplicates from train into
+test), and the split depends on nothing but the data and the fractions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SPLITS", "block_split"]
+
+SPLITS = ("train", "val", "test")
+
+
+def block_split(
+    replica: np.ndarray, time_ps: np.ndarray, train: float, val: float, test: float
+) -> pd.DataFrame:
+    """A table ``frame, split`` assigning every row to ``train``, ``val`` or ``test``."""
+    replica = np.asarray(replica)
+    time_ps = np.asarray(time_ps)
+    if replica.shape != time_ps.shape or replica.ndim != 1:
+        raise ValueError("replica and time_ps must be 1-D arrays of the same length")
+    if min(train, val, test) < 0 or abs(train + val + test - 1.0) > 1e-9:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {train}, {val}, {test}")
+    labels = np.empty(len(replica), dtype=object)
+    for r in np.unique(replica):
+        rows = np.flatnonzero(replica == r)
+        rows = rows[np.argsort(time_ps[rows], kind="stable")]
+        n = len(rows)
+        n_train, n_val = int(np.floor(train * n)), int(np.floor(val * n))
+        labels[rows[:n_train]] = "train"
+        labels[rows[n_train : n_train + n_val]] = "val"
+        labels[rows[n_train + n_val :]] = "test"
+    return pd.DataFrame(
+        {"frame": np.arange(len(replica), dtype=np.int64),
+         "split": pd.Categorical(labels, categories=list(SPLITS))}
+    )

@@ -1,0 +1,24 @@
+# Benchmarks compare engines, not experiments: they write to results/benchmarks/.
+# Run with `snakemake --cores all bench_md` (not part of the default target).
+
+
+rule bench_md:
+    input:
+        pdb=f"{OUT}/systems/{config['benchmark']['md_system']}/topology.pdb",
+        xml=f"{OUT}/systems/{config['benchmark']['md_system']}/system.xml",
+        spec=f"{OUT}/systems/{config['benchmark']['md_system']}/spec.json",
+    output:
+        table=f"{BENCH}/md.parquet",
+        markdown=f"{BENCH}/md.md",
+    params:
+        bench=lookup(dpath="benchmark", within=config),
+        md=lookup(dpath="md", within=config),
+    threads: workflow.cores
+    log:
+        f"{BENCH}/logs/bench_md.log",
+    conda:
+        "../../envs/md.yaml"
+    message:
+        "Benchmark: MD stage vs plain OpenMM on every available platform, and the Parquet writer"
+    script:
+        "../scripts/bench_md.py"

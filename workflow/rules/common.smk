@@ -1,0 +1,44 @@
+# Config validation (before any job is scheduled) and the helpers the rules share.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from boltzflow.config import validate_config
+from boltzflow.systems import get_spec
+
+
+validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+OUT = f"results/{config['experiment']}"
+BENCH = "results/benchmarks"
+SYSTEMS = config["systems"]
+FIG_FORMATS = config["figures"]["formats"]
+
+
+wildcard_constraints:
+    system=r"[A-Za-z0-9_]+",
+    replica=r"\d+",
+
+
+def system_spec(wildcards):
+    """The peptide spec of a system (built-in or from config `peptides`), as a plain dict."""
+    overrides = config["peptides"].get(wildcards.system, {})
+    return get_spec(wildcards.system, **overrides).to_dict()
+
+
+def figure_paths(name):
+    return [f"{OUT}/figures/{{system}}/{name}.{ext}" for ext in FIG_FORMATS]
+
+
+def all_outputs():
+    targets = []
+    for system in SYSTEMS:
+        targets += [
+            f"{OUT}/md/{system}/frames.parquet",
+            f"{OUT}/md/{system}/dihedrals.parquet",
+            f"{OUT}/md/{system}/split.parquet",
+        ]
+        for name in ("md_ramachandran", "md_energy"):
+            targets += [p.format(system=system) for p in figure_paths(name)]
+    return targets

@@ -1,0 +1,47 @@
+"""Shared start-up for the workflow's scripts (Snakemake puts this folder on sys.path).
+
+Makes the in-tree library importable even inside a conda env made by ``--sdm conda`` (which
+has boltzflow's dependencies but not boltzflow itself), and sends log records and warnings to
+the rule's log file as well as to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_LIBRARY = Path(__file__).resolve().parents[1]
+try:
+    import boltzflow  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(_LIBRARY))
+
+
+def setup_logging(smk) -> logging.Logger:
+    """Log to the rule's log file (and stderr) and return the ``boltzflow`` logger."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if smk.log:
+        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(smk.log[0], mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.captureWarnings(True)
+    logger = logging.getLogger("boltzflow")
+    logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards))
+    return logger
+
+
+def load_built(inputs):
+    """The built system of a rule whose inputs name its ``pdb``, ``xml`` and ``spec`` files."""
+    import json
+
+    from boltzflow.systems import PeptideSpec, load_system
+
+    with open(inputs.spec) as handle:
+        spec = PeptideSpec(**json.load(handle))
+    return load_system(inputs.pdb, inputs.xml, spec)
