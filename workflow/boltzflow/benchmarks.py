@@ -14,11 +14,13 @@ Every MD row carries its ratio to the fastest plain single-context OpenMM run.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +34,45 @@ from boltzflow.md import MDSettings, available_platforms, measure_ns_per_day, ru
 __all__ = ["bench_md", "markdown_table"]
 
 
-def _stage_job(args: tuple) -> tuple[float, float]:
-    """Run one replica of the MD stage in a worker process; return its (start, end) times.
+def _stage_worker(job_file: str) -> None:
+    """Entry point of one benchmark worker process: run one MD-stage replica, record its span.
 
     Times are taken inside the worker, so interpreter start-up and imports are not counted
-    (a workflow job pays those too, once, but they do not scale with simulated time).
+    (a workflow job pays those too, once, but they do not grow with simulated time).
     """
-    xml, positions, temperature, settings, replica, folder = args
-    system = openmm.XmlSerializer.deserialize(xml)
+    job = json.loads(Path(job_file).read_text())
+    folder = Path(job["folder"])
+    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
+    positions = np.load(folder / "positions.npy")
+    settings = MDSettings(**job["settings"])
+    replica = job["replica"]
     start = time.time()
-    run_replica(system, positions, temperature, settings, replica,
-                Path(folder) / f"replica{replica}.parquet", Path(folder) / f"ckpt{replica}",
-                target="bench")
-    return start, time.time()
+    run_replica(system, positions, job["temperature"], settings, replica,
+                folder / f"replica{replica}.parquet", folder / f"ckpt{replica}", target="bench")
+    (folder / f"span{replica}.json").write_text(json.dumps([start, time.time()]))
 
 
 def _stage_ns_per_day(xml: str, positions: np.ndarray, temperature: float,
                       settings: MDSettings, replicas: int) -> float:
-    with tempfile.TemporaryDirectory() as folder:
-        jobs = [(xml, positions, temperature, settings, r, folder) for r in range(replicas)]
-        # spawn, never fork: OpenMM state must not be shared across a fork.
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(replicas) as pool:
-            spans = pool.map(_stage_job, jobs)
+    """Aggregate ns/day of ``replicas`` MD-stage replicas run as parallel processes.
+
+    Workers are separate interpreters (not multiprocessing): OpenMM state must never cross a
+    fork, and ``spawn`` would re-run the calling Snakemake script in every worker.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "system.xml").write_text(xml)
+        np.save(folder / "positions.npy", positions)
+        procs = []
+        for r in range(replicas):
+            job = folder / f"job{r}.json"
+            job.write_text(json.dumps({"folder": tmp, "settings": asdict(settings),
+                                       "temperature": temperature, "replica": r}))
+            procs.append(subprocess.Popen([sys.executable, "-m", "boltzflow.benchmarks", str(job)]))
+        for r, proc in enumerate(procs):
+            if proc.wait() != 0:
+                raise RuntimeError(f"benchmark worker {r} failed with exit code {proc.returncode}")
+        spans = [json.loads((folder / f"span{r}.json").read_text()) for r in range(replicas)]
     wall = max(end for _, end in spans) - min(start for start, _ in spans)
     simulated_ns = replicas * (settings.equilibration_ps + settings.length_ps) * 1e-3
     return simulated_ns / (wall / 86400.0)
@@ -145,3 +163,7 @@ def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    _stage_worker(sys.argv[1])

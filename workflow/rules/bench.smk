@@ -13,7 +13,8 @@ rule bench_md:
     params:
         bench=lookup(dpath="benchmark", within=config),
         md=lookup(dpath="md", within=config),
-    threads: workflow.cores
+    # Snakemake caps threads at --cores, so the benchmark gets every core the run was given.
+    threads: 1024
     log:
         f"{BENCH}/logs/bench_md.log",
     conda:

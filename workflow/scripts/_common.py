@@ -32,6 +32,12 @@ def setup_logging(smk) -> logging.Logger:
     )
     logging.captureWarnings(True)
     logger = logging.getLogger("boltzflow")
+
+    def log_uncaught(kind, error, trace):
+        # The job's log must say why it failed, not only Snakemake's console.
+        logger.critical("%s: %s", kind.__name__, error, exc_info=(kind, error, trace))
+
+    sys.excepthook = log_uncaught
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards))
     return logger
 

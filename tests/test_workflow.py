@@ -1,0 +1,162 @@
+"""The workflow as a user runs it: dry-runs, lint, the smoke run, bad input, the benchmark."""
+
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from boltzflow.io import read_metadata, read_sample_set, read_table
+from workflow_helpers import ROOT, snakemake, workflow_copy
+
+pytestmark = pytest.mark.workflow
+CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "config").rglob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke config run end to end, once for the module."""
+    repo = workflow_copy(tmp_path_factory.mktemp("smoke"))
+    start = time.perf_counter()
+    proc = snakemake(repo, "--cores", "2", "--configfile", "config/smoke.yaml")
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return repo, elapsed
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_dry_run_of_every_config(tmp_path, config):
+    repo = workflow_copy(tmp_path)
+    proc = snakemake(repo, "-n", "--cores", "2", "--configfile", str(config))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "md_replica" in proc.stdout
+    assert not (repo / "results").exists()
+
+
+def test_lint_is_clean():
+    proc = snakemake(ROOT, "--lint", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_smoke_outputs(smoke_run):
+    repo, elapsed = smoke_run
+    assert elapsed < 180, f"smoke workflow took {elapsed:.0f} s"
+    out = repo / "results/smoke"
+    frames = read_sample_set(out / "md/al2/frames.parquet", expected_dim=66, expected_target="al2")
+    config = yaml.safe_load((repo / "config/smoke.yaml").read_text())["md"]
+    n_per_replica = round(config["length_ps"] / config["save_interval_ps"])
+    assert len(frames) == config["replicas"] * n_per_replica
+    schema = pq.read_schema(out / "md/al2/frames.parquet")
+    assert str(schema.field("x").type) == "fixed_size_list<element: float>[66]"
+    assert str(schema.field("energy").type) == "double"
+    assert frames.metadata["units"] == "nm" and frames.metadata["rule"] == "md_gather"
+    assert len(frames.metadata["replicas"]) == config["replicas"]
+    # physical sanity: finite reduced energies of a thermalised peptide, nm-scale bonds
+    assert np.isfinite(frames.energy).all()
+    assert 1.0 < frames.energy.std() < 20.0
+    xyz = frames.x.reshape(len(frames), 22, 3)
+    ca_cb = np.linalg.norm(xyz[:, 8] - xyz[:, 10], axis=-1)  # ALA CA-CB
+    assert 0.14 < ca_cb.mean() < 0.165
+    assert sorted(frames.columns["replica"].unique()) == list(range(config["replicas"]))
+    assert frames.columns["time_ps"].max() == pytest.approx(config["length_ps"])
+
+    dihedrals, meta = read_table(out / "md/al2/dihedrals.parquet", required=("frame", "phi_ALA2", "psi_ALA2"))
+    assert len(dihedrals) == len(frames) and meta["units"] == "radian"
+    assert dihedrals[["phi_ALA2", "psi_ALA2"]].abs().max().max() <= np.pi
+    assert (dihedrals.phi_ALA2 < 0).mean() > 0.5  # al2 at 300 K lives mostly at phi < 0
+
+    split, _ = read_table(out / "md/al2/split.parquet", required=("frame", "split"))
+    counts = split.split.value_counts()
+    assert counts["train"] == int(0.8 * n_per_replica) * config["replicas"]
+    assert counts.sum() == len(frames)
+
+    for name in ("md_ramachandran", "md_energy"):
+        assert (out / f"figures/al2/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"figures/al2/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "systems/al2/topology.pdb").exists() and (out / "systems/al2/system.xml").exists()
+    log = (out / "logs/md_replica/al2-0.log").read_text()
+    assert "ns/day" in log and "100%" in log
+
+
+def test_report(smoke_run):
+    repo, _ = smoke_run
+    proc = snakemake(repo, "--configfile", "config/smoke.yaml", "--report", "report.zip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (repo / "report.zip").stat().st_size > 10_000
+
+
+def test_rerun_does_nothing_when_complete(smoke_run):
+    repo, _ = smoke_run
+    proc = snakemake(repo, "-n", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"colour": "red"}, "'colour'"),
+    ({"md": {"replicas": "four"}}, "'md.replicas'"),
+    ({"md": {"length_ps": -10}}, "'md.length_ps'"),
+    ({"systems": ["al2", "chignolin"]}, "'systems[1]'"),
+    ({"md": {"timestep_fs": 1.0, "frictoin_per_ps": 1}}, "'md.frictoin_per_ps'"),
+])
+def test_malformed_config_fails_before_any_job(tmp_path, bad, key):
+    repo = workflow_copy(tmp_path)
+    (repo / "bad.yaml").write_text(yaml.safe_dump({"experiment": "bad", **bad}))
+    proc = snakemake(repo, "--cores", "1", "--configfile", "bad.yaml")
+    assert proc.returncode != 0
+    assert key in proc.stderr + proc.stdout
+    assert not (repo / "results").exists()  # nothing ran
+
+
+def _user_data_config(repo, frames, units):
+    config = {"experiment": "byod", "md": {"source": "file", "files": {"al2": {
+        "frames": str(frames), "topology": str(repo / "user.pdb"), "units": units, "time_step_ps": 2.0}}}}
+    (repo / "byod.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_bring_your_own_frames(tmp_path, al2):
+    import openmm.app as app
+    repo = workflow_copy(tmp_path)
+    with open(repo / "user.pdb", "w") as handle:
+        app.PDBFile.writeFile(al2.topology, al2.positions * 10.0, handle)
+    xyz = al2.positions[None] + np.random.default_rng(1).normal(scale=0.002, size=(40, 22, 3))
+    np.save(repo / "frames_A.npy", xyz * 10.0)
+    _user_data_config(repo, repo / "frames_A.npy", "angstrom")
+    proc = snakemake(repo, "--cores", "2", "--configfile", "byod.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frames = read_sample_set(repo / "results/byod/md/al2/frames.parquet", expected_dim=66)
+    np.testing.assert_allclose(frames.x, xyz.reshape(40, -1), atol=1e-6)
+    assert np.isfinite(frames.energy).all()
+    np.testing.assert_allclose(frames.columns["time_ps"], np.arange(1, 41) * 2.0)
+    assert read_metadata(repo / "results/byod/md/al2/frames.parquet")["rule"] == "md_import"
+
+
+def test_bad_frames_file_fails_naming_the_file(tmp_path, al2):
+    import openmm.app as app
+    repo = workflow_copy(tmp_path)
+    with open(repo / "user.pdb", "w") as handle:
+        app.PDBFile.writeFile(al2.topology, al2.positions * 10.0, handle)
+    np.save(repo / "frames_in_A.npy", np.repeat(al2.positions[None] * 10.0, 5, axis=0))
+    _user_data_config(repo, repo / "frames_in_A.npy", "nm")  # wrong: the file is in angstrom
+    proc = snakemake(repo, "--cores", "1", "--configfile", "byod.yaml")
+    assert proc.returncode != 0
+    log = (repo / "results/byod/logs/md_import/al2.log").read_text()
+    assert "frames_in_A.npy: median bond length" in log and "angstrom" in log
+    assert not (repo / "results/byod/md/al2/frames.parquet").exists()
+
+
+def test_bench_md_target(smoke_run):
+    repo, _ = smoke_run
+    proc = snakemake(repo, "bench_md", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/md.parquet").to_pandas()
+    plain = table[table.engine == "plain OpenMM context"]
+    assert {"Reference", "CPU"} <= set(plain.platform)
+    stage = table[table.engine.str.startswith("boltzflow MD stage")]
+    assert set(stage.replicas) == {1, 2} and (stage.ns_per_day > 0).all()
+    assert np.isfinite(stage.ratio_vs_best_plain).all()
+    assert plain.ratio_vs_best_plain.max() == pytest.approx(1.0)
+    assert (table[table.unit == "rows/s"].rows_per_s > 0).all()
+    text = (repo / "results/benchmarks/md.md").read_text()
+    assert "| engine |" in text and "ratio_vs_best_plain" in text
