@@ -128,3 +128,20 @@ def test_checkpoint_from_other_settings_is_ignored(al2, tmp_path, caplog):
         run_replica(al2.system, al2.positions, 300.0, s, 0, tmp_path / "o.parquet", ckpt, target="al2")
     assert "made with other settings" in caplog.text
     assert len(read_sample_set(tmp_path / "o.parquet")) == 4
+
+
+@pytest.mark.parametrize("name", ["al3", "al4"])
+def test_short_md_of_the_other_builtin_systems(name, tmp_path):
+    """al3 (OBC1 CustomGBForce, 2 nm reaction-field cutoff, 310 K) and al4 run stably."""
+    from boltzflow.systems import build_peptide, get_spec
+
+    built = build_peptide(get_spec(name))
+    s = MDSettings(equilibration_ps=0.5, length_ps=2.0, save_interval_ps=0.1,
+                   checkpoint_interval_ps=1.0, platform="Reference")
+    run_replica(built.system, built.positions, built.spec.temperature, s, 0, tmp_path / "f.parquet",
+                tmp_path / "ck", target=name)
+    frames = read_sample_set(tmp_path / "f.parquet", expected_dim=3 * built.n_atoms)
+    assert len(frames) == 20 and np.isfinite(frames.energy).all()
+    u = reduced_energies(built.system, built.spec.temperature,
+                         frames.x.reshape(20, -1, 3).astype(np.float64))
+    np.testing.assert_allclose(u, frames.energy, atol=0.05)

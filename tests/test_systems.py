@@ -15,6 +15,7 @@ import openmm.unit as unit
 import pytest
 
 from boltzflow import systems
+from boltzflow.observables import dihedral_atoms
 from boltzflow.systems import (
     BUILTIN_SYSTEMS,
     CAPS,
@@ -28,7 +29,6 @@ from boltzflow.systems import (
     get_spec,
     load_system,
     parse_sequence,
-    phi_psi_indices,
     write_system,
 )
 
@@ -97,10 +97,6 @@ def graph_distances(topology: app.Topology) -> np.ndarray:
     return dist
 
 
-def to_mdtraj(built: BuiltSystem) -> md.Trajectory:
-    return md.Trajectory(built.positions[None].astype(np.float32), md.Topology.from_openmm(built.topology))
-
-
 @pytest.fixture(scope="module")
 def builtins() -> dict[str, BuiltSystem]:
     return {name: build_peptide(get_spec(name)) for name in ("al2", "al3", "al4")}
@@ -164,24 +160,15 @@ def test_al3_termini(builtins):
 
 def test_al2_phi_psi_indices(builtins):
     built = builtins["al2"]
-    indices = phi_psi_indices(built.topology)
-    assert indices == {"phi_2": (4, 6, 8, 14), "psi_2": (6, 8, 14, 16)}
-    traj = to_mdtraj(built)
-    phi_idx, _ = md.compute_phi(traj)
-    psi_idx, _ = md.compute_psi(traj)
-    assert phi_idx.tolist() == [[4, 6, 8, 14]]
-    assert psi_idx.tolist() == [[6, 8, 14, 16]]
+    assert dihedral_atoms(md.Topology.from_openmm(built.topology)) == {
+        "phi_ALA2": [4, 6, 8, 14], "psi_ALA2": [6, 8, 14, 16]}
 
 
-@pytest.mark.parametrize("name", ["al3", "al4"])
-def test_phi_psi_indices_agree_with_mdtraj(builtins, name):
-    built = builtins[name]
-    indices = phi_psi_indices(built.topology)
-    traj = to_mdtraj(built)
-    phi_idx, _ = md.compute_phi(traj)
-    psi_idx, _ = md.compute_psi(traj)
-    assert sorted(v for k, v in indices.items() if k.startswith("phi_")) == sorted(map(tuple, phi_idx.tolist()))
-    assert sorted(v for k, v in indices.items() if k.startswith("psi_")) == sorted(map(tuple, psi_idx.tolist()))
+@pytest.mark.parametrize("name, n_phi", [("al3", 2), ("al4", 3)])
+def test_every_residue_has_its_backbone_dihedrals(builtins, name, n_phi):
+    atoms = dihedral_atoms(md.Topology.from_openmm(builtins[name].topology))
+    assert sum(k.startswith("phi_") for k in atoms) == n_phi
+    assert sum(k.startswith("psi_") for k in atoms) == n_phi
 
 
 def _force_names(system: openmm.System) -> list[str]:
@@ -377,7 +364,8 @@ def test_write_load_round_trip(builtins, tmp_path):
     e_written = energy(built.system, loaded.positions)
     e_loaded = energy(loaded.system, loaded.positions)
     assert e_loaded == pytest.approx(e_written, rel=1e-6)
-    assert phi_psi_indices(loaded.topology) == phi_psi_indices(built.topology)
+    assert dihedral_atoms(md.Topology.from_openmm(loaded.topology)) == dihedral_atoms(
+        md.Topology.from_openmm(built.topology))
     assert load_system(pdb_path, xml_path).spec is None
 
 

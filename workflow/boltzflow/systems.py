@@ -67,7 +67,6 @@ __all__ = [
     "create_system",
     "write_system",
     "load_system",
-    "phi_psi_indices",
 ]
 
 STANDARD_RESIDUES: tuple[str, ...] = (
@@ -808,31 +807,3 @@ def load_system(pdb_path: str | os.PathLike[str], xml_path: str | os.PathLike[st
             )
     positions = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
     return BuiltSystem(spec=spec, topology=pdb.topology, positions=positions, system=system)
-
-
-# --------------------------------------------------------------------------------------------
-# Analysis helpers
-# --------------------------------------------------------------------------------------------
-
-
-def phi_psi_indices(topology: app.Topology) -> dict[str, tuple[int, int, int, int]]:
-    """Atom indices of the backbone dihedrals, keyed ``"phi_<resSeq>"`` / ``"psi_<resSeq>"``.
-
-    phi(i) = C(i-1)-N(i)-CA(i)-C(i) and psi(i) = N(i)-CA(i)-C(i)-N(i+1), defined for residues
-    with N, CA and C whose neighbour is bonded to them (an ACE carbonyl C or NME N counts).
-    Keys are ordered phi before psi within a residue, residues in topology order.
-    """
-    bonded = _neighbours(topology)
-    result: dict[str, tuple[int, int, int, int]] = {}
-    for residue in topology.residues():
-        named = {atom.name: atom for atom in residue.atoms()}
-        if not all(name in named for name in ("N", "CA", "C")):
-            continue
-        n, ca, c = named["N"], named["CA"], named["C"]
-        previous_c = [a for a in bonded[n.index] if a.residue is not residue and a.name == "C"]
-        next_n = [a for a in bonded[c.index] if a.residue is not residue and a.name == "N"]
-        if previous_c:
-            result[f"phi_{residue.id}"] = (previous_c[0].index, n.index, ca.index, c.index)
-        if next_n:
-            result[f"psi_{residue.id}"] = (n.index, ca.index, c.index, next_n[0].index)
-    return result
