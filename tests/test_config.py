@@ -41,6 +41,7 @@ def test_defaults_are_filled():
     (lambda c: c.update(experiment="a b/c"), "'experiment'"),
     (lambda c: c["md"].update(source="file"), "'md.files.al2'"),
     (lambda c: c.update(peptides={"x": {"sequence": "ALA"}}), "'peptides.x'"),
+    (lambda c: c.update(benchmark={"energy_systems": ["al2", "lj13"]}), "'benchmark.energy_systems[1]'"),
 ])
 def test_bad_config_names_the_key(mutate, key):
     config = copy.deepcopy(load())

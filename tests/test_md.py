@@ -145,3 +145,35 @@ def test_short_md_of_the_other_builtin_systems(name, tmp_path):
     u = reduced_energies(built.system, built.spec.temperature,
                          frames.x.reshape(20, -1, 3).astype(np.float64))
     np.testing.assert_allclose(u, frames.energy, atol=0.05)
+
+
+def test_unusable_checkpoint_restarts_cleanly(al2, tmp_path, caplog, monkeypatch):
+    """A checkpoint from a platform missing here, or a corrupt state file, is not fatal."""
+    s = MDSettings(equilibration_ps=0, length_ps=2, save_interval_ps=0.5, checkpoint_interval_ps=0.5,
+                   platform="Reference")
+    straight = run_replica(al2.system, al2.positions, 300.0, s, 0, tmp_path / "a.parquet",
+                           tmp_path / "a.ckpt", target="al2")
+    ckpt = tmp_path / "b.ckpt"
+
+    class Stop(Exception):
+        pass
+
+    import boltzflow.md as md_module
+    original = md_module._Checkpoint.save
+
+    def save_then_stop(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr(md_module._Checkpoint, "save", save_then_stop)
+        with pytest.raises(Stop):
+            run_replica(al2.system, al2.positions, 300.0, s, 0, tmp_path / "b.parquet", ckpt, target="al2")
+    info = json.loads((ckpt / "progress.json").read_text())
+    (ckpt / f"state.{info['generation']}.chk").write_bytes(b"corrupt")
+    with caplog.at_level(logging.WARNING, logger="boltzflow.md"):
+        run_replica(al2.system, al2.positions, 300.0, s, 0, tmp_path / "b.parquet", ckpt, target="al2")
+    assert "cannot be loaded" in caplog.text
+    np.testing.assert_array_equal(read_sample_set(tmp_path / "b.parquet").x,
+                                  read_sample_set(tmp_path / "a.parquet").x)
+    assert straight["frames"] == 4

@@ -110,6 +110,12 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
     bench = config["benchmark"]["md_system"]
     if bench not in BUILTIN_SYSTEMS and bench not in custom:
         problems.append(f"config key 'benchmark.md_system': unknown system {bench!r}")
+    for i, name in enumerate(config["benchmark"]["energy_systems"]):
+        if name not in BUILTIN_SYSTEMS:
+            problems.append(
+                f"config key 'benchmark.energy_systems[{i}]': {name!r} is not a built-in system "
+                f"({sorted(BUILTIN_SYSTEMS)})"
+            )
     return problems
 
 

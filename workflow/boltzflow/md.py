@@ -298,6 +298,12 @@ def run_replica(
     )
     checkpoint = _Checkpoint(Path(checkpoint_dir), identity)
     resumed = checkpoint.load()
+    if resumed is not None and resumed["platform"] not in available_platforms():
+        # OpenMM checkpoints only load on the platform that wrote them (e.g. a CUDA checkpoint
+        # resubmitted to a CPU-only node).
+        log.warning("checkpoint was written on the %s platform, which is not available here; "
+                    "starting from scratch", resumed["platform"])
+        resumed = None
 
     x = np.empty((n_frames, n_atoms * 3), dtype=np.float32)
     energy = np.empty(n_frames, dtype=np.float64)
@@ -315,7 +321,13 @@ def run_replica(
 
     eq_done, done, generation = 0, 0, 0
     if resumed is not None:
-        context.loadCheckpoint(resumed["state"])
+        try:
+            context.loadCheckpoint(resumed["state"])
+        except Exception as err:  # OpenMM raises a generic exception for a bad checkpoint
+            log.warning("checkpoint state in %s cannot be loaded (%s); starting from scratch",
+                        checkpoint_dir, err)
+            resumed = None
+    if resumed is not None:
         eq_done, done, generation = resumed["eq_steps_done"], resumed["frames_done"], resumed["generation"]
         x[:done], energy[:done] = resumed["x"], resumed["energy"]
         log.info("replica %d: resuming from checkpoint (equilibration %d/%d steps, %d/%d frames)",
