@@ -52,6 +52,8 @@ def test_smoke_outputs(smoke_run):
     assert str(schema.field("x").type) == "fixed_size_list<element: float>[66]"
     assert str(schema.field("energy").type) == "double"
     assert frames.metadata["units"] == "nm" and frames.metadata["rule"] == "md_gather"
+    # jobs run the library of the workflow they belong to, not some other installed copy
+    assert frames.metadata["library_path"] == str((repo / "workflow/boltzflow").resolve())
     assert len(frames.metadata["replicas"]) == config["replicas"]
     # physical sanity: finite reduced energies of a thermalised peptide, nm-scale bonds
     assert np.isfinite(frames.energy).all()
@@ -160,3 +162,4 @@ def test_bench_md_target(smoke_run):
     assert (table[table.unit == "rows/s"].rows_per_s > 0).all()
     text = (repo / "results/benchmarks/md.md").read_text()
     assert "| engine |" in text and "ratio_vs_best_plain" in text
+

@@ -127,6 +127,7 @@ def provenance(
         "config_hash": config_hash(config) if config is not None else None,
         "seed": seed,
         "git_commit": git_commit(),
+        "library_path": str(Path(__file__).resolve().parent),
         "versions": {p: _version(p) for p in ("boltzflow", "torch", "openmm", "mdtraj")},
     }
     meta.update(extra)

@@ -1,8 +1,9 @@
 """Shared start-up for the workflow's scripts (Snakemake puts this folder on sys.path).
 
-Makes the in-tree library importable even inside a conda env made by ``--sdm conda`` (which
-has boltzflow's dependencies but not boltzflow itself), and sends log records and warnings to
-the rule's log file as well as to stderr.
+Puts the workflow's own library (``workflow/boltzflow``) first on ``sys.path``, so a job always
+runs the library version of the workflow it belongs to (as the Snakefile does), also inside a
+conda env made by ``--sdm conda``, which has boltzflow's dependencies but not boltzflow itself.
+Sends log records and warnings to the rule's log file as well as to stderr.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-_LIBRARY = Path(__file__).resolve().parents[1]
-try:
-    import boltzflow  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(_LIBRARY))
+_LIBRARY = str(Path(__file__).resolve().parents[1])
+# Move it to the front: Snakemake may already have appended it behind an installed copy.
+sys.path[:] = [_LIBRARY] + [p for p in sys.path if p != _LIBRARY]
 
 
 def setup_logging(smk) -> logging.Logger:
