@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/systems.smk"
 include: "workflow/rules/md.smk"
 include: "workflow/rules/observables.smk"
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bench.smk"
 

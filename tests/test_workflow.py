@@ -81,6 +81,14 @@ def test_smoke_outputs(smoke_run):
     log = (out / "logs/md_replica/al2-0.log").read_text()
     assert "ns/day" in log and "100%" in log
 
+    reference = read_sample_set(out / "reference/dw4.parquet", expected_dim=8, expected_target="dw4")
+    assert len(reference) == 320
+    com = reference.x.reshape(-1, 4, 2).mean(axis=1)
+    assert np.abs(com).max() < 1e-5  # samples live on the centre-of-mass-free subspace
+    assert (reference.energy > -27).all() and (reference.energy < 5).all()
+    diagnostics = reference.metadata["diagnostics"]
+    assert {"converged", "swap_acceptance", "rhat", "acceptance"} <= set(diagnostics)
+
 
 def test_report(smoke_run):
     repo, _ = smoke_run
@@ -163,3 +171,18 @@ def test_bench_md_target(smoke_run):
     text = (repo / "results/benchmarks/md.md").read_text()
     assert "| engine |" in text and "ratio_vs_best_plain" in text
 
+
+def test_bench_energy_target(smoke_run):
+    repo, _ = smoke_run
+    proc = snakemake(repo, "bench_energy", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/energy.parquet").to_pandas()
+    assert set(table.engine) == {"torch", "OpenMM Reference, 1 context", "OpenMM CPU, 1 context",
+                                 "OpenMM Reference pool, 2 contexts"}
+    torch_rows = table[table.engine == "torch"]
+    assert set(torch_rows.dtype) == {"float32", "float64"} and set(torch_rows.batch) == {1, 200}
+    assert set(table.quantity) == {"energy", "energy+forces"}
+    assert (table.configs_per_s > 0).all() and np.isfinite(table.ratio_vs_openmm_reference).all()
+    reference = table[table.engine == "OpenMM Reference, 1 context"]
+    assert np.allclose(reference.ratio_vs_openmm_reference, 1.0)
+    assert "## al2: energy+forces" in (repo / "results/benchmarks/energy.md").read_text()

@@ -167,3 +167,105 @@ def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
 
 if __name__ == "__main__":
     _stage_worker(sys.argv[1])
+
+
+def _rate(fn, n_configs: int, min_seconds: float, repeats: int) -> float:
+    """Median configurations/s of ``fn`` (which evaluates ``n_configs`` configurations)."""
+    fn()  # warm-up (allocations, lazy initialisation)
+    rates = []
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rates.append(calls * n_configs / elapsed)
+    return statistics.median(rates)
+
+
+def bench_energy(
+    systems: list[str],
+    batches: list[int],
+    *,
+    cores: int,
+    repeats: int,
+    openmm_configs: int,
+    min_seconds: float = 0.5,
+    noise_nm: float = 0.005,
+    log=print,
+) -> pd.DataFrame:
+    """Configurations/s of energies and energies+forces: torch force field vs OpenMM.
+
+    For each system: the torch target in float32 and float64 at each batch size; OpenMM
+    single-Context loops on the Reference and CPU platforms and the Reference pool with one
+    Context per core. An OpenMM loop costs the same per configuration at any batch size, so it
+    is timed on ``min(batch, openmm_configs)`` configurations. Ratios are against the
+    Reference single-Context loop of the same system and quantity.
+    """
+    import torch
+
+    from boltzflow.targets import load_target
+    from boltzflow.targets.openmm_pool import OpenMMPool
+
+    torch.set_num_threads(cores)
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(0)
+    for name in systems:
+        target = load_target(name)
+        n = max(batches)
+        x64 = (target.positions[None] + rng.normal(scale=noise_nm, size=(n, target.n_atoms, 3))).reshape(n, -1)
+        for dtype in (torch.float32, torch.float64):
+            x_all = torch.as_tensor(x64, dtype=dtype)
+            for batch in batches:
+                x = x_all[:batch].contiguous()
+
+                def energy_only():
+                    with torch.no_grad():
+                        target.energy(x)
+
+                for quantity, fn in (("energy", energy_only),
+                                     ("energy+forces", lambda: target.energy_and_forces(x))):
+                    rate = _rate(fn, batch, min_seconds, repeats)
+                    rows.append({"system": name, "engine": "torch", "dtype": str(dtype).replace("torch.", ""),
+                                 "batch": batch, "quantity": quantity, "configs_per_s": rate,
+                                 "threads": cores})
+                    log(f"{name} torch {dtype} batch {batch} {quantity}: {rate:,.0f}/s")
+        engines = [("OpenMM Reference, 1 context", "Reference", 1, 1),
+                   ("OpenMM CPU, 1 context", "CPU", 1, cores),
+                   (f"OpenMM Reference pool, {cores} contexts", "Reference", cores, 1)]
+        for label, platform, workers, threads in engines:
+            pool = OpenMMPool(target.openmm_system, target.temperature, platform=platform,
+                              workers=workers, threads_per_context=threads)
+            for batch in batches:
+                m = min(batch, openmm_configs)
+                for quantity, forces in (("energy", False), ("energy+forces", True)):
+                    rate = _rate(lambda: pool(x64[:m], forces=forces), m, min_seconds, repeats)
+                    rows.append({"system": name, "engine": label, "dtype": "float64", "batch": batch,
+                                 "quantity": quantity, "configs_per_s": rate,
+                                 "threads": workers * threads, "timed_configs": m})
+                    log(f"{name} {label} batch {batch} {quantity}: {rate:,.0f}/s")
+            pool.close()
+    frame = pd.DataFrame(rows)
+    base = frame[frame.engine == "OpenMM Reference, 1 context"].set_index(["system", "batch", "quantity"]).configs_per_s
+    frame["ratio_vs_openmm_reference"] = [
+        r.configs_per_s / base[(r.system, r.batch, r.quantity)] for r in frame.itertuples()]
+    return frame
+
+
+def energy_markdown(frame: pd.DataFrame, notes: list[str]) -> str:
+    """Markdown report of :func:`bench_energy`: one table per system and quantity."""
+    lines = ["# Energy benchmark: torch force field vs OpenMM", ""] + [f"- {n}" for n in notes] + [""]
+    for (system, quantity), group in frame.groupby(["system", "quantity"], sort=False):
+        batches = sorted(group.batch.unique())
+        lines += [f"## {system}: {quantity} (configurations/s; ratio to OpenMM Reference, 1 context)", ""]
+        lines.append("| engine | dtype | " + " | ".join(f"batch {b:,}" for b in batches) + " |")
+        lines.append("|---|---|" + "---|" * len(batches))
+        for (engine, dtype), rows in group.groupby(["engine", "dtype"], sort=False):
+            by_batch = rows.set_index("batch")
+            cells = [f"{by_batch.configs_per_s[b]:,.0f} ({by_batch.ratio_vs_openmm_reference[b]:.1f}x)"
+                     for b in batches]
+            lines.append(f"| {engine} | {dtype} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -116,6 +116,16 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
                 f"config key 'benchmark.energy_systems[{i}]': {name!r} is not a built-in system "
                 f"({sorted(BUILTIN_SYSTEMS)})"
             )
+    reference = config["reference"]["targets"]
+    if reference:
+        from boltzflow.targets import target_names
+
+        known = target_names()
+        for i, name in enumerate(reference):
+            if name not in known:
+                problems.append(
+                    f"config key 'reference.targets[{i}]': unknown target {name!r}; known: {known}"
+                )
     return problems
 
 

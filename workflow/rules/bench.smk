@@ -23,3 +23,21 @@ rule bench_md:
         "Benchmark: MD stage vs plain OpenMM on every available platform, and the Parquet writer"
     script:
         "../scripts/bench_md.py"
+
+
+rule bench_energy:
+    output:
+        table=f"{BENCH}/energy.parquet",
+        markdown=f"{BENCH}/energy.md",
+    params:
+        bench=lookup(dpath="benchmark", within=config),
+    # Snakemake caps threads at --cores, so the benchmark gets every core the run was given.
+    threads: 1024
+    log:
+        f"{BENCH}/logs/bench_energy.log",
+    conda:
+        "../../envs/md.yaml"
+    message:
+        "Benchmark: batched torch energies and forces vs OpenMM contexts"
+    script:
+        "../scripts/bench_energy.py"

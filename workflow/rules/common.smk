@@ -19,6 +19,7 @@ FIG_FORMATS = config["figures"]["formats"]
 wildcard_constraints:
     system=r"[A-Za-z0-9_]+",
     replica=r"\d+",
+    target=r"[A-Za-z0-9_]+",
 
 
 def system_spec(wildcards):
@@ -41,4 +42,5 @@ def all_outputs():
         ]
         for name in ("md_ramachandran", "md_energy"):
             targets += [p.format(system=system) for p in figure_paths(name)]
+    targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]
     return targets

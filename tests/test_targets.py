@@ -1,0 +1,91 @@
+"""The Target contract and the peptide targets (torch and OpenMM backends)."""
+
+import numpy as np
+import openmm
+import pytest
+import torch
+
+from boltzflow.md import reduced_energies
+from boltzflow.targets import load_target, target_names
+from boltzflow.targets.openmm_pool import OpenMMPool, openmm_energy
+
+
+def _frames(target, n, scale=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    return (target.positions[None] + rng.normal(scale=scale, size=(n, target.n_atoms, 3))).reshape(n, -1)
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(KeyError, match=r"unknown target 'al9'; known targets: .*al2.*gmm40"):
+        load_target("al9")
+    assert {"al2", "al3", "al4", "peptide", "gmm40", "manywell32", "lj13", "dw4"} <= set(target_names())
+
+
+@pytest.fixture(scope="module")
+def al2_openmm():
+    return load_target("al2", backend="openmm", openmm_workers=2)
+
+
+def test_peptide_target_exposes_the_system(al2_openmm):
+    t = al2_openmm
+    assert t.dim == 66 and t.n_atoms == 22 and t.temperature == 300.0 and t.log_z is None
+    assert isinstance(t.openmm_system, openmm.System) and t.topology.getNumAtoms() == 22
+    assert t.positions.shape == (22, 3)
+    with pytest.raises(NotImplementedError):
+        t.sample(3)
+    with pytest.raises(ValueError, match=r"expected shape \(B, 66\), got \(4, 60\)"):
+        t.energy(torch.zeros(4, 60))
+
+
+def test_openmm_pool_matches_single_context_and_is_differentiable(al2_openmm):
+    x = _frames(al2_openmm, 37)
+    u_ref = reduced_energies(al2_openmm.openmm_system, 300.0, x.reshape(37, 22, 3))
+    u2, f2 = al2_openmm.pool(x)                           # two contexts in threads
+    one = OpenMMPool(al2_openmm.openmm_system, 300.0, workers=1)
+    u1, f1 = one(x)
+    np.testing.assert_allclose(u2, u_ref, rtol=1e-12)
+    np.testing.assert_array_equal(u1, u2)
+    np.testing.assert_array_equal(f1, f2)
+    # autograd through the OpenMM energy gives minus the OpenMM forces
+    xt = torch.tensor(x, requires_grad=True)
+    u = openmm_energy(xt, al2_openmm.pool)
+    (grad,) = torch.autograd.grad(u.sum(), xt)
+    np.testing.assert_allclose(grad.numpy(), -f2, rtol=1e-12)
+    # and those forces are the derivative of the energy (central differences)
+    i, h = 8 * 3 + 1, 1e-6
+    xp, xm = x[:1].copy(), x[:1].copy()
+    xp[0, i] += h
+    xm[0, i] -= h
+    fd = (one(xp, forces=False)[0] - one(xm, forces=False)[0]) / (2 * h)
+    assert fd[0] == pytest.approx(-f1[0, i], rel=1e-5, abs=1e-4)
+
+
+def test_non_finite_row_does_not_spoil_the_batch(al2_openmm):
+    x = torch.tensor(_frames(al2_openmm, 4))
+    x[2, 5] = float("nan")
+    u = al2_openmm.energy(x)
+    assert torch.isfinite(u[[0, 1, 3]]).all() and not torch.isfinite(u[2])
+
+
+@pytest.mark.parametrize("name", ["al2", "al3"])
+def test_torch_and_openmm_backends_agree(name):
+    torch_target = load_target(name)
+    openmm_target = load_target(name, backend="openmm")
+    x = torch.tensor(_frames(torch_target, 16, scale=0.005, seed=1))
+    u_t, f_t = torch_target.energy_and_forces(x)
+    u_o, f_o = openmm_target.energy_and_forces(x)
+    np.testing.assert_allclose(u_t.numpy(), u_o.numpy(), rtol=1e-6)
+    err = (f_t - f_o).abs().max() / f_o.abs().max()
+    assert err < 1e-5
+
+
+def test_generic_peptide_and_spec_overrides():
+    t = load_target("peptide", sequence="ACE-GLY-NME", forcefield="amber99sbildn", solvent="vacuum",
+                    temperature=350.0)
+    assert t.n_atoms == 19 and t.temperature == 350.0
+    hot = load_target("al2", temperature=600.0)
+    x = torch.tensor(_frames(hot, 2))
+    cold = load_target("al2")
+    np.testing.assert_allclose(hot.energy(x).numpy() * 600.0, cold.energy(x).numpy() * 300.0, rtol=1e-10)
+    with pytest.raises(ValueError, match="backend"):
+        load_target("al2", backend="jax")
