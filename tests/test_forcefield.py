@@ -36,10 +36,12 @@ PEPTIDES = {
                nonbonded="CutoffNonPeriodic", cutoff_nm=1.0),
 }
 
-# Tolerances. float64: energies 1e-6 relative (absolute 1e-6 * sum|terms| near zero), forces 1e-5
-# of the largest force. float32: 1e-4 in both; forces are measured against a floor of
-# 1000 kJ/mol/nm because rounding the coordinates to float32 alone moves a bond force by
-# k_bond * 6e-8 nm ~ 0.02 kJ/mol/nm, which exceeds 1e-4 of the ~1 kJ/mol/nm left at a minimum.
+# Tolerances. float64: energies 1e-6 relative, forces 1e-5 of the largest force; float32: 1e-4 in
+# both. Energies near zero (|E| below a tenth of sum |terms|) are held to the tolerance times
+# 0.1 sum |terms|: rounding the coordinates to float32 alone moves the energy by
+# ~sum_i |F_i| 6e-8 nm ~ 1e-3 kJ/mol at 300 K, whatever the total. Forces likewise have a floor
+# of 1000 kJ/mol/nm in float32: rounding moves a bond force by k_bond * 6e-8 nm ~ 0.02 kJ/mol/nm,
+# which exceeds 1e-4 of the ~1 kJ/mol/nm left at a minimum.
 E_TOL = {torch.float64: 1e-6, torch.float32: 1e-4}
 F_TOL = {torch.float64: 1e-5, torch.float32: 1e-4}
 F_FLOOR = {torch.float64: 0.0, torch.float32: 1000.0}
@@ -90,7 +92,7 @@ def assert_matches(energies, forces, ref: Reference, dtype: torch.dtype, label: 
     forces = forces.detach().cpu().double().numpy().reshape(ref.forces.shape)
     scale = sum(np.abs(v) for v in ref.by_class.values())  # sum |terms| per configuration
     e_err = np.abs(energies - ref.energies)
-    e_allowed = E_TOL[dtype] * np.maximum(np.abs(ref.energies), np.where(np.abs(ref.energies) < 1e-3 * scale, scale, 0))
+    e_allowed = E_TOL[dtype] * np.maximum(np.abs(ref.energies), 0.1 * scale)
     assert np.all(e_err <= e_allowed), (
         f"{label}: energy errors {e_err} exceed {e_allowed} (reference {ref.energies})")
     f_err = np.linalg.norm(forces - ref.forces, axis=2).max(axis=1)
@@ -222,9 +224,10 @@ def _noisy(built, n: int, sigma: float = 0.01, seed: int = 0, dtype=torch.float6
 
 def test_batch_equals_single_configurations(al2):
     ff = TorchForceField(al2.system, compile=False)
-    x = _noisy(al2, 700)  # several chunks
+    chunk = ff._chunk_size(torch.device("cpu"))
+    x = _noisy(al2, 5 * chunk + 7)  # several chunks and a short one
     energies, forces = ff.energy_and_forces(x)
-    picks = [0, 1, 269, 270, 271, 540, 699]
+    picks = [0, 1, chunk - 1, chunk, chunk + 1, 5 * chunk, len(x) - 1]
     for k in picks:
         e1, f1 = ff.energy_and_forces(x[k:k + 1])
         torch.testing.assert_close(e1, energies[k:k + 1], rtol=1e-12, atol=1e-12)
@@ -312,23 +315,29 @@ def p3():
 
 @pytest.mark.parametrize("system_name", ["al2", "p3"])
 def test_compiled_path_matches_eager_and_openmm(system_name, al2, p3):
-    """``compile=True`` kernels (float32, the production path) against eager and OpenMM."""
+    """``compile=True`` kernels (float32, the production path) against eager and OpenMM.
+
+    For al2 (chunks of 270 configurations) the batch of 400 ends in a padded compiled chunk; for
+    p3 (chunks of 64) it ends in a short chunk that runs eagerly."""
     built = al2 if system_name == "al2" else p3
     eager = TorchForceField(built.system, 300.0, compile=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed compilation must not pass silently
         compiled = TorchForceField(built.system, 300.0, compile=True)
-        x64 = _noisy(built, 300, sigma=0.01, seed=5)
+        x64 = _noisy(built, 400, sigma=0.01, seed=5)
         x64[0] = torch.tensor(built.positions.reshape(-1))
         x = x64.float()
-        x[17, 3] = float("nan")
+        bad = [17, 350]
+        for row in bad:
+            x[row, 3] = float("nan")
         e_c, f_c = compiled.energy_and_forces(x)
         assert compiled._compiled, "the compiled kernel was not used"
         e_plain = compiled(x) if system_name == "al2" else None
     e_e, f_e = eager.energy_and_forces(x)
     finite = torch.ones(len(x), dtype=torch.bool)
-    finite[17] = False
-    assert not torch.isfinite(e_c[17]) and torch.isfinite(e_c[finite]).all()
+    finite[bad] = False
+    assert not torch.isfinite(e_c[bad]).any() and torch.isfinite(e_c[finite]).all()
+    assert torch.isfinite(f_c[finite]).all()
     # compiled vs eager, both float32
     torch.testing.assert_close(e_c[finite], e_e[finite], rtol=1e-5, atol=1e-4)
     kt = GAS_CONSTANT_KJ * 300.0
@@ -337,8 +346,8 @@ def test_compiled_path_matches_eager_and_openmm(system_name, al2, p3):
     assert torch.all((f_c[finite] - f_e[finite]).abs() <= 1e-5 * scale)
     if e_plain is not None:
         torch.testing.assert_close(e_plain[finite], e_e[finite], rtol=1e-5, atol=1e-4)
-    # compiled vs OpenMM on a few rows
-    rows = [0, 1, 2, 150, 299]
+    # compiled vs OpenMM on rows of different chunks
+    rows = [0, 1, 150, 290, 399]
     ref = openmm_reference(built.system, x64[rows].numpy().reshape(len(rows), -1, 3))
     assert_matches(e_c[rows] * kt, f_c[rows] * kt, ref, torch.float32, f"{system_name} compiled")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,9 +179,6 @@ def test_gmm40_package_data():
     means = load_target("gmm40").means.numpy()
     assert means.shape == (40, 2)
     assert np.abs(means).max() < 41
-    shared = Path("/work/shared/data/gmm40_means.csv")
-    if shared.exists():  # the package copy must hold the same numbers
-        np.testing.assert_array_equal(means, np.loadtxt(shared, delimiter=",", skiprows=1))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -69,7 +69,10 @@ On the CPU the chunk kernel can be compiled with ``torch.compile`` (see ``compil
 forward arithmetic, broadcasts and matrix products. Compiled and eager results agree to
 rounding (tested).
 
-Measured on 2 cores (AMD EPYC, AVX-512) for alanine dipeptide: see the report of the tests.
+For orientation, alanine dipeptide on 2 CPU cores (AVX-512), batches of 10,000: compiled,
+about 340,000 configurations/s for float32 energies and forces (660,000/s energies only) and
+160,000/s in float64, against about 27,000/s for a loop over OpenMM's Reference platform;
+eager, 20,000-70,000/s.
 """
 
 from __future__ import annotations
@@ -461,10 +464,6 @@ def _read_system(system: openmm.System) -> _SystemParams:
 # --------------------------------------------------------------------------------------------
 
 
-# Groups of difference vectors used by the bonded terms, in the order of their rows.
-_VECTOR_GROUPS = ("bond_vec", "angle_u", "angle_v", "torsion_b1", "torsion_b2", "torsion_b3")
-
-
 def _build_tables(p: _SystemParams) -> dict[str, Any]:
     """All constant arrays (float64/bool numpy) and settings used by :func:`_evaluate`."""
     n = p.n_atoms
@@ -506,24 +505,15 @@ def _build_tables(p: _SystemParams) -> dict[str, Any]:
         t["torsion_cos"], t["torsion_sin"] = cos_coef, sin_coef
         t["torsion_const"] = float(sum(term[6] for term in p.torsions))
     if rows:
-        # vectors = x[vec_to] - x[vec_from]. The gradient on the atoms is gathered, not scattered:
-        # for each group of rows (a slice above), atom a receives
-        # sum_k sign[k, a] * dE/dvector[table[k, a]], padded with row 0 and sign 0.
+        # vectors = x[vec_to] - x[vec_from]; their gradients return to the atoms through the
+        # (N, n_vectors) matrix diff_t of +1 (vec_to) and -1 (vec_from) entries
         t["vec_from"] = np.array([a for a, _ in rows], dtype=np.int64)
         t["vec_to"] = np.array([b for _, b in rows], dtype=np.int64)
-        for name in _VECTOR_GROUPS:
-            if name not in t:
-                continue
-            owners: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-            for local, (a, b) in enumerate(rows[t[name]]):
-                owners[b].append((local, 1.0))
-                owners[a].append((local, -1.0))
-            width = max(len(entries) for entries in owners)
-            table, sign = np.zeros((width, n), dtype=np.int64), np.zeros((width, n, 1))
-            for atom, entries in enumerate(owners):
-                for k, (local, value) in enumerate(entries):
-                    table[k, atom], sign[k, atom] = local, value
-            t[name + "_table"], t[name + "_sign"] = table, sign
+        diff_t = np.zeros((n, len(rows)))
+        for row, (a, b) in enumerate(rows):
+            diff_t[a, row] -= 1.0
+            diff_t[b, row] += 1.0
+        t["diff_t"] = diff_t
 
     offdiag = 1.0 - np.eye(n)
     if p.has_nonbonded or p.gb is not None:
@@ -801,7 +791,7 @@ def _evaluate(xt: torch.Tensor, c: dict[str, Any], grad: bool, per_term: bool):
     batch = xt.shape[1]
     xt = xt.reshape(n, 3, batch)
     terms: dict[str, torch.Tensor] = {}
-    gradient = None  # dE/dx as (N, 3, B)
+    gradient = None  # dE/dx as (x, y, z) components (N, B)
 
     if "vec_from" in c:
         to, frm = c["vec_to"], c["vec_from"]
@@ -823,22 +813,14 @@ def _evaluate(xt: torch.Tensor, c: dict[str, Any], grad: bool, per_term: bool):
                 pick(c["torsion_b1"]), pick(c["torsion_b2"]), pick(c["torsion_b3"]),
                 c["torsion_cos"], c["torsion_sin"], c["torsion_const"], grad)
             terms["PeriodicTorsionForce"] = e
-        if grad:  # each atom gathers the rows it belongs to (see _build_tables)
-            components = []
-            for k in range(3):
-                total = None
-                for name, dvec in grads.items():
-                    table, sign = c[name + "_table"], c[name + "_sign"]
-                    for column in range(table.shape[0]):
-                        term = sign[column] * dvec[k][table[column]]
-                        total = term if total is None else total + term
-                components.append(total)
-            gradient = torch.stack(components, 1)  # (N, 3, B)
+        if grad:  # the rows of ``grads`` follow the rows of ``vec``
+            dvec = torch.stack([torch.cat([g[k] for g in grads.values()], 0) for k in range(3)], 1)
+            g = (c["diff_t"] @ dvec.view(dvec.shape[0], 3 * batch)).view(n, 3, batch)
+            gradient = (g[:, 0], g[:, 1], g[:, 2])
 
     if "pair_eye" in c:
-        xc = xt.transpose(0, 1)  # (3, N, B)
-        delta = xc.unsqueeze(2) - xc.unsqueeze(1)  # (3, N, N, B): x_i - x_j
-        r2 = (delta * delta).sum(0) + c["pair_eye"]  # 1 on the diagonal keeps 1/r finite
+        delta = tuple(xt[:, k].unsqueeze(1) - xt[:, k].unsqueeze(0) for k in range(3))  # x_i - x_j, (N, N, B)
+        r2 = _dot(delta, delta) + c["pair_eye"]  # 1 on the diagonal keeps 1/r finite
         inv_r = torch.rsqrt(r2)
         inv_r2 = inv_r * inv_r
         w = None
@@ -849,9 +831,9 @@ def _evaluate(xt: torch.Tensor, c: dict[str, Any], grad: bool, per_term: bool):
             e, w_gb = _gb_term(r2, r2 * inv_r, inv_r, c, grad)
             terms[c["gb_name"]] = e
             w = w_gb if w is None else w + w_gb
-        if grad:  # dE/dx_i = sum_j w_ij (x_i - x_j)
-            pair_grad = (w.unsqueeze(0) * delta).sum(2).transpose(0, 1)
-            gradient = pair_grad if gradient is None else gradient + pair_grad
+        if grad:  # dE/dx_i = sum_j w_ij (x_i - x_j), one reduction per component
+            pair_grad = tuple((w * d).sum(1) for d in delta)
+            gradient = pair_grad if gradient is None else tuple(g + h for g, h in zip(gradient, pair_grad))
 
     energy = None
     for value in terms.values():
@@ -862,7 +844,7 @@ def _evaluate(xt: torch.Tensor, c: dict[str, Any], grad: bool, per_term: bool):
         if per_term:
             terms = {key: value * scale for key, value in terms.items()}
     if grad:
-        gradient = (gradient * scale).reshape(3 * n, batch)
+        gradient = (torch.stack(gradient, 1) * scale).view(3 * n, batch)
     return energy, gradient, (terms if per_term else None)
 
 
@@ -909,13 +891,15 @@ class TorchForceField(torch.nn.Module):
         In kelvin. If given, energies are reduced, ``E / (R T)`` (units of kT) and forces are in
         kT/nm; if ``None`` energies are in kJ/mol and forces in kJ/mol/nm.
     compile:
-        Whether to run the batched kernels through ``torch.compile`` (CPU only; about 10 s of
-        compilation per dtype and per mode - energies, or energies and forces - after which
-        large batches run several times faster). ``"auto"`` (default) compiles a mode once it
-        has evaluated ``compile_after`` configurations (long runs benefit, short scripts never
-        wait); ``True`` compiles at the first batch of at least ``min_compiled_batch``
-        configurations; ``False`` never compiles. If compilation fails the module warns once
-        and stays eager. Compiled and eager results agree to rounding.
+        Whether to run the batched kernels through ``torch.compile`` (CPU only). Compiling takes
+        10-40 s per dtype and mode (energies, or energies and forces; seconds when Inductor's
+        on-disk cache already holds the kernels), after which large batches run 5-10 times
+        faster than eagerly. ``"auto"`` (default) compiles a mode once it has evaluated
+        ``compile_after`` configurations, so long runs pay the one-off stall and short scripts
+        never do; ``True`` compiles at the first batch of at least ``min_compiled_batch``
+        configurations; ``False`` never compiles. If compilation fails the module warns once and
+        stays eager. Compiled and eager results agree to rounding. Both use torch's intra-op
+        threads (``torch.get_num_threads()``).
 
     ``forward(x)`` maps configurations ``x`` of shape ``(B, 3N)`` in nm (float32 or float64, any
     device) to energies ``(B,)`` in the dtype and on the device of ``x``. It is differentiable:
@@ -925,7 +909,8 @@ class TorchForceField(torch.nn.Module):
 
     #: configurations evaluated in one mode before ``compile="auto"`` compiles it
     compile_after: int = 250_000
-    #: batches smaller than this always run eagerly (no padding, no recompilation for odd sizes)
+    #: batches smaller than this run eagerly; compiled kernels see one fixed chunk size (a short
+    #: last chunk is padded), so that each mode compiles once
     min_compiled_batch: int = 64
 
     def __init__(self, system: openmm.System, temperature: float | None = None, *,
@@ -986,11 +971,14 @@ class TorchForceField(torch.nn.Module):
         if x.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"expected float32 or float64 coordinates, got {x.dtype}")
 
-    def _chunk_size(self, device: torch.device) -> int:
-        """Configurations per chunk: on the CPU the (N, N, chunk) pair arrays should stay in cache
-        (about 2^17 pair elements measured best, eager and compiled); GPUs take large chunks."""
-        budget = (1 << 17) if device.type == "cpu" else (1 << 25)
-        return max(self.min_compiled_batch, budget // (self.n_atoms * self.n_atoms))
+    def _chunk_size(self, device: torch.device, compiled: bool = False) -> int:
+        """Configurations per chunk. On the CPU the (N, N, chunk) pair arrays should stay in cache:
+        about 2^17 pair elements were measured best compiled, 2^16 eager. GPUs take large chunks."""
+        if device.type != "cpu":
+            return max(1, (1 << 25) // (self.n_atoms * self.n_atoms))
+        if compiled:
+            return max(self.min_compiled_batch, (1 << 17) // (self.n_atoms * self.n_atoms))
+        return max(32, (1 << 16) // (self.n_atoms * self.n_atoms))
 
     def _kernel(self, x: torch.Tensor, grad: bool):
         """The evaluation function for this batch: compiled or eager ``_evaluate``."""
@@ -1004,7 +992,7 @@ class TorchForceField(torch.nn.Module):
                 self._evaluated[key] = done + x.shape[0]
                 if done < self.compile_after:
                     return None
-            self._compiled[key] = torch.compile(_fresh_function(_evaluate), dynamic=None)
+            self._compiled[key] = torch.compile(_fresh_function(_evaluate), dynamic=False)
         return self._compiled[key]
 
     def _run(self, x: torch.Tensor, grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -1012,15 +1000,20 @@ class TorchForceField(torch.nn.Module):
         c = self._constants(x.dtype, x.device)
         x = x.detach()
         kernel = self._kernel(x, grad)
-        chunk = self._chunk_size(x.device)
+        chunk = self._chunk_size(x.device, compiled=kernel is not None)
         energies = x.new_empty(x.shape[0])
         forces = x.new_empty(x.shape) if grad else None
         for start in range(0, x.shape[0], chunk):
             xt = x[start:start + chunk].t().contiguous()  # configurations as columns
-            if kernel is not None and xt.shape[1] >= self.min_compiled_batch:
+            size = xt.shape[1]
+            if kernel is not None and size >= self.min_compiled_batch:
                 try:
-                    torch._dynamo.mark_dynamic(xt, 1)
-                    e, g, _ = kernel(xt, c, grad, False)
+                    padded = xt
+                    if size < chunk:  # pad with copies of the last column: one static shape
+                        padded = torch.cat([xt, xt[:, -1:].expand(-1, chunk - size)], 1)
+                    e, g, _ = kernel(padded, c, grad, False)
+                    e = e[:size]
+                    g = g[:, :size] if grad else g
                 except Exception as error:  # pragma: no cover - depends on the toolchain
                     warnings.warn(f"TorchForceField: torch.compile failed ({type(error).__name__}: {error}); "
                                   f"continuing without compilation", RuntimeWarning, stacklevel=3)

@@ -8,8 +8,8 @@ potential energy ``u(x) = E(x) / kT`` of flattened coordinates ``(B, 3 * n_atoms
 ``backend="torch"`` (default) evaluates it with :class:`~boltzflow.targets.forcefield.TorchForceField`
 (batched, differentiable, CPU or GPU, exact to OpenMM); ``backend="openmm"`` with a pool of
 OpenMM Contexts (the reference, and the fallback for force fields the torch path refuses).
-``openmm_workers`` sets that pool's size. Other overrides change the system spec (e.g.
-``temperature=350``).
+``openmm_workers`` sets that pool's size; ``compile`` (``"auto"``, ``True``, ``False``) is passed
+to the torch force field. Other overrides change the system spec (e.g. ``temperature=350``).
 
 The density has no normaliser in closed form (``log_z = None``) and no exact sampler: equilibrium
 data come from the MD stage.
@@ -35,7 +35,8 @@ BACKENDS = ("torch", "openmm")
 class PeptideTarget(Target):
     """Reduced energy of a built peptide system (see the module docstring)."""
 
-    def __init__(self, built: BuiltSystem, backend: str = "torch", openmm_workers: int = 1):
+    def __init__(self, built: BuiltSystem, backend: str = "torch", openmm_workers: int = 1,
+                 compile: bool | str = "auto"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         self.built = built
@@ -50,7 +51,7 @@ class PeptideTarget(Target):
         self.dim = 3 * built.n_atoms
         self.log_z = None
         if backend == "torch":
-            self.forcefield = TorchForceField(built.system, self.temperature)
+            self.forcefield = TorchForceField(built.system, self.temperature, compile=compile)
             self.pool = None
         else:
             self.forcefield = None
@@ -71,6 +72,7 @@ class PeptideTarget(Target):
 
 
 @register("al2", "al3", "al4", "peptide")
-def _peptide(name: str, backend: str = "torch", openmm_workers: int = 1, **overrides: Any) -> PeptideTarget:
+def _peptide(name: str, backend: str = "torch", openmm_workers: int = 1, compile: bool | str = "auto",
+             **overrides: Any) -> PeptideTarget:
     spec = get_spec(name, **overrides)
-    return PeptideTarget(build_peptide(spec), backend=backend, openmm_workers=openmm_workers)
+    return PeptideTarget(build_peptide(spec), backend=backend, openmm_workers=openmm_workers, compile=compile)

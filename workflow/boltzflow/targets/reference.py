@@ -42,6 +42,10 @@ __all__ = ["reference_samples", "DEFAULTS", "convergence_diagnostics", "integrat
 #: LJ clusters use HMC: with their stiff repulsion MALA needs steps of ~5e-4 and decorrelates
 #: the T = 1 energy only after ~400 moves, HMC with 10 leapfrog steps after ~13 moves (~130
 #: gradients); ``thin`` is set near that time so the samples are nearly independent.
+#: Measured for 10,000 samples on 2 shared CPU cores (float64): dw4 15-50 s (ESS ~7,700),
+#: lj13 40 s-4.5 min (ESS ~6,000), lj55 ~40 min (ESS ~4,500); the spread is other load on the
+#: machine. Cost ~ (burn_in + ceil(n / n_chains) * thin) * n_leapfrog gradient evaluations of a
+#: batch of n_chains * n_temperatures configurations.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "generic": dict(move="mala", n_chains=64, n_temperatures=8, t_max=10.0, burn_in=2000, thin=10),
     "dw4": dict(move="mala", n_chains=128, n_temperatures=6, t_max=5.0, burn_in=2000, thin=10),

@@ -55,6 +55,8 @@ __all__ = [
     "MultiDoubleWell",
     "gmm40_means",
     "manywell_pair_normaliser",
+    "manywell_envelope_log_bound",
+    "sample_double_well_1d",
     "MANYWELL_ENVELOPE",
 ]
 
