@@ -169,20 +169,16 @@ if __name__ == "__main__":
     _stage_worker(sys.argv[1])
 
 
-def _rate(fn, n_configs: int, min_seconds: float, repeats: int) -> float:
-    """Median configurations/s of ``fn`` (which evaluates ``n_configs`` configurations)."""
-    fn()  # warm-up (allocations, lazy initialisation)
-    rates = []
-    for _ in range(repeats):
-        calls, start = 0, time.perf_counter()
-        while True:
-            fn()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        rates.append(calls * n_configs / elapsed)
-    return statistics.median(rates)
+def _timed_rate(fn, n_configs: int, min_seconds: float) -> float:
+    """Configurations/s of ``fn`` (which evaluates ``n_configs`` configurations), timed over
+    as many calls as fit in ``min_seconds`` (at least one)."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return calls * n_configs / elapsed
 
 
 def bench_energy(
@@ -198,11 +194,14 @@ def bench_energy(
 ) -> pd.DataFrame:
     """Configurations/s of energies and energies+forces: torch force field vs OpenMM.
 
-    For each system: the torch target in float32 and float64 at each batch size; OpenMM
-    single-Context loops on the Reference and CPU platforms and the Reference pool with one
-    Context per core. An OpenMM loop costs the same per configuration at any batch size, so it
-    is timed on ``min(batch, openmm_configs)`` configurations. Ratios are against the
-    Reference single-Context loop of the same system and quantity.
+    For each system, batch size and quantity, every engine is timed once per round, in
+    ``repeats`` rounds: the torch target in float32 and float64, OpenMM single-Context loops on
+    the Reference and CPU platforms, and the Reference pool with one Context per core. An
+    OpenMM loop costs the same per configuration at any batch size, so it is timed on
+    ``min(batch, openmm_configs)`` configurations. Each round's rates are divided by that
+    round's Reference loop, so that slow phases of a shared machine hit both sides of a ratio;
+    the table reports the median rate and the median, minimum and maximum of these paired
+    ratios.
     """
     import torch
 
@@ -213,46 +212,61 @@ def bench_energy(
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(0)
     for name in systems:
-        # Compile up front, so compilation happens in the warm-up and never inside a timing.
+        # Compile up front, so that compilation happens in the warm-up, never inside a timing.
         target = load_target(name, compile=True)
         n = max(batches)
         x64 = (target.positions[None] + rng.normal(scale=noise_nm, size=(n, target.n_atoms, 3))).reshape(n, -1)
-        for dtype in (torch.float32, torch.float64):
-            x_all = torch.as_tensor(x64, dtype=dtype)
-            for batch in batches:
-                x = x_all[:batch].contiguous()
-
-                def energy_only():
-                    with torch.no_grad():
-                        target.energy(x)
-
-                for quantity, fn in (("energy", energy_only),
-                                     ("energy+forces", lambda: target.energy_and_forces(x))):
-                    rate = _rate(fn, batch, min_seconds, repeats)
-                    rows.append({"system": name, "engine": "torch", "dtype": str(dtype).replace("torch.", ""),
-                                 "batch": batch, "quantity": quantity, "configs_per_s": rate,
-                                 "threads": cores})
-                    log(f"{name} torch {dtype} batch {batch} {quantity}: {rate:,.0f}/s")
-        engines = [("OpenMM Reference, 1 context", "Reference", 1, 1),
-                   ("OpenMM CPU, 1 context", "CPU", 1, cores),
-                   (f"OpenMM Reference pool, {cores} contexts", "Reference", cores, 1)]
-        for label, platform, workers, threads in engines:
-            pool = OpenMMPool(target.openmm_system, target.temperature, platform=platform,
-                              workers=workers, threads_per_context=threads)
-            for batch in batches:
-                m = min(batch, openmm_configs)
-                for quantity, forces in (("energy", False), ("energy+forces", True)):
-                    rate = _rate(lambda: pool(x64[:m], forces=forces), m, min_seconds, repeats)
-                    rows.append({"system": name, "engine": label, "dtype": "float64", "batch": batch,
-                                 "quantity": quantity, "configs_per_s": rate,
-                                 "threads": workers * threads, "timed_configs": m})
-                    log(f"{name} {label} batch {batch} {quantity}: {rate:,.0f}/s")
+        inputs = {dtype: torch.as_tensor(x64, dtype=dtype) for dtype in (torch.float32, torch.float64)}
+        pools = {
+            "OpenMM Reference, 1 context": OpenMMPool(target.openmm_system, target.temperature,
+                                                     platform="Reference", workers=1, threads_per_context=1),
+            "OpenMM CPU, 1 context": OpenMMPool(target.openmm_system, target.temperature,
+                                                platform="CPU", workers=1, threads_per_context=cores),
+            f"OpenMM Reference pool, {cores} contexts": OpenMMPool(
+                target.openmm_system, target.temperature, platform="Reference", workers=cores,
+                threads_per_context=1),
+        }
+        pool_threads = {label: (cores if "CPU" in label or "pool" in label else 1) for label in pools}
+        for batch in batches:
+            m = min(batch, openmm_configs)
+            for quantity in ("energy", "energy+forces"):
+                forces = quantity == "energy+forces"
+                engines: dict[tuple[str, str], Any] = {}
+                for dtype, x_all in inputs.items():
+                    x = x_all[:batch].contiguous()
+                    if forces:
+                        engines[("torch", str(dtype).replace("torch.", ""))] = (
+                            lambda x=x: target.energy_and_forces(x), batch)
+                    else:
+                        def energy_only(x=x):
+                            with torch.no_grad():
+                                target.energy(x)
+                        engines[("torch", str(dtype).replace("torch.", ""))] = (energy_only, batch)
+                for label, pool in pools.items():
+                    engines[(label, "float64")] = (lambda pool=pool: pool(x64[:m], forces=forces), m)
+                for fn, _ in engines.values():
+                    fn()  # warm-up: allocations, lazy initialisation, compilation
+                rates: dict[tuple[str, str], list[float]] = {key: [] for key in engines}
+                for _ in range(repeats):
+                    for key, (fn, size) in engines.items():
+                        rates[key].append(_timed_rate(fn, size, min_seconds))
+                reference = np.array(rates[("OpenMM Reference, 1 context", "float64")])
+                for (engine, dtype), values in rates.items():
+                    ratios = np.array(values) / reference
+                    rows.append({
+                        "system": name, "engine": engine, "dtype": dtype, "batch": batch,
+                        "quantity": quantity, "configs_per_s": float(np.median(values)),
+                        "threads": cores if engine == "torch" else pool_threads[engine],
+                        "timed_configs": batch if engine == "torch" else m,
+                        "ratio_vs_openmm_reference": float(np.median(ratios)),
+                        "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()),
+                        "repeats": repeats,
+                    })
+                    log(f"{name} {engine} {dtype} batch {batch} {quantity}: {np.median(values):,.0f}/s "
+                        f"({np.median(ratios):.1f}x Reference, range {ratios.min():.1f}-{ratios.max():.1f})")
+        for pool in pools.values():
             pool.close()
-    frame = pd.DataFrame(rows)
-    base = frame[frame.engine == "OpenMM Reference, 1 context"].set_index(["system", "batch", "quantity"]).configs_per_s
-    frame["ratio_vs_openmm_reference"] = [
-        r.configs_per_s / base[(r.system, r.batch, r.quantity)] for r in frame.itertuples()]
-    return frame
+    return pd.DataFrame(rows)
 
 
 def energy_markdown(frame: pd.DataFrame, notes: list[str]) -> str:
@@ -260,13 +274,15 @@ def energy_markdown(frame: pd.DataFrame, notes: list[str]) -> str:
     lines = ["# Energy benchmark: torch force field vs OpenMM", ""] + [f"- {n}" for n in notes] + [""]
     for (system, quantity), group in frame.groupby(["system", "quantity"], sort=False):
         batches = sorted(group.batch.unique())
-        lines += [f"## {system}: {quantity} (configurations/s; ratio to OpenMM Reference, 1 context)", ""]
+        lines += [f"## {system}: {quantity}", "",
+                  "configurations/s (median ratio to OpenMM Reference, 1 context, in the same rounds; "
+                  "range of the per-round ratios)", ""]
         lines.append("| engine | dtype | " + " | ".join(f"batch {b:,}" for b in batches) + " |")
         lines.append("|---|---|" + "---|" * len(batches))
         for (engine, dtype), rows in group.groupby(["engine", "dtype"], sort=False):
             by_batch = rows.set_index("batch")
-            cells = [f"{by_batch.configs_per_s[b]:,.0f} ({by_batch.ratio_vs_openmm_reference[b]:.1f}x)"
-                     for b in batches]
+            cells = [f"{by_batch.configs_per_s[b]:,.0f} ({by_batch.ratio_vs_openmm_reference[b]:.1f}x; "
+                     f"{by_batch.ratio_min[b]:.1f}-{by_batch.ratio_max[b]:.1f})" for b in batches]
             lines.append(f"| {engine} | {dtype} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -21,7 +21,8 @@ notes = [
     "configurations: minimised structure + 0.005 nm Gaussian noise; energies in kT, forces in kT/nm",
     f"OpenMM loops timed on min(batch, {bench['openmm_configs']}) configurations "
     "(their cost per configuration does not depend on the batch)",
-    f"median of {bench['energy_repeats']} timings of at least 0.5 s each",
+    f"{bench['energy_repeats']} rounds; each round times every engine once for at least 0.5 s, "
+    "and ratios are taken within a round (paired), so a slow phase of the machine hits both sides",
     "reproduce: snakemake --cores all bench_energy",
 ]
 with atomic_path(smk.output.markdown) as tmp:
