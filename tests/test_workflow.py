@@ -74,7 +74,15 @@ def test_smoke_outputs(smoke_run):
     assert counts["train"] == int(0.8 * n_per_replica) * config["replicas"]
     assert counts.sum() == len(frames)
 
-    for name in ("md_ramachandran", "md_energy"):
+    populations, meta = read_table(out / "md/al2/convergence.parquet",
+                                   required=("residue", "state", "population", "ci_low", "ci_high"))
+    phi_negative = populations[populations.state.isin(["alpha_R", "beta"])].population.sum()
+    assert phi_negative == pytest.approx((dihedrals.phi_ALA2 <= 0).mean(), abs=1e-9)
+    assert (populations.ci_low <= populations.population + 1e-12).all()
+    assert meta["convergence"]["n_frames"] == len(frames)
+    assert "| " in (out / "md/al2/convergence.md").read_text()
+
+    for name in ("md_ramachandran", "md_energy", "md_populations"):
         assert (out / f"figures/al2/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"figures/al2/{name}.pdf").read_bytes()[:5] == b"%PDF-"
     assert (out / "systems/al2/topology.pdb").exists() and (out / "systems/al2/system.xml").exists()

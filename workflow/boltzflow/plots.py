@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -13,9 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from boltzflow.convergence import ROW_STATES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
-__all__ = ["energy_histogram", "ramachandran", "save_figure"]
+__all__ = ["energy_histogram", "populations_vs_time", "ramachandran", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike]) -> None:
@@ -73,4 +75,57 @@ def energy_histogram(
     ax.set_ylabel("density")
     ax.set_title(f"{title}: mean {energy.mean():.1f} kT, std {energy.std():.1f} kT")
     ax.legend(fontsize=7)
+    save_figure(fig, paths)
+
+
+_STATE_STYLE = {
+    "alpha_R": {"color": "tab:blue"},
+    "beta": {"color": "tab:orange"},
+    "alpha_L": {"color": "tab:green"},
+    "C7ax": {"color": "tab:red"},
+    "phi>0": {"color": "black", "linestyle": "--"},
+}
+
+
+def populations_vs_time(curves: pd.DataFrame, paths: Sequence[str | os.PathLike], title: str) -> None:
+    """Basin populations against aggregate simulated time, one panel per residue.
+
+    ``curves`` is the table of :func:`boltzflow.convergence.populations_vs_time` (columns
+    ``residue``, ``state``, ``time_ns``, ``population``, ``ci_low``, ``ci_high``, ``n_frames``).
+    Each state is a line with markers at the checkpoints and a shaded confidence band. The y axis
+    is logarithmic so that the rare ``phi>0`` basins stay readable; values below a floor of half a
+    frame at the last checkpoint (rounded down to a power of ten) -- including populations of 0
+    -- are drawn at the floor.
+    """
+    needed = {"residue", "state", "time_ns", "population", "ci_low", "ci_high", "n_frames"}
+    missing = sorted(needed - set(curves.columns))
+    if missing:
+        raise ValueError(f"curves table is missing column(s) {missing}")
+    if curves.empty:
+        raise ValueError("curves table is empty: nothing to plot")
+    res_names = list(dict.fromkeys(curves["residue"]))
+    floor = 10.0 ** math.floor(math.log10(0.5 / max(int(curves["n_frames"].max()), 1)))
+    fig, axes = plt.subplots(1, len(res_names), figsize=(4.6 * len(res_names), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, res in zip(axes[0], res_names):
+        sub = curves[curves["residue"] == res]
+        states = [s for s in ROW_STATES if s in set(sub["state"])]
+        states += [s for s in dict.fromkeys(sub["state"]) if s not in states]
+        for state in states:
+            rows = sub[sub["state"] == state].sort_values("time_ns")
+            t = rows["time_ns"].to_numpy(np.float64)
+            style = _STATE_STYLE.get(state, {})
+            ax.plot(t, np.clip(rows["population"].to_numpy(np.float64), floor, None), marker="o",
+                    markersize=3, label=state, **style)
+            ax.fill_between(t, np.clip(rows["ci_low"].to_numpy(np.float64), floor, None),
+                            np.clip(rows["ci_high"].to_numpy(np.float64), floor, None),
+                            color=style.get("color"), alpha=0.18, linewidth=0)
+        ax.set_yscale("log")
+        ax.set_ylim(floor * 0.8, 1.5)
+        ax.set_xlabel("aggregate simulated time (ns)")
+        ax.set_title(res)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel(f"population (values < {floor:g} at floor)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
     save_figure(fig, paths)

@@ -39,8 +39,10 @@ def all_outputs():
             f"{OUT}/md/{system}/frames.parquet",
             f"{OUT}/md/{system}/dihedrals.parquet",
             f"{OUT}/md/{system}/split.parquet",
+            f"{OUT}/md/{system}/convergence.parquet",
+            f"{OUT}/md/{system}/convergence.md",
         ]
-        for name in ("md_ramachandran", "md_energy"):
+        for name in ("md_ramachandran", "md_energy", "md_populations"):
             targets += [p.format(system=system) for p in figure_paths(name)]
     targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]
     return targets
