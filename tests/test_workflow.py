@@ -30,8 +30,23 @@ def test_dry_run_of_every_config(tmp_path, config):
     repo = workflow_copy(tmp_path)
     proc = snakemake(repo, "-n", "--cores", "2", "--configfile", str(config))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "md_replica" in proc.stdout
+    assert "md_torch" in proc.stdout or "md_replica" in proc.stdout
     assert not (repo / "results").exists()
+
+
+def test_openmm_engine_end_to_end(tmp_path):
+    """md.engine: openmm runs one OpenMM job per replica and writes the same frames table."""
+    repo = workflow_copy(tmp_path)
+    (repo / "config/engine_openmm.yaml").write_text(
+        "experiment: openmm\nmd: {engine: openmm, replicas: 2, length_ps: 5, equilibration_ps: 1, "
+        "save_interval_ps: 0.5, checkpoint_interval_ps: 5, timestep_fs: 1.0}\n")
+    target = "results/openmm/md/al2/convergence.parquet"
+    proc = snakemake(repo, target, "--cores", "2", "--configfile", "config/smoke.yaml", "config/engine_openmm.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "md_replica" in proc.stdout + proc.stderr and "md_torch" not in proc.stdout + proc.stderr
+    frames = read_sample_set(repo / "results/openmm/md/al2/frames.parquet", expected_dim=66)
+    assert len(frames) == 2 * 10
+    assert frames.metadata["parts"][0]["platform"] == "Reference"
 
 
 def test_lint_is_clean():
@@ -54,7 +69,8 @@ def test_smoke_outputs(smoke_run):
     assert frames.metadata["units"] == "nm" and frames.metadata["rule"] == "md_gather"
     # jobs run the library of the workflow they belong to, not some other installed copy
     assert frames.metadata["library_path"] == str((repo / "workflow/boltzflow").resolve())
-    assert len(frames.metadata["replicas"]) == config["replicas"]
+    assert len(frames.metadata["parts"]) == config["torch"]["jobs"]
+    assert all(part["engine"] == "torch" and len(part["swap_acceptance"]) == 1 for part in frames.metadata["parts"])
     # physical sanity: finite reduced energies of a thermalised peptide, nm-scale bonds
     assert np.isfinite(frames.energy).all()
     assert 1.0 < frames.energy.std() < 20.0
@@ -86,7 +102,7 @@ def test_smoke_outputs(smoke_run):
         assert (out / f"figures/al2/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"figures/al2/{name}.pdf").read_bytes()[:5] == b"%PDF-"
     assert (out / "systems/al2/topology.pdb").exists() and (out / "systems/al2/system.xml").exists()
-    log = (out / "logs/md_replica/al2-0.log").read_text()
+    log = (out / "logs/md_torch/al2-0.log").read_text()
     assert "ns/day" in log and "100%" in log
 
     reference = read_sample_set(out / "reference/dw4.parquet", expected_dim=8, expected_target="dw4")

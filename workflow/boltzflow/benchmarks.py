@@ -15,6 +15,7 @@ Every MD row carries its ratio to the fastest plain single-context OpenMM run.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,59 @@ from boltzflow.io import read_sample_set, write_sample_set
 from boltzflow.md import MDSettings, available_platforms, measure_ns_per_day, run_replica
 
 __all__ = ["bench_md", "markdown_table"]
+
+
+def _worker(job_file: str) -> None:
+    """Entry point of a benchmark worker process (``python -m boltzflow.benchmarks JOB.json``)."""
+    kind = json.loads(Path(job_file).read_text()).get("kind", "stage")
+    {"stage": _stage_worker, "torch_throughput": _torch_throughput_worker,
+     "torch_run": _torch_run_worker}[kind](job_file)
+
+
+def _wait_for_go(folder: Path, worker: int) -> None:
+    """Tell the parent this worker is ready (warm-up and compilation done), then wait for all."""
+    (folder / f"ready{worker}").touch()
+    while not (folder / "go").exists():
+        time.sleep(0.01)
+
+
+def _torch_throughput_worker(job_file: str) -> None:
+    """Measure the torch engine's throughput for this worker's replicas, in step with the others."""
+    import torch
+
+    from boltzflow.targets.forcefield import TorchForceField
+    from boltzflow.torch_md import measure_throughput
+
+    job = json.loads(Path(job_file).read_text())
+    folder = Path(job["folder"])
+    torch.set_num_threads(1)
+    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
+    positions = np.load(folder / "positions.npy")
+    ff = TorchForceField(system, compile=job["n_replicas"] >= 64)
+    options = dict(timestep_fs=job["timestep_fs"], hydrogen_mass_amu=job["hydrogen_mass_amu"], force_field=ff)
+    measure_throughput(system, positions, job["n_replicas"], steps=5, warmup=5, **options)  # compile
+    _wait_for_go(folder, job["worker"])
+    result = measure_throughput(system, positions, job["n_replicas"], steps=job["steps"], warmup=2, **options)
+    (folder / f"result{job['worker']}.json").write_text(json.dumps(result))
+
+
+def _torch_run_worker(job_file: str) -> None:
+    """One job of the torch engine (parallel tempering) for a given simulated length; records its span."""
+    import torch
+
+    from boltzflow.torch_md import TorchMDSettings, run_parallel_tempering
+
+    job = json.loads(Path(job_file).read_text())
+    folder = Path(job["folder"])
+    torch.set_num_threads(1)
+    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
+    positions = np.load(folder / "positions.npy")
+    settings = TorchMDSettings(**job["settings"])
+    worker = job["worker"]
+    start = time.time()
+    run_parallel_tempering(system, positions, settings, folder / f"torch{worker}.parquet", folder / f"tck{worker}",
+                           target="bench", replica_offset=job["replica_offset"])
+    (folder / f"span{worker}.json").write_text(json.dumps([start, time.time()]))
 
 
 def _stage_worker(job_file: str) -> None:
@@ -78,6 +132,137 @@ def _stage_ns_per_day(xml: str, positions: np.ndarray, temperature: float,
     return simulated_ns / (wall / 86400.0)
 
 
+def _run_workers(folder: Path, jobs: list[dict[str, Any]], barrier: bool) -> None:
+    """Run one worker process per job; with ``barrier``, release them together once all are ready."""
+    procs = []
+    for job in jobs:
+        path = folder / f"job{job['worker']}.json"
+        path.write_text(json.dumps({**job, "folder": str(folder)}))
+        procs.append(subprocess.Popen([sys.executable, "-m", "boltzflow.benchmarks", str(path)]))
+    if barrier:
+        while not all((folder / f"ready{job['worker']}").exists() for job in jobs):
+            if any(proc.poll() not in (None, 0) for proc in procs):
+                break
+            time.sleep(0.05)
+        (folder / "go").touch()
+    for job, proc in zip(jobs, procs):
+        if proc.wait() != 0:
+            raise RuntimeError(f"benchmark worker {job['worker']} ({job['kind']}) failed with exit code "
+                               f"{proc.returncode}")
+
+
+def _prepare_folder(folder: Path, xml: str, positions: np.ndarray) -> None:
+    (folder / "system.xml").write_text(xml)
+    np.save(folder / "positions.npy", np.asarray(positions, dtype=np.float64))
+
+
+def torch_engine_ns_per_day(xml: str, positions: np.ndarray, n_replicas: int, *, cores: int, timestep_fs: float,
+                            hydrogen_mass_amu: float | None, evaluations: int = 400_000) -> dict[str, float]:
+    """Aggregate ns/day of ``n_replicas`` torch-engine replicas split over ``min(cores, n_replicas)``
+    single-threaded processes, timed together after every process has compiled its kernels."""
+    from boltzflow.md import ladder_split
+
+    workers = min(cores, n_replicas)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _prepare_folder(folder, xml, positions)
+        jobs = []
+        for worker, (_, count) in enumerate(ladder_split(n_replicas, workers)):
+            steps = int(min(2000, max(20, evaluations // count)))
+            jobs.append({"kind": "torch_throughput", "worker": worker, "n_replicas": count, "steps": steps,
+                         "timestep_fs": timestep_fs, "hydrogen_mass_amu": hydrogen_mass_amu})
+        _run_workers(folder, jobs, barrier=True)
+        results = [json.loads((folder / f"result{w}.json").read_text()) for w in range(workers)]
+    return {"ns_per_day": sum(r["ns_per_day"] for r in results),
+            "evaluations_per_s": sum(r["evaluations_per_s"] for r in results), "processes": workers}
+
+
+def _phi_positive_estimate(frames: Path, topology, target_halfwidth: float, wall_s: float) -> dict[str, Any]:
+    """phi > 0 population of al2-like frames with its block-bootstrap interval, and the wall time a
+    run of the same engine would need for a 95 % half-width of ``target_halfwidth`` (the half-width
+    shrinks as 1/sqrt(time) once the chains are equilibrated)."""
+    from boltzflow.convergence import bootstrap_population
+    from boltzflow.observables import backbone_dihedrals
+
+    samples = read_sample_set(frames)
+    phi = backbone_dihedrals(samples.x, topology).filter(like="phi_").iloc[:, 0].to_numpy()
+    replica = samples.columns["replica"].to_numpy()
+    time_ps = samples.columns["time_ps"].to_numpy()
+    positive = phi > 0
+    est = bootstrap_population(positive.astype(float), replica, time_ps, n_boot=1000)
+    order = np.lexsort((time_ps, replica))
+    entries = int(np.sum(positive[order][1:] & ~positive[order][:-1] & (replica[order][1:] == replica[order][:-1])))
+    halfwidth = 0.5 * (est["ci_high"] - est["ci_low"])
+    needed = wall_s * (halfwidth / target_halfwidth) ** 2 if halfwidth > 0 and entries >= 2 else float("nan")
+    return {"frames": len(samples), "phi_positive": est["population"], "ci_low": est["ci_low"],
+            "ci_high": est["ci_high"], "entries_to_phi_positive": entries,
+            "wall_s": wall_s, "projected_wall_s_to_precision": needed}
+
+
+def precision_race(xml: str, positions: np.ndarray, temperature: float, topology, md_config: dict[str, Any],
+                   *, cores: int, wall_s: float, target_halfwidth: float, openmm_ns_per_day_per_replica: float,
+                   torch_ns_per_day: float, log=print) -> pd.DataFrame:
+    """Each engine runs for about ``wall_s`` seconds on ``cores`` cores; the phi > 0 population of
+    its frames, its interval, and the projected wall time to a 95 % half-width of ``target_halfwidth``.
+
+    OpenMM: one replica per core (its best use of the cores), 1 fs, frames every ps, no
+    equilibration (in its favour). Torch: the parallel-tempering settings of ``md_config`` with
+    one job per core, each with its share of the ladders, equilibration included.
+    """
+    from boltzflow.md import ladder_split, torch_md_settings
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _prepare_folder(folder, xml, positions)
+        # OpenMM
+        length_ps = max(1.0, math.floor(wall_s * openmm_ns_per_day_per_replica / 86.4))
+        stage = MDSettings(timestep_fs=1.0, equilibration_ps=0.0, length_ps=length_ps, save_interval_ps=1.0,
+                           checkpoint_interval_ps=length_ps, platform="Reference", seed=md_config["seed"])
+        jobs = [{"kind": "stage", "worker": r, "replica": r, "settings": asdict(stage), "temperature": temperature}
+                for r in range(cores)]
+        start = time.time()
+        _run_workers(folder, jobs, barrier=False)
+        elapsed = time.time() - start
+        from boltzflow.md import gather_replicas
+
+        gather_replicas([folder / f"replica{r}.parquet" for r in range(cores)], folder / "openmm.parquet",
+                        target="bench")
+        row = {"engine": "OpenMM Reference, 1 replica per core", "processes": cores,
+               "simulated_ns": cores * length_ps * 1e-3,
+               **_phi_positive_estimate(folder / "openmm.parquet", topology, target_halfwidth, elapsed)}
+        rows.append(row)
+        log(f"precision race, OpenMM: {row}")
+        # torch
+        jobs_torch = md_config["torch"]["jobs"]
+        per_job = torch_md_settings(md_config, temperature, 0)
+        replicas_total = md_config["replicas"] * per_job.n_temperatures
+        per_replica_ps_per_s = torch_ns_per_day / replicas_total / 86.4
+        save = per_job.save_interval_ps
+        length = max(save, math.floor((wall_s * per_replica_ps_per_s - per_job.equilibration_ps) / save) * save)
+        jobs = []
+        for job, (first, _) in enumerate(ladder_split(md_config["replicas"], jobs_torch)):
+            settings = replace(torch_md_settings(md_config, temperature, job), length_ps=length,
+                               checkpoint_interval_ps=length + per_job.equilibration_ps)
+            settings_dict = asdict(settings)
+            settings_dict["temperatures_K"] = None if settings.temperatures_K is None else list(settings.temperatures_K)
+            jobs.append({"kind": "torch_run", "worker": job, "settings": settings_dict, "replica_offset": first})
+        start = time.time()
+        _run_workers(folder, jobs, barrier=False)
+        elapsed = time.time() - start
+        gather_replicas([folder / f"torch{j}.parquet" for j in range(jobs_torch)], folder / "torch.parquet",
+                        target="bench")
+        row = {"engine": f"torch, parallel tempering ({per_job.n_temperatures} temperatures)",
+               "processes": jobs_torch,
+               "simulated_ns": replicas_total * (length + per_job.equilibration_ps) * 1e-3,
+               **_phi_positive_estimate(folder / "torch.parquet", topology, target_halfwidth, elapsed)}
+        rows.append(row)
+        log(f"precision race, torch: {row}")
+    frame = pd.DataFrame(rows)
+    frame["target_halfwidth"] = target_halfwidth
+    return frame
+
+
 def bench_md(
     system: openmm.System,
     positions: np.ndarray,
@@ -88,9 +273,19 @@ def bench_md(
     repeats: int,
     cores: int,
     parquet_rows: int,
+    md_config: dict[str, Any] | None = None,
+    topology=None,
+    torch_replicas: tuple[int, ...] = (),
+    race_seconds: float = 0.0,
+    phi_halfwidth: float = 0.005,
     log=print,
 ) -> pd.DataFrame:
-    """Run the benchmark; returns one row per (engine, platform, replicas) with medians."""
+    """Run the benchmark; returns one row per (engine, platform, replicas) with medians.
+
+    With ``md_config`` (the config's ``md`` section, engine ``torch``) it also measures the torch
+    engine for each replica count in ``torch_replicas`` and, if ``race_seconds`` > 0, runs
+    :func:`precision_race` (``topology``: the mdtraj topology, for phi).
+    """
     rows: list[dict[str, Any]] = []
     platforms = [p for p in available_platforms() if p in ("Reference", "CPU", "CUDA", "OpenCL")]
     for name in platforms:
@@ -113,11 +308,27 @@ def bench_md(
                      "replicas": replicas, "threads": replicas,
                      "ns_per_day": statistics.median(values), "repeats": repeats, "unit": "ns/day"})
 
+    for row in rows:
+        row["timestep_fs"] = md.timestep_fs
+    if md_config is not None:
+        for n_replicas in torch_replicas:
+            result = torch_engine_ns_per_day(xml, positions, n_replicas, cores=cores,
+                                             timestep_fs=md_config["timestep_fs"],
+                                             hydrogen_mass_amu=md_config["torch"]["hydrogen_mass_amu"])
+            log(f"torch engine, {n_replicas} replicas in {result['processes']} process(es): "
+                f"{result['ns_per_day']:,.0f} ns/day ({result['evaluations_per_s']:,.0f} force evaluations/s)")
+            rows.append({"engine": "torch engine (BAOAB, batched)", "platform": "cpu", "replicas": n_replicas,
+                         "threads": result["processes"], "ns_per_day": result["ns_per_day"], "repeats": 1,
+                         "unit": "ns/day", "timestep_fs": md_config["timestep_fs"]})
+
     frame = pd.DataFrame(rows)
     plain = frame[frame.engine == "plain OpenMM context"]
     best = plain.loc[plain.ns_per_day.idxmax()]
     frame["ratio_vs_best_plain"] = frame.ns_per_day / best.ns_per_day
     frame["baseline"] = f"plain OpenMM {best.platform}, 1 context"
+    # OpenMM on every core: the best single context times the number of cores (ideal scaling)
+    frame["ratio_vs_openmm_all_cores"] = frame.ns_per_day / (best.ns_per_day * cores)
+    frame["steps_per_s_all_replicas"] = frame.ns_per_day / 86400.0 / (frame.timestep_fs * 1e-6)
 
     n_atoms = system.getNumParticles()
     rng = np.random.default_rng(0)
@@ -143,30 +354,75 @@ def bench_md(
         {"engine": f"Parquet reader (dim {3 * n_atoms})", "platform": "-", "replicas": 0, "threads": 1,
          "rows_per_s": statistics.median(read_rates), "repeats": repeats, "unit": "rows/s"},
     ])
-    return pd.concat([frame, io_rows], ignore_index=True)
+    frame = pd.concat([frame, io_rows], ignore_index=True)
+    if md_config is not None and race_seconds > 0:
+        torch_rows = frame[frame.engine.str.startswith("torch")]
+        per_replica = frame[frame.engine == "boltzflow MD stage (run_replica)"]
+        openmm_rate = float((per_replica.ns_per_day / per_replica.replicas).max())
+        from boltzflow.md import torch_md_settings
+
+        needed = md_config["replicas"] * torch_md_settings(md_config, temperature, 0).n_temperatures
+        rate = float(np.interp(needed, torch_rows.replicas, torch_rows.ns_per_day)) if len(torch_rows) else \
+            torch_engine_ns_per_day(xml, positions, needed, cores=cores, timestep_fs=md_config["timestep_fs"],
+                                    hydrogen_mass_amu=md_config["torch"]["hydrogen_mass_amu"])["ns_per_day"]
+        race = precision_race(xml, positions, temperature, topology, md_config, cores=cores, wall_s=race_seconds,
+                              target_halfwidth=phi_halfwidth, openmm_ns_per_day_per_replica=openmm_rate,
+                              torch_ns_per_day=rate, log=log)
+        race["unit"] = "s"
+        frame = pd.concat([frame, race], ignore_index=True)
+    return frame
 
 
-def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
-    """A Markdown report of a benchmark table."""
-    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + [""]
-    cols = [c for c in ("engine", "platform", "replicas", "threads", "ns_per_day",
-                        "ratio_vs_best_plain", "rows_per_s", "repeats") if c in frame]
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "---|" * len(cols))
+def _markdown_rows(frame: pd.DataFrame, cols: list[str]) -> list[str]:
+    cols = [c for c in cols if c in frame]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in frame.iterrows():
         cells = []
         for c in cols:
             v = row[c]
             if isinstance(v, float):
-                cells.append("" if np.isnan(v) else (f"{v:.2f}" if c.startswith("ratio") else f"{v:,.0f}"))
+                if np.isnan(v):
+                    cells.append("")
+                elif c.startswith("ratio"):
+                    cells.append(f"{v:.2f}")
+                elif c in ("phi_positive", "ci_low", "ci_high", "target_halfwidth"):
+                    cells.append(f"{v:.4f}")
+                elif c == "simulated_ns":
+                    cells.append(f"{v:,.1f}")
+                else:
+                    cells.append(f"{v:,.0f}")
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
+    """A Markdown report of :func:`bench_md`: MD throughput, the precision race, Parquet I/O."""
+    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + [""]
+    md_rows = frame[frame.unit == "ns/day"]
+    lines += ["## Throughput", ""]
+    lines += _markdown_rows(md_rows, ["engine", "platform", "replicas", "threads", "timestep_fs", "ns_per_day",
+                                      "steps_per_s_all_replicas", "ratio_vs_best_plain",
+                                      "ratio_vs_openmm_all_cores", "repeats"])
+    race = frame[frame.unit == "s"]
+    if len(race):
+        lines += ["", "## Time to a precise phi > 0 population (al2)", "",
+                  "Each engine runs for about the same wall time on the same cores; the phi > 0 population "
+                  "of its frames with a 95 % block-bootstrap interval; projected wall time for a 95 % "
+                  f"half-width of {race.target_halfwidth.iloc[0]:g} (half-width shrinks as 1/sqrt(time); "
+                  "empty when fewer than 2 entries into phi > 0 were seen, i.e. not estimable).", ""]
+        lines += _markdown_rows(race, ["engine", "processes", "wall_s", "simulated_ns", "frames", "phi_positive",
+                                       "ci_low", "ci_high", "entries_to_phi_positive",
+                                       "projected_wall_s_to_precision"])
+    io_rows = frame[frame.unit == "rows/s"]
+    lines += ["", "## Parquet sample sets", ""]
+    lines += _markdown_rows(io_rows, ["engine", "rows_per_s", "repeats"])
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    _stage_worker(sys.argv[1])
+    _worker(sys.argv[1])
 
 
 def _timed_rate(fn, n_configs: int, min_seconds: float) -> float:

@@ -99,6 +99,21 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
             problems.append(
                 f"config key 'md.files.{name}.units': required for .npy frames (nm or angstrom)"
             )
+    if md["source"] == "simulate" and md["engine"] == "torch":
+        from boltzflow.md import torch_md_settings
+        from boltzflow.systems import get_spec
+
+        for name in config["systems"]:
+            try:
+                temperature = get_spec(name, **config["peptides"].get(name, {})).temperature
+                torch_md_settings(md, temperature)
+            except KeyError:
+                continue  # an unknown system is reported above
+            except (TypeError, ValueError) as error:
+                problems.append(f"config key 'md.torch' (system {name}): {error}")
+        if md["torch"]["jobs"] > md["replicas"]:
+            problems.append(f"config key 'md.torch.jobs': {md['torch']['jobs']} jobs for only "
+                            f"{md['replicas']} replicas (ladders)")
     if md["save_interval_ps"] > md["length_ps"]:
         problems.append("config key 'md.save_interval_ps': longer than md.length_ps")
     if md["save_interval_ps"] * 1000 < md["timestep_fs"] - 1e-9:

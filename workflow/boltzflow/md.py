@@ -405,11 +405,38 @@ def gather_replicas(
     replica = np.concatenate([s.columns["replica"].to_numpy(np.int32) for s in sets])
     time_ps = np.concatenate([s.columns["time_ps"].to_numpy(np.float64) for s in sets])
     meta = dict(metadata or {})
-    meta["replicas"] = [
-        {k: s.metadata.get(k) for k in ("replica", "platform", "ns_per_day", "seed", "frames")}
-        for s in sets
-    ]
+    keys = ("engine", "replica", "replica_offset", "n_ladders", "platform", "device", "ns_per_day", "seed",
+            "frames", "temperatures_K", "swap_acceptance", "timestep_fs", "hydrogen_mass_amu")
+    meta["parts"] = [{k: s.metadata[k] for k in keys if k in s.metadata} for s in sets]
     meta["md"] = sets[0].metadata.get("md")
     write_sample_set(output, x, energy, target=target, units="nm",
                      extra={"replica": replica, "time_ps": time_ps}, metadata=meta)
     return len(x)
+
+
+def ladder_split(n_ladders: int, jobs: int) -> list[tuple[int, int]]:
+    """``(first, count)`` of the ladders of each job: ``n_ladders`` split as evenly as possible."""
+    if jobs < 1 or n_ladders < jobs:
+        raise ValueError(f"cannot split {n_ladders} ladders over {jobs} jobs")
+    base, extra = divmod(n_ladders, jobs)
+    out, first = [], 0
+    for job in range(jobs):
+        count = base + (1 if job < extra else 0)
+        out.append((first, count))
+        first += count
+    return out
+
+
+def torch_md_settings(md: Mapping[str, Any], temperature_K: float, job: int = 0):
+    """The :class:`~boltzflow.torch_md.TorchMDSettings` of job ``job`` of the config section ``md``
+    (engine ``torch``) for a system at ``temperature_K``: its share of the ladders and its own seed."""
+    from boltzflow.torch_md import TorchMDSettings
+
+    options = dict(md["torch"])
+    jobs = options.pop("jobs")
+    options.pop("threads_per_job")
+    _, count = ladder_split(md["replicas"], jobs)[job]
+    shared = {key: md[key] for key in ("timestep_fs", "friction_per_ps", "equilibration_ps", "length_ps",
+                                       "save_interval_ps", "checkpoint_interval_ps")}
+    return TorchMDSettings(temperature_K=float(temperature_K), n_ladders=count,
+                           seed=replica_seed(md["seed"], job), **shared, **options)

@@ -19,6 +19,7 @@ FIG_FORMATS = config["figures"]["formats"]
 wildcard_constraints:
     system=r"[A-Za-z0-9_]+",
     replica=r"\d+",
+    job=r"\d+",
     target=r"[A-Za-z0-9_]+",
 
 

@@ -1,7 +1,37 @@
-# Equilibrium data: simulated with OpenMM (replicas as separate jobs, then gathered), or read
-# from the user's files when md.source is "file".
+# Equilibrium data: simulated (md.engine torch: parallel-tempering ladders split over a few
+# jobs; openmm: one job per replica), then gathered; or read from the user's files when
+# md.source is "file".
 
-if config["md"]["source"] == "openmm":
+MD = config["md"]
+
+if MD["source"] == "simulate" and MD["engine"] == "torch":
+
+    rule md_torch:
+        input:
+            pdb=f"{OUT}/systems/{{system}}/topology.pdb",
+            xml=f"{OUT}/systems/{{system}}/system.xml",
+            spec=f"{OUT}/systems/{{system}}/spec.json",
+        output:
+            f"{OUT}/md/{{system}}/jobs/job{{job}}.parquet",
+        params:
+            md=lookup(dpath="md", within=config),
+            checkpoint_dir=lambda wc: f"{OUT}/md/{wc.system}/jobs/job{wc.job}.ckpt",
+        threads: MD["torch"]["threads_per_job"]
+        resources:
+            mem_mb=4000,
+            runtime=240,
+        log:
+            f"{OUT}/logs/md_torch/{{system}}-{{job}}.log",
+        conda:
+            "../../envs/md.yaml"
+        message:
+            "MD job {wildcards.job} of {wildcards.system} (batched torch Langevin, parallel tempering)"
+        script:
+            "../scripts/md_torch.py"
+
+    MD_PARTS = expand(f"{OUT}/md/{{{{system}}}}/jobs/job{{job}}.parquet", job=range(MD["torch"]["jobs"]))
+
+elif MD["source"] == "simulate":
 
     rule md_replica:
         input:
@@ -26,12 +56,13 @@ if config["md"]["source"] == "openmm":
         script:
             "../scripts/md_replica.py"
 
+    MD_PARTS = expand(f"{OUT}/md/{{{{system}}}}/replicas/replica{{replica}}.parquet", replica=range(MD["replicas"]))
+
+if MD["source"] == "simulate":
+
     rule md_gather:
         input:
-            expand(
-                f"{OUT}/md/{{{{system}}}}/replicas/replica{{replica}}.parquet",
-                replica=range(config["md"]["replicas"]),
-            ),
+            MD_PARTS,
         output:
             f"{OUT}/md/{{system}}/frames.parquet",
         log:

@@ -1017,8 +1017,8 @@ class TorchForceField(torch.nn.Module):
         pair_elements = max(1, (self.n_atoms // 2) * self.n_atoms)
         if device.type != "cpu":
             return max(1, (1 << 24) // pair_elements)
-        if compiled:
-            return max(self.min_compiled_batch, (1 << 16) // pair_elements)
+        if compiled:  # a multiple of 32, so that batches of a few hundred split evenly
+            return max(self.min_compiled_batch, ((1 << 16) // pair_elements) // 32 * 32)
         return max(32, (1 << 15) // pair_elements)
 
     def _kernel(self, x: torch.Tensor, grad: bool):
@@ -1047,7 +1047,7 @@ class TorchForceField(torch.nn.Module):
         for start in range(0, x.shape[0], chunk):
             xt = x[start:start + chunk].t().contiguous()  # configurations as columns
             size = xt.shape[1]
-            if kernel is not None and size >= self.min_compiled_batch:
+            if kernel is not None:  # a short last chunk is padded: cheaper than eager
                 try:
                     padded = xt
                     if size < chunk:  # pad with copies of the last column: one static shape
