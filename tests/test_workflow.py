@@ -192,8 +192,14 @@ def test_bench_md_target(smoke_run):
     assert np.isfinite(stage.ratio_vs_best_plain).all()
     assert plain.ratio_vs_best_plain.max() == pytest.approx(1.0)
     assert (table[table.unit == "rows/s"].rows_per_s > 0).all()
+    torch_rows = table[table.engine.str.startswith("torch engine")]
+    assert set(torch_rows.replicas) == {1, 64} and (torch_rows.ns_per_day > 0).all()
+    assert np.isfinite(torch_rows.ratio_vs_openmm_all_cores).all()
+    race = table[table.unit == "s"]
+    assert len(race) == 2 and (race.frames > 0).all() and (race.wall_s > 0).all()
+    assert ((race.phi_positive >= 0) & (race.phi_positive <= 1)).all()
     text = (repo / "results/benchmarks/md.md").read_text()
-    assert "| engine |" in text and "ratio_vs_best_plain" in text
+    assert "| engine |" in text and "ratio_vs_best_plain" in text and "precise phi > 0" in text
 
 
 def test_bench_energy_target(smoke_run):
@@ -204,7 +210,7 @@ def test_bench_energy_target(smoke_run):
     assert set(table.engine) == {"torch", "OpenMM Reference, 1 context", "OpenMM CPU, 1 context",
                                  "OpenMM Reference pool, 2 contexts"}
     torch_rows = table[table.engine == "torch"]
-    assert set(torch_rows.dtype) == {"float32", "float64"} and set(torch_rows.batch) == {1, 200}
+    assert set(torch_rows.dtype) == {"float32", "float64"} and set(torch_rows.batch) == {1, 40}
     assert set(table.quantity) == {"energy", "energy+forces"}
     assert (table.configs_per_s > 0).all() and np.isfinite(table.ratio_vs_openmm_reference).all()
     reference = table[table.engine == "OpenMM Reference, 1 context"]
