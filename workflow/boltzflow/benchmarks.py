@@ -42,6 +42,14 @@ def _worker(job_file: str) -> None:
      "torch_run": _torch_run_worker}[kind](job_file)
 
 
+def _load_job(job_file: str) -> tuple[dict[str, Any], Path, openmm.System, np.ndarray]:
+    """A worker's job description, its folder, and the system and positions stored there."""
+    job = json.loads(Path(job_file).read_text())
+    folder = Path(job["folder"])
+    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
+    return job, folder, system, np.load(folder / "positions.npy")
+
+
 def _wait_for_go(folder: Path, worker: int) -> None:
     """Tell the parent this worker is ready (warm-up and compilation done), then wait for all."""
     (folder / f"ready{worker}").touch()
@@ -56,11 +64,8 @@ def _torch_throughput_worker(job_file: str) -> None:
     from boltzflow.targets.forcefield import TorchForceField
     from boltzflow.torch_md import measure_throughput
 
-    job = json.loads(Path(job_file).read_text())
-    folder = Path(job["folder"])
+    job, folder, system, positions = _load_job(job_file)
     torch.set_num_threads(1)
-    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
-    positions = np.load(folder / "positions.npy")
     ff = TorchForceField(system, compile=job["n_replicas"] >= 64)
     options = dict(timestep_fs=job["timestep_fs"], hydrogen_mass_amu=job["hydrogen_mass_amu"], force_field=ff)
     measure_throughput(system, positions, job["n_replicas"], steps=5, warmup=5, **options)  # compile
@@ -75,11 +80,8 @@ def _torch_run_worker(job_file: str) -> None:
 
     from boltzflow.torch_md import TorchMDSettings, run_parallel_tempering
 
-    job = json.loads(Path(job_file).read_text())
-    folder = Path(job["folder"])
+    job, folder, system, positions = _load_job(job_file)
     torch.set_num_threads(1)
-    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
-    positions = np.load(folder / "positions.npy")
     settings = TorchMDSettings(**job["settings"])
     worker = job["worker"]
     start = time.time()
@@ -94,10 +96,7 @@ def _stage_worker(job_file: str) -> None:
     Times are taken inside the worker, so interpreter start-up and imports are not counted
     (a workflow job pays those too, once, but they do not grow with simulated time).
     """
-    job = json.loads(Path(job_file).read_text())
-    folder = Path(job["folder"])
-    system = openmm.XmlSerializer.deserialize((folder / "system.xml").read_text())
-    positions = np.load(folder / "positions.npy")
+    job, folder, system, positions = _load_job(job_file)
     settings = MDSettings(**job["settings"])
     replica = job["replica"]
     start = time.time()
@@ -177,33 +176,45 @@ def torch_engine_ns_per_day(xml: str, positions: np.ndarray, n_replicas: int, *,
             "evaluations_per_s": sum(r["evaluations_per_s"] for r in results), "processes": workers}
 
 
-def _phi_positive_estimate(frames: Path, topology, target_halfwidth: float, wall_s: float) -> dict[str, Any]:
+def _phi_positive_estimate(frames: Path, topology, target_relative: float, wall_s: float) -> dict[str, Any]:
     """phi > 0 population of al2-like frames with its block-bootstrap interval, and the wall time a
-    run of the same engine would need for a 95 % half-width of ``target_halfwidth`` (the half-width
-    shrinks as 1/sqrt(time) once the chains are equilibrated)."""
-    from boltzflow.convergence import bootstrap_population
+    run of the same engine would need for a 95 % half-width of ``target_relative`` times the
+    population (the half-width shrinks as 1/sqrt(time) once the chains are equilibrated; at least
+    two entries into phi > 0 are needed for an estimate). This measures precision only: a run
+    that has not yet equilibrated the phi > 0 states is precise about a biased value."""
+    from boltzflow.convergence import bootstrap_population, conformational_states
     from boltzflow.observables import backbone_dihedrals
 
     samples = read_sample_set(frames)
-    phi = backbone_dihedrals(samples.x, topology).filter(like="phi_").iloc[:, 0].to_numpy()
+    dihedrals = backbone_dihedrals(samples.x, topology)
+    phi = dihedrals.filter(like="phi_").iloc[:, 0].to_numpy()
+    state = conformational_states(dihedrals).iloc[:, 0].to_numpy()
     replica = samples.columns["replica"].to_numpy()
     time_ps = samples.columns["time_ps"].to_numpy()
     positive = phi > 0
     est = bootstrap_population(positive.astype(float), replica, time_ps, n_boot=1000)
+    # the same distribution? mean energy and the phi < 0 basins, with their standard errors
+    compare = {"mean_energy": samples.energy, "alpha_R": (state == "alpha_R").astype(float),
+               "beta": (state == "beta").astype(float)}
+    extra = {}
+    for name, values in compare.items():
+        value = bootstrap_population(values, replica, time_ps, n_boot=500)
+        extra[name], extra[f"{name}_se"] = value["population"], value["se"]
     order = np.lexsort((time_ps, replica))
     entries = int(np.sum(positive[order][1:] & ~positive[order][:-1] & (replica[order][1:] == replica[order][:-1])))
-    halfwidth = 0.5 * (est["ci_high"] - est["ci_low"])
-    needed = wall_s * (halfwidth / target_halfwidth) ** 2 if halfwidth > 0 and entries >= 2 else float("nan")
+    relative = 0.5 * (est["ci_high"] - est["ci_low"]) / est["population"] if est["population"] > 0 else float("nan")
+    needed = wall_s * (relative / target_relative) ** 2 if entries >= 2 and relative > 0 else float("nan")
     return {"frames": len(samples), "phi_positive": est["population"], "ci_low": est["ci_low"],
-            "ci_high": est["ci_high"], "entries_to_phi_positive": entries,
-            "wall_s": wall_s, "projected_wall_s_to_precision": needed}
+            "ci_high": est["ci_high"], "relative_halfwidth": relative, "entries_to_phi_positive": entries,
+            "wall_s": wall_s, "projected_wall_s_to_precision": needed, **extra}
 
 
 def precision_race(xml: str, positions: np.ndarray, temperature: float, topology, md_config: dict[str, Any],
-                   *, cores: int, wall_s: float, target_halfwidth: float, openmm_ns_per_day_per_replica: float,
+                   *, cores: int, wall_s: float, target_relative: float, openmm_ns_per_day_per_replica: float,
                    torch_ns_per_day: float, log=print) -> pd.DataFrame:
     """Each engine runs for about ``wall_s`` seconds on ``cores`` cores; the phi > 0 population of
-    its frames, its interval, and the projected wall time to a 95 % half-width of ``target_halfwidth``.
+    its frames, its interval, and the projected wall time to a 95 % half-width of ``target_relative``
+    times the population.
 
     OpenMM: one replica per core (its best use of the cores), 1 fs, frames every ps, no
     equilibration (in its favour). Torch: the parallel-tempering settings of ``md_config`` with
@@ -230,7 +241,7 @@ def precision_race(xml: str, positions: np.ndarray, temperature: float, topology
                         target="bench")
         row = {"engine": "OpenMM Reference, 1 replica per core", "processes": cores,
                "simulated_ns": cores * length_ps * 1e-3,
-               **_phi_positive_estimate(folder / "openmm.parquet", topology, target_halfwidth, elapsed)}
+               **_phi_positive_estimate(folder / "openmm.parquet", topology, target_relative, elapsed)}
         rows.append(row)
         log(f"precision race, OpenMM: {row}")
         # torch
@@ -255,11 +266,11 @@ def precision_race(xml: str, positions: np.ndarray, temperature: float, topology
         row = {"engine": f"torch, parallel tempering ({per_job.n_temperatures} temperatures)",
                "processes": jobs_torch,
                "simulated_ns": replicas_total * (length + per_job.equilibration_ps) * 1e-3,
-               **_phi_positive_estimate(folder / "torch.parquet", topology, target_halfwidth, elapsed)}
+               **_phi_positive_estimate(folder / "torch.parquet", topology, target_relative, elapsed)}
         rows.append(row)
         log(f"precision race, torch: {row}")
     frame = pd.DataFrame(rows)
-    frame["target_halfwidth"] = target_halfwidth
+    frame["target_relative_halfwidth"] = target_relative
     return frame
 
 
@@ -277,7 +288,7 @@ def bench_md(
     topology=None,
     torch_replicas: tuple[int, ...] = (),
     race_seconds: float = 0.0,
-    phi_halfwidth: float = 0.005,
+    phi_relative_halfwidth: float = 0.2,
     log=print,
 ) -> pd.DataFrame:
     """Run the benchmark; returns one row per (engine, platform, replicas) with medians.
@@ -366,7 +377,7 @@ def bench_md(
             torch_engine_ns_per_day(xml, positions, needed, cores=cores, timestep_fs=md_config["timestep_fs"],
                                     hydrogen_mass_amu=md_config["torch"]["hydrogen_mass_amu"])["ns_per_day"]
         race = precision_race(xml, positions, temperature, topology, md_config, cores=cores, wall_s=race_seconds,
-                              target_halfwidth=phi_halfwidth, openmm_ns_per_day_per_replica=openmm_rate,
+                              target_relative=phi_relative_halfwidth, openmm_ns_per_day_per_replica=openmm_rate,
                               torch_ns_per_day=rate, log=log)
         race["unit"] = "s"
         frame = pd.concat([frame, race], ignore_index=True)
@@ -385,8 +396,10 @@ def _markdown_rows(frame: pd.DataFrame, cols: list[str]) -> list[str]:
                     cells.append("")
                 elif c.startswith("ratio"):
                     cells.append(f"{v:.2f}")
-                elif c in ("phi_positive", "ci_low", "ci_high", "target_halfwidth"):
+                elif c in ("phi_positive", "ci_low", "ci_high", "relative_halfwidth", "alpha_R", "beta", "mean_energy"):
                     cells.append(f"{v:.4f}")
+                elif c == "timestep_fs":
+                    cells.append(f"{v:g}")
                 elif c == "simulated_ns":
                     cells.append(f"{v:,.1f}")
                 else:
@@ -410,11 +423,22 @@ def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
         lines += ["", "## Time to a precise phi > 0 population (al2)", "",
                   "Each engine runs for about the same wall time on the same cores; the phi > 0 population "
                   "of its frames with a 95 % block-bootstrap interval; projected wall time for a 95 % "
-                  f"half-width of {race.target_halfwidth.iloc[0]:g} (half-width shrinks as 1/sqrt(time); "
-                  "empty when fewer than 2 entries into phi > 0 were seen, i.e. not estimable).", ""]
+                  f"half-width of {race.target_relative_halfwidth.iloc[0]:g} times the population (the "
+                  "half-width shrinks as 1/sqrt(time); empty when fewer than 2 entries into phi > 0 were "
+                  "seen). This is precision only: a run that has not equilibrated phi > 0 is precise about "
+                  "a biased value.", ""]
         lines += _markdown_rows(race, ["engine", "processes", "wall_s", "simulated_ns", "frames", "phi_positive",
-                                       "ci_low", "ci_high", "entries_to_phi_positive",
-                                       "projected_wall_s_to_precision"])
+                                       "ci_low", "ci_high", "relative_halfwidth",
+                                       "entries_to_phi_positive", "projected_wall_s_to_precision"])
+        if "mean_energy" in race and len(race) == 2:
+            a, b = race.iloc[0], race.iloc[1]
+            lines += ["", "Same distribution? (standard errors from block bootstraps over chains; z = difference / "
+                      "combined standard error)", "", "| quantity | " + " | ".join(race.engine) + " | z |",
+                      "|---|---|---|---|"]
+            for name in ("mean_energy", "alpha_R", "beta"):
+                z = (a[name] - b[name]) / math.hypot(a[f"{name}_se"], b[f"{name}_se"])
+                lines.append(f"| {name} | {a[name]:.4f} +- {a[f'{name}_se']:.4f} | "
+                             f"{b[name]:.4f} +- {b[f'{name}_se']:.4f} | {z:.2f} |")
     io_rows = frame[frame.unit == "rows/s"]
     lines += ["", "## Parquet sample sets", ""]
     lines += _markdown_rows(io_rows, ["engine", "rows_per_s", "repeats"])

@@ -109,6 +109,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "initial_positive_sequence_tau",
     "PHI_POSITIVE",
     "ROW_STATES",
     "STATES",
@@ -310,11 +311,17 @@ def _tau(values: np.ndarray, lengths: np.ndarray) -> float:
         f = np.fft.rfft(rows, n=2 * int(n), axis=1)
         acov[:n] += np.fft.irfft(f * np.conj(f), n=2 * int(n), axis=1)[:, :n].sum(axis=0)
     acov /= n_total
-    rho = acov / acov[0]
     if max_len < 2:  # one frame per chain: no lag to correlate over
         return 1.0
+    return initial_positive_sequence_tau(acov / acov[0])
+
+
+def initial_positive_sequence_tau(rho: np.ndarray) -> float:
+    """Integrated autocorrelation time ``1 + 2 sum_k rho_k`` from the normalised autocorrelation
+    ``rho`` (``rho[0] = 1``), summed over Geyer's initial positive sequence: pairs
+    ``rho_{2m} + rho_{2m+1}`` are added while they are positive."""
     tau = -1.0
-    for k in range(0, max_len - 1, 2):
+    for k in range(0, len(rho) - 1, 2):
         pair = rho[k] + rho[k + 1]
         if pair <= 0.0:
             break

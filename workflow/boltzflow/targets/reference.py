@@ -112,14 +112,9 @@ def integrated_autocorrelation_time(traces: np.ndarray) -> float:
     acov = np.fft.irfft(f * np.conj(f), axis=0)[:n].mean(axis=1) / n
     if acov[0] <= 0:
         return 1.0
-    rho = acov / acov[0]
-    tau = -1.0
-    for k in range(0, n - 1, 2):
-        pair = rho[k] + rho[k + 1]
-        if pair <= 0:
-            break
-        tau += 2.0 * pair
-    return float(max(tau, 1.0 / n))
+    from boltzflow.convergence import initial_positive_sequence_tau
+
+    return float(max(initial_positive_sequence_tau(acov / acov[0]), 1.0 / n))
 
 
 def _split_rhat(traces: np.ndarray) -> float:
