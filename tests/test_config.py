@@ -42,6 +42,11 @@ def test_defaults_are_filled():
     (lambda c: c["md"].update(source="file"), "'md.files.al2'"),
     (lambda c: c.update(peptides={"x": {"sequence": "ALA"}}), "'peptides.x'"),
     (lambda c: c.update(benchmark={"energy_systems": ["al2", "lj13"]}), "'benchmark.energy_systems[1]'"),
+    (lambda c: c["md"].update(engine="gromacs"), "'md.engine'"),
+    (lambda c: c["md"].update(torch={"n_temperatures": 0}), "'md.torch.n_temperatures'"),
+    (lambda c: c["md"].update(torch={"exchange_interval_ps": 0.001}), "'md.torch'"),
+    (lambda c: c["md"].update(torch={"max_temperature_K": 250}), "'md.torch'"),
+    (lambda c: c["md"].update(replicas=2, torch={"jobs": 3}), "'md.torch.jobs'"),
 ])
 def test_bad_config_names_the_key(mutate, key):
     config = copy.deepcopy(load())
