@@ -20,18 +20,9 @@ import pytest
 import torch
 
 from boltzflow.targets import synthetic
-from boltzflow.targets.base import make, registered_names
+from boltzflow.targets.base import registered_names
 
-try:  # the package entry point; it also imports the peptide module, which may be unfinished
-    from boltzflow.targets import load_target, target_names
-
-    target_names()
-    ENTRY_POINT_ERROR: Exception | None = None
-except ImportError as err:  # pragma: no cover - depends on the state of the peptide module
-    ENTRY_POINT_ERROR = err
-
-    def load_target(name, **overrides):
-        return make(name, **overrides)
+from boltzflow.targets import load_target
 
 
 DIMS = {
@@ -86,8 +77,6 @@ def test_all_names_registered():
 
 
 def test_entry_point_load_target():
-    if ENTRY_POINT_ERROR is not None:
-        pytest.skip(f"boltzflow.targets.load_target unavailable: {ENTRY_POINT_ERROR}")
     for name in DIMS:
         assert load_target(name).dim == DIMS[name]
 
