@@ -198,7 +198,11 @@ def test_bench_md_target(smoke_run):
     race = table[table.unit == "s"]
     assert len(race) == 2 and (race.frames > 0).all() and (race.wall_s > 0).all()
     assert ((race.phi_positive >= 0) & (race.phi_positive <= 1)).all()
+    openmm = race[race.engine.str.startswith("OpenMM")].iloc[0]
+    assert openmm.probe_replicas == 4 and openmm.probe_length_ps == 3  # the smoke config's probe
+    assert "2 temperatures: 300, 400 K" in race.engine.iloc[1]  # the race ladder, not md's
     text = (repo / "results/benchmarks/md.md").read_text()
+    assert "Plain-dynamics probe: 4 replicas x 3 ps" in text
     assert "| engine |" in text and "ratio_vs_best_plain" in text and "precise phi > 0" in text
 
 

@@ -39,7 +39,7 @@ def _worker(job_file: str) -> None:
     """Entry point of a benchmark worker process (``python -m boltzflow.benchmarks JOB.json``)."""
     kind = json.loads(Path(job_file).read_text()).get("kind", "stage")
     {"stage": _stage_worker, "torch_throughput": _torch_throughput_worker,
-     "torch_run": _torch_run_worker}[kind](job_file)
+     "torch_run": _torch_run_worker, "plain_probe": _plain_probe_worker}[kind](job_file)
 
 
 def _load_job(job_file: str) -> tuple[dict[str, Any], Path, openmm.System, np.ndarray]:
@@ -88,6 +88,34 @@ def _torch_run_worker(job_file: str) -> None:
     run_parallel_tempering(system, positions, settings, folder / f"torch{worker}.parquet", folder / f"tck{worker}",
                            target="bench", replica_offset=job["replica_offset"])
     (folder / f"span{worker}.json").write_text(json.dumps([start, time.time()]))
+
+
+def _plain_probe_worker(job_file: str) -> None:
+    """Plain Langevin dynamics with OpenMM's settings (real masses, 1 fs) of the given equilibrium
+    start configurations on the torch force field; records phi every picosecond."""
+    import mdtraj
+    import torch
+
+    from boltzflow.targets.forcefield import TorchForceField
+    from boltzflow.torch_md import BatchedLangevin, system_masses
+
+    job, folder, system, _ = _load_job(job_file)
+    torch.set_num_threads(1)
+    starts = np.load(folder / f"starts{job['worker']}.npy")
+    topology = mdtraj.load_topology(str(folder / "topology.pdb"))
+    ff = TorchForceField(system, temperature=None, compile=len(starts) >= 64)
+    engine = BatchedLangevin(ff.energy_and_forces, system_masses(system), [job["temperature"]], dim=starts.shape[1],
+                             n_ladders=len(starts), timestep_fs=1.0, friction_per_ps=job["friction_per_ps"],
+                             seed=job["seed"])
+    engine.set_positions(starts)
+    engine.draw_velocities()
+    atoms = np.array([job["phi_atoms"]])
+    phi = np.empty((job["length_ps"], len(starts)))
+    for frame in range(job["length_ps"]):
+        engine.run(1000)
+        traj = mdtraj.Trajectory(engine.x.numpy().reshape(len(starts), -1, 3), topology)
+        phi[frame] = mdtraj.compute_dihedrals(traj, atoms, periodic=False)[:, 0]
+    np.save(folder / f"phi{job['worker']}.npy", phi)
 
 
 def _stage_worker(job_file: str) -> None:
@@ -209,20 +237,66 @@ def _phi_positive_estimate(frames: Path, topology, target_relative: float, wall_
             "wall_s": wall_s, "projected_wall_s_to_precision": needed, **extra}
 
 
+def _race_md_config(md_config: dict[str, Any], race_ladder: dict[str, Any]) -> dict[str, Any]:
+    """The md config of the torch side of the race: md's engine settings with the race's ladder."""
+    race = {**md_config, "replicas": int(race_ladder["ladders"]),
+            "equilibration_ps": float(race_ladder["equilibration_ps"])}
+    race["torch"] = {**md_config["torch"], "n_temperatures": int(race_ladder["n_temperatures"]),
+                     "max_temperature_K": float(race_ladder["max_temperature_K"]), "temperatures_K": None}
+    return race
+
+
+def plain_dynamics_correlation(phi: np.ndarray) -> dict[str, float]:
+    """Population, integrated autocorrelation time and entries of the phi > 0 indicator of
+    stationary trajectories ``phi`` ``(frames, replicas)`` 1 ps apart.
+
+    The autocorrelation is pooled over replicas and summed over Geyer's initial positive
+    sequence; it can be no longer than the trajectories, so for slow processes it is a lower
+    bound of the true correlation time.
+    """
+    from boltzflow.convergence import initial_positive_sequence_tau
+
+    indicator = (np.asarray(phi) > 0).astype(float)
+    frames = len(indicator)
+    p = float(indicator.mean())
+    entries = int(((indicator[1:] > 0) & (indicator[:-1] == 0)).sum())
+    if p in (0.0, 1.0):
+        return {"phi_positive": p, "tau_ps": float("nan"), "entries": entries}
+    d = indicator - p
+    rho = np.array([np.mean(d[: frames - k] * d[k:]) for k in range(frames // 2 + 1)]) / np.mean(d * d)
+    return {"phi_positive": p, "tau_ps": max(1.0, initial_positive_sequence_tau(rho)), "entries": entries}
+
+
 def precision_race(xml: str, positions: np.ndarray, temperature: float, topology, md_config: dict[str, Any],
                    *, cores: int, wall_s: float, target_relative: float, openmm_ns_per_day_per_replica: float,
-                   torch_ns_per_day: float, log=print) -> pd.DataFrame:
-    """Each engine runs for about ``wall_s`` seconds on ``cores`` cores; the phi > 0 population of
-    its frames, its interval, and the projected wall time to a 95 % half-width of ``target_relative``
-    times the population.
+                   torch_ns_per_day: float, race_ladder: dict[str, Any], probe_replicas: int,
+                   probe_length_ps: int, log=print) -> pd.DataFrame:
+    """Wall time each engine needs for a 95 % half-width of ``target_relative`` times the al2
+    phi > 0 population.
 
-    OpenMM: one replica per core (its best use of the cores), 1 fs, frames every ps, no
-    equilibration (in its favour). Torch: the parallel-tempering settings of ``md_config`` with
-    one job per core, each with its share of the ladders, equilibration included.
+    - OpenMM: one replica per core (its best use of the cores), 1 fs, frames every ps, no
+      equilibration (in its favour), for ``wall_s``. A few nanoseconds see at most a handful of
+      phi > 0 visits, too few for an interval, so its time to precision is projected from the
+      statistics of plain dynamics: a time average over ``T`` of an indicator with population
+      ``p`` and integrated autocorrelation time ``tau`` has variance ``2 tau p (1 - p) / T``, so
+      ``T = (1.96 / r)^2 2 tau (1 - p) / p`` for a relative half-width ``r``, divided by OpenMM's
+      measured ns per wall second on all cores. ``tau`` is measured with OpenMM's own settings
+      (real masses, 1 fs, same friction) on the torch force field, from ``probe_replicas``
+      equilibrium configurations (taken from the torch run) over ``probe_length_ps`` each; a
+      ``tau`` as long as that window is a lower bound, which favours OpenMM. ``p`` is the torch
+      engine's estimate.
+    - torch: parallel tempering with the ladder ``race_ladder`` (ladders, n_temperatures,
+      max_temperature_K, equilibration_ps) and md's engine settings, one job per core, for
+      about ``wall_s`` including equilibration; its interval is a block bootstrap over the
+      independent ladders and its time to precision scales as 1/sqrt(time).
     """
-    from boltzflow.md import ladder_split, torch_md_settings
+    import mdtraj
+
+    from boltzflow.md import gather_replicas, ladder_split, torch_md_settings
+    from boltzflow.observables import dihedral_atoms
 
     rows = []
+    race_md = _race_md_config(md_config, race_ladder)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _prepare_folder(folder, xml, positions)
@@ -234,43 +308,73 @@ def precision_race(xml: str, positions: np.ndarray, temperature: float, topology
                 for r in range(cores)]
         start = time.time()
         _run_workers(folder, jobs, barrier=False)
-        elapsed = time.time() - start
-        from boltzflow.md import gather_replicas
-
+        openmm_elapsed = time.time() - start
         gather_replicas([folder / f"replica{r}.parquet" for r in range(cores)], folder / "openmm.parquet",
                         target="bench")
-        row = {"engine": "OpenMM Reference, 1 replica per core", "processes": cores,
-               "simulated_ns": cores * length_ps * 1e-3,
-               **_phi_positive_estimate(folder / "openmm.parquet", topology, target_relative, elapsed)}
-        rows.append(row)
-        log(f"precision race, OpenMM: {row}")
+        openmm_ns = cores * length_ps * 1e-3
+        openmm_row = {"engine": "OpenMM Reference, 1 replica per core", "processes": cores,
+                      "simulated_ns": openmm_ns,
+                      **_phi_positive_estimate(folder / "openmm.parquet", topology, target_relative, openmm_elapsed)}
+        log(f"precision race, OpenMM: {openmm_row}")
         # torch
-        jobs_torch = md_config["torch"]["jobs"]
-        per_job = torch_md_settings(md_config, temperature, 0)
-        replicas_total = md_config["replicas"] * per_job.n_temperatures
+        per_job = torch_md_settings(race_md, temperature, 0)
+        replicas_total = race_md["replicas"] * per_job.n_temperatures
         per_replica_ps_per_s = torch_ns_per_day / replicas_total / 86.4
         save = per_job.save_interval_ps
         length = max(save, math.floor((wall_s * per_replica_ps_per_s - per_job.equilibration_ps) / save) * save)
+        jobs_torch = race_md["torch"]["jobs"]
         jobs = []
-        for job, (first, _) in enumerate(ladder_split(md_config["replicas"], jobs_torch)):
-            settings = replace(torch_md_settings(md_config, temperature, job), length_ps=length,
+        for job, (first, _) in enumerate(ladder_split(race_md["replicas"], jobs_torch)):
+            settings = replace(torch_md_settings(race_md, temperature, job), length_ps=length,
                                checkpoint_interval_ps=length + per_job.equilibration_ps)
             settings_dict = asdict(settings)
-            settings_dict["temperatures_K"] = None if settings.temperatures_K is None else list(settings.temperatures_K)
+            settings_dict["temperatures_K"] = None
             jobs.append({"kind": "torch_run", "worker": job, "settings": settings_dict, "replica_offset": first})
         start = time.time()
         _run_workers(folder, jobs, barrier=False)
         elapsed = time.time() - start
         gather_replicas([folder / f"torch{j}.parquet" for j in range(jobs_torch)], folder / "torch.parquet",
                         target="bench")
-        row = {"engine": f"torch, parallel tempering ({per_job.n_temperatures} temperatures)",
-               "processes": jobs_torch,
-               "simulated_ns": replicas_total * (length + per_job.equilibration_ps) * 1e-3,
-               **_phi_positive_estimate(folder / "torch.parquet", topology, target_relative, elapsed)}
-        rows.append(row)
-        log(f"precision race, torch: {row}")
-    frame = pd.DataFrame(rows)
+        ladder = ", ".join(f"{t:.0f}" for t in per_job.ladder())
+        torch_row = {"engine": f"torch, parallel tempering ({per_job.n_temperatures} temperatures: {ladder} K)",
+                     "processes": jobs_torch,
+                     "simulated_ns": replicas_total * (length + per_job.equilibration_ps) * 1e-3,
+                     "projection": "bootstrap over ladders, 1/sqrt(time)",
+                     **_phi_positive_estimate(folder / "torch.parquet", topology, target_relative, elapsed)}
+        log(f"precision race, torch: {torch_row}")
+        # the plain-dynamics probe, from equilibrium configurations of the torch run
+        samples = read_sample_set(folder / "torch.parquet")
+        rng = np.random.default_rng(md_config["seed"])
+        starts = samples.x[rng.choice(len(samples), size=min(probe_replicas, len(samples)), replace=False)]
+        mdtraj.Trajectory(np.asarray(positions, dtype=np.float32).reshape(1, -1, 3), topology).save_pdb(
+            str(folder / "topology.pdb"))
+        phi_atoms = next(a for name, a in dihedral_atoms(topology).items() if name.startswith("phi_"))
+        workers = ladder_split(len(starts), min(cores, len(starts)))
+        jobs = []
+        for worker, (first, count) in enumerate(workers):
+            np.save(folder / f"starts{worker}.npy", starts[first:first + count].astype(np.float64))
+            jobs.append({"kind": "plain_probe", "worker": worker, "temperature": temperature,
+                         "friction_per_ps": md_config["friction_per_ps"], "seed": md_config["seed"] + worker,
+                         "phi_atoms": phi_atoms, "length_ps": int(probe_length_ps)})
+        start = time.time()
+        _run_workers(folder, jobs, barrier=False)
+        probe_elapsed = time.time() - start
+        phi = np.concatenate([np.load(folder / f"phi{w}.npy") for w in range(len(workers))], axis=1)
+    probe = plain_dynamics_correlation(phi)
+    p = torch_row["phi_positive"]
+    needed_ns = (1.96 / target_relative) ** 2 * 2.0 * probe["tau_ps"] * (1.0 - p) / p * 1e-3 if p > 0 else math.nan
+    openmm_row.update({
+        "projection": f"plain-dynamics tau >= {probe['tau_ps']:.0f} ps (lower bound: probe window "
+                      f"{probe_length_ps} ps), p from torch",
+        "projected_wall_s_to_precision": needed_ns / (openmm_ns / openmm_elapsed),
+        "probe_tau_ps": probe["tau_ps"], "probe_phi_positive": probe["phi_positive"],
+        "probe_entries": probe["entries"], "probe_replicas": phi.shape[1], "probe_length_ps": probe_length_ps,
+        "probe_wall_s": probe_elapsed, "projected_simulated_ns": needed_ns})
+    log(f"plain-dynamics probe: {probe} from {phi.shape[1]} x {probe_length_ps} ps in {probe_elapsed:.0f} s; "
+        f"OpenMM would need {needed_ns:,.0f} ns = {openmm_row['projected_wall_s_to_precision']:,.0f} s")
+    frame = pd.DataFrame([openmm_row, torch_row])
     frame["target_relative_halfwidth"] = target_relative
+    frame["speedup_vs_openmm"] = openmm_row["projected_wall_s_to_precision"] / frame["projected_wall_s_to_precision"]
     return frame
 
 
@@ -289,6 +393,9 @@ def bench_md(
     torch_replicas: tuple[int, ...] = (),
     race_seconds: float = 0.0,
     phi_relative_halfwidth: float = 0.2,
+    race_ladder: dict[str, Any] | None = None,
+    probe_replicas: int = 512,
+    probe_length_ps: int = 120,
     log=print,
 ) -> pd.DataFrame:
     """Run the benchmark; returns one row per (engine, platform, replicas) with medians.
@@ -372,13 +479,18 @@ def bench_md(
         openmm_rate = float((per_replica.ns_per_day / per_replica.replicas).max())
         from boltzflow.md import torch_md_settings
 
-        needed = md_config["replicas"] * torch_md_settings(md_config, temperature, 0).n_temperatures
+        race_ladder = race_ladder or {"ladders": md_config["replicas"], "n_temperatures": md_config["torch"][
+            "n_temperatures"], "max_temperature_K": md_config["torch"]["max_temperature_K"],
+            "equilibration_ps": md_config["equilibration_ps"]}
+        race_md = _race_md_config(md_config, race_ladder)
+        needed = race_md["replicas"] * torch_md_settings(race_md, temperature, 0).n_temperatures
         rate = float(np.interp(needed, torch_rows.replicas, torch_rows.ns_per_day)) if len(torch_rows) else \
             torch_engine_ns_per_day(xml, positions, needed, cores=cores, timestep_fs=md_config["timestep_fs"],
                                     hydrogen_mass_amu=md_config["torch"]["hydrogen_mass_amu"])["ns_per_day"]
         race = precision_race(xml, positions, temperature, topology, md_config, cores=cores, wall_s=race_seconds,
                               target_relative=phi_relative_halfwidth, openmm_ns_per_day_per_replica=openmm_rate,
-                              torch_ns_per_day=rate, log=log)
+                              torch_ns_per_day=rate, race_ladder=race_ladder, probe_replicas=probe_replicas,
+                              probe_length_ps=probe_length_ps, log=log)
         race["unit"] = "s"
         frame = pd.concat([frame, race], ignore_index=True)
     return frame
@@ -421,15 +533,27 @@ def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
     race = frame[frame.unit == "s"]
     if len(race):
         lines += ["", "## Time to a precise phi > 0 population (al2)", "",
-                  "Each engine runs for about the same wall time on the same cores; the phi > 0 population "
-                  "of its frames with a 95 % block-bootstrap interval; projected wall time for a 95 % "
-                  f"half-width of {race.target_relative_halfwidth.iloc[0]:g} times the population (the "
-                  "half-width shrinks as 1/sqrt(time); empty when fewer than 2 entries into phi > 0 were "
-                  "seen). This is precision only: a run that has not equilibrated phi > 0 is precise about "
-                  "a biased value.", ""]
+                  "Each engine runs for about the same wall time on the same cores. Wall time to a 95 % "
+                  f"half-width of {race.target_relative_halfwidth.iloc[0]:g} times the phi > 0 population: "
+                  "torch, from its block-bootstrap interval over independent ladders (the half-width shrinks "
+                  "as 1/sqrt(time)); OpenMM, whose run sees too few phi > 0 visits for an interval, from "
+                  "T = (1.96 / r)^2 2 tau (1 - p) / p, with tau the integrated autocorrelation time of the "
+                  "phi > 0 indicator under plain dynamics with OpenMM's settings (1 fs, real masses), "
+                  "measured from equilibrium starts (probe columns; a lower bound when it reaches the probe "
+                  "window, which favours OpenMM), and OpenMM's measured ns per second on all cores. This is "
+                  "precision only: a run that has not equilibrated phi > 0 is precise about a biased value.",
+                  ""]
         lines += _markdown_rows(race, ["engine", "processes", "wall_s", "simulated_ns", "frames", "phi_positive",
-                                       "ci_low", "ci_high", "relative_halfwidth",
-                                       "entries_to_phi_positive", "projected_wall_s_to_precision"])
+                                       "ci_low", "ci_high", "relative_halfwidth", "entries_to_phi_positive",
+                                       "projected_wall_s_to_precision", "speedup_vs_openmm"])
+        probe = race[race.engine.str.startswith("OpenMM")]
+        if "probe_tau_ps" in probe and len(probe):
+            r = probe.iloc[0]
+            lines += ["", f"Plain-dynamics probe: {int(r.probe_replicas)} replicas x {int(r.probe_length_ps)} ps "
+                      f"from torch equilibrium frames ({r.probe_wall_s:,.0f} s): phi > 0 population "
+                      f"{r.probe_phi_positive:.4f}, {int(r.probe_entries)} entries, tau >= {r.probe_tau_ps:.0f} ps; "
+                      f"OpenMM needs {r.projected_simulated_ns:,.0f} ns at {r.simulated_ns / r.wall_s * 86400:,.0f} "
+                      "ns/day."]
         if "mean_energy" in race and len(race) == 2:
             a, b = race.iloc[0], race.iloc[1]
             lines += ["", "Same distribution? (standard errors from block bootstraps over chains; z = difference / "
