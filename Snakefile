@@ -15,6 +15,7 @@ include: "workflow/rules/md.smk"
 include: "workflow/rules/observables.smk"
 include: "workflow/rules/convergence.smk"
 include: "workflow/rules/targets.smk"
+include: "workflow/rules/flows.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bench.smk"
 

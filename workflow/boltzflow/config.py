@@ -35,20 +35,34 @@ def _dotted(path: Iterable[Any]) -> str:
     return ".".join(parts).replace(".[", "[") or "<top level>"
 
 
-def _fill_defaults(instance: Any, schema: dict[str, Any]) -> None:
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with a local ``$ref`` ("#/$defs/name") merged in (its own keys take precedence)."""
+    ref = schema.get("$ref")
+    if not ref:
+        return schema
+    target: Any = root
+    for part in ref.lstrip("#/").split("/"):
+        target = target[part]
+    return {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> None:
     """Insert schema defaults for missing keys, recursing into objects (and their defaults)."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
     if not isinstance(instance, dict) or schema.get("type") not in (None, "object"):
         return
     for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, root)
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
-            _fill_defaults(instance[key], sub)
+            _fill_defaults(instance[key], sub, root)
     extra = schema.get("additionalProperties")
     if isinstance(extra, dict):
         for key, value in instance.items():
             if key not in schema.get("properties", {}):
-                _fill_defaults(value, extra)
+                _fill_defaults(value, extra, root)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -122,6 +136,14 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
     total = split["train"] + split["val"] + split["test"]
     if abs(total - 1.0) > 1e-9:
         problems.append(f"config key 'split': train + val + test must be 1, got {total:g}")
+    flows = config["flows"]
+    for i, name in enumerate(flows["systems"] or []):
+        if name not in config["systems"]:
+            problems.append(f"config key 'flows.systems[{i}]': {name!r} is not in 'systems' (no data for it)")
+    for where, train in (("flows.train", flows["train"]), ("couplings.cnf.train", config["couplings"]["cnf"]["train"])):
+        if train["checkpoint_every"] % train["history_every"]:
+            problems.append(f"config key '{where}.checkpoint_every': must be a multiple of history_every "
+                            f"({train['history_every']})")
     bench = config["benchmark"]["md_system"]
     if bench not in BUILTIN_SYSTEMS and bench not in custom:
         problems.append(f"config key 'benchmark.md_system': unknown system {bench!r}")

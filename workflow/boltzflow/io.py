@@ -37,6 +37,8 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "ArtifactError",
+    "read_pairs",
+    "write_pairs",
     "SampleSet",
     "atomic_path",
     "config_hash",
@@ -52,6 +54,7 @@ __all__ = [
 METADATA_KEY = b"boltzflow"
 SAMPLE_SET_FORMAT = "boltzflow.sample_set/1"
 TABLE_FORMAT = "boltzflow.table/1"
+PAIRS_FORMAT = "boltzflow.pairs/1"
 
 
 class ArtifactError(ValueError):
@@ -280,3 +283,49 @@ def read_table(
     if missing:
         raise ArtifactError(f"{path}: missing column(s) {missing} (has {list(frame.columns)})")
     return frame, meta
+
+
+def _fixed_size_list(values: np.ndarray) -> pa.FixedSizeListArray:
+    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+
+
+def write_pairs(path: str | os.PathLike, x0: np.ndarray, x1: np.ndarray, metadata: Mapping[str, Any]) -> None:
+    """Write regression pairs ``(x0, x1)`` (float32 ``(N, d)`` each, flow latent coordinates)
+    atomically; ``metadata`` must say which frame the latent coordinates belong to (``frame``)."""
+    x0, x1 = np.asarray(x0), np.asarray(x1)
+    if x0.ndim != 2 or x0.shape != x1.shape:
+        raise ValueError(f"x0 and x1 must both have shape (N, d), got {x0.shape} and {x1.shape}")
+    if "frame" not in metadata:
+        raise ValueError("pair metadata must record the latent 'frame'")
+    meta = {"format": PAIRS_FORMAT, "dim": int(x0.shape[1]), "n_pairs": int(len(x0)), **metadata}
+    table = pa.table({"x0": _fixed_size_list(x0), "x1": _fixed_size_list(x1)})
+    table = table.replace_schema_metadata(_metadata_bytes(meta))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_pairs(path: str | os.PathLike, expected_dim: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read pairs written by :func:`write_pairs`; problems raise :class:`ArtifactError` naming the file."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("format") != PAIRS_FORMAT:
+        raise ArtifactError(f"{path}: not a pairs file (format {meta.get('format')!r}, expected {PAIRS_FORMAT!r})")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ArtifactError(f"{path}: not a readable Parquet file ({err})") from err
+    arrays = []
+    for name in ("x0", "x1"):
+        if name not in table.column_names or not pa.types.is_fixed_size_list(table.schema.field(name).type):
+            raise ArtifactError(f"{path}: column {name!r} must be a fixed-size list of floats")
+        column = table.column(name).combine_chunks()
+        dim = column.type.list_size
+        arrays.append(column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(table), dim))
+    if arrays[0].shape != arrays[1].shape:
+        raise ArtifactError(f"{path}: x0 and x1 differ in shape, {arrays[0].shape} and {arrays[1].shape}")
+    if expected_dim is not None and arrays[0].shape[1] != expected_dim:
+        raise ArtifactError(f"{path}: pairs have dimension {arrays[0].shape[1]}, expected {expected_dim}")
+    if not (np.isfinite(arrays[0]).all() and np.isfinite(arrays[1]).all()):
+        raise ArtifactError(f"{path}: pairs contain non-finite values")
+    return arrays[0], arrays[1], meta

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["SPLITS", "block_split"]
+__all__ = ["SPLITS", "block_split", "split_frames"]
 
 SPLITS = ("train", "val", "test")
 
@@ -40,3 +40,23 @@ def block_split(
         {"frame": np.arange(len(replica), dtype=np.int64),
          "split": pd.Categorical(labels, categories=list(SPLITS))}
     )
+
+
+def split_frames(frames_path, split_path, which: str = "train") -> np.ndarray:
+    """Coordinates ``(n, dim)`` (float32, nm) of the frames of one split, in frame order.
+
+    Errors name the file: a split table that does not cover exactly the frames of the sample set
+    (e.g. made for another dataset) is refused.
+    """
+    from boltzflow.io import ArtifactError, read_sample_set, read_table
+
+    if which not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {which!r}")
+    samples = read_sample_set(frames_path)
+    table, _ = read_table(split_path, required=("frame", "split"))
+    if len(table) != len(samples) or not np.array_equal(np.sort(table["frame"].to_numpy()), np.arange(len(samples))):
+        raise ArtifactError(f"{split_path}: split covers {len(table)} frames, but {frames_path} has {len(samples)}")
+    rows = np.sort(table["frame"].to_numpy()[table["split"].to_numpy() == which])
+    if rows.size == 0:
+        raise ArtifactError(f"{split_path}: no frames in split {which!r}")
+    return samples.x[rows]

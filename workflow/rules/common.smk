@@ -14,6 +14,8 @@ OUT = f"results/{config['experiment']}"
 BENCH = "results/benchmarks"
 SYSTEMS = config["systems"]
 FIG_FORMATS = config["figures"]["formats"]
+FLOWS = config["flows"]
+FLOW_SYSTEMS = SYSTEMS if FLOWS["systems"] is None else FLOWS["systems"]
 
 
 wildcard_constraints:
@@ -21,6 +23,9 @@ wildcard_constraints:
     replica=r"\d+",
     job=r"\d+",
     target=r"[A-Za-z0-9_]+",
+    method=r"regflow|mle",
+    arch=r"affine|spline",
+    seed=r"\d+",
 
 
 def system_spec(wildcards):
@@ -45,5 +50,10 @@ def all_outputs():
         ]
         for name in ("md_ramachandran", "md_energy", "md_populations"):
             targets += [p.format(system=system) for p in figure_paths(name)]
+    for system in FLOW_SYSTEMS:
+        for method in FLOWS["methods"]:
+            for arch in FLOWS["architectures"]:
+                for seed in FLOWS["seeds"]:
+                    targets.append(f"{OUT}/models/{system}/{method}-{arch}-seed{seed}/model.pt")
     targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]
     return targets

@@ -1,0 +1,101 @@
+# RegFlow: regression pairs (exact OT, or reflow from a flow-matching CNF) and coupling flows
+# trained by RegFlow or maximum likelihood on each system's MD training split.
+
+
+rule ot_pairs:
+    input:
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
+    output:
+        f"{OUT}/couplings/{{system}}/ot.parquet",
+    params:
+        settings=lookup(dpath="couplings/ot", within=config),
+    resources:
+        mem_mb=8000,
+    log:
+        f"{OUT}/logs/ot_pairs/{{system}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Exact OT pairs for {wildcards.system} (POT)"
+    script:
+        "../scripts/ot_pairs.py"
+
+
+rule train_cnf:
+    input:
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
+    output:
+        model=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/model.pt",
+        history=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/history.parquet",
+    params:
+        settings=lookup(dpath="couplings/cnf", within=config),
+        checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/cnf-seed{wc.seed}/checkpoint",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        f"{OUT}/logs/train_cnf/{{system}}-seed{{seed}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Flow-matching CNF teacher for {wildcards.system}, seed {wildcards.seed}"
+    script:
+        "../scripts/train_cnf.py"
+
+
+rule cnf_pairs:
+    input:
+        model=lambda wc: f"{OUT}/models/{wc.system}/cnf-seed{config['couplings']['cnf']['seed']}/model.pt",
+    output:
+        f"{OUT}/couplings/{{system}}/cnf.parquet",
+    params:
+        settings=lookup(dpath="couplings/cnf", within=config),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        f"{OUT}/logs/cnf_pairs/{{system}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Reflow pairs from the CNF teacher of {wildcards.system}"
+    script:
+        "../scripts/cnf_pairs.py"
+
+
+def flow_training_input(wildcards):
+    inputs = {
+        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
+        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
+    }
+    if wildcards.method == "regflow":
+        inputs["pairs"] = f"{OUT}/couplings/{wildcards.system}/{config['flows']['coupling']}.parquet"
+    return inputs
+
+
+rule train_flow:
+    input:
+        unpack(flow_training_input),
+    output:
+        model=f"{OUT}/models/{{system}}/{{method}}-{{arch}}-seed{{seed}}/model.pt",
+        history=f"{OUT}/models/{{system}}/{{method}}-{{arch}}-seed{{seed}}/history.parquet",
+        invertibility=f"{OUT}/models/{{system}}/{{method}}-{{arch}}-seed{{seed}}/invertibility.json",
+    params:
+        flows=lookup(dpath="flows", within=config),
+        checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/{wc.method}-{wc.arch}-seed{wc.seed}/checkpoint",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        f"{OUT}/logs/train_flow/{{system}}-{{method}}-{{arch}}-seed{{seed}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Training a {wildcards.arch} flow by {wildcards.method} on {wildcards.system} (seed {wildcards.seed})"
+    script:
+        "../scripts/train_flow.py"

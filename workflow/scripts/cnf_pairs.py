@@ -1,0 +1,17 @@
+"""Rule cnf_pairs: reflow pairs (prior draw, its image under the CNF teacher)."""
+
+import torch
+from _common import setup_logging
+
+from boltzflow.io import provenance, write_pairs
+from boltzflow.regflow import load_cnf, make_cnf_pairs
+
+smk = snakemake  # noqa: F821
+log = setup_logging(smk)
+torch.set_num_threads(smk.threads)
+settings = smk.params.settings
+model, extra = load_cnf(smk.input.model)
+x0, x1, stats = make_cnf_pairs(model, settings["n_pairs"], batch_size=settings["batch_size"], seed=settings["seed"],
+                               method=settings["method"], atol=settings["atol"], rtol=settings["rtol"], log=log)
+write_pairs(smk.output[0], x0, x1, provenance(smk.rule, settings, seed=settings["seed"], kind="cnf",
+                                              frame=extra["frame"], system=smk.wildcards.system, stats=stats))

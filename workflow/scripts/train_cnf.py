@@ -1,0 +1,25 @@
+"""Rule train_cnf: the flow-matching CNF teacher of reflow pairs, trained on the training frames."""
+
+import torch
+from _common import setup_logging
+
+from boltzflow.io import config_hash, provenance, write_table
+from boltzflow.regflow import latent_frame, fit_cnf, save_cnf, to_latent
+from boltzflow.splits import split_frames
+from boltzflow.training import TrainSettings
+
+smk = snakemake  # noqa: F821
+log = setup_logging(smk)
+torch.set_num_threads(smk.threads)
+settings = smk.params.settings
+seed = int(smk.wildcards.seed)
+train_x = split_frames(smk.input.frames, smk.input.split, "train")
+frame = latent_frame(train_x, train_x.shape[1] // 3)
+train_settings = TrainSettings.from_config({**settings["train"], "seed": seed})
+identity = config_hash({"settings": settings, "seed": seed, "frame": frame, "n": len(train_x)})
+model, history, summary = fit_cnf(to_latent(train_x, frame), hidden=settings["hidden"], layers=settings["layers"],
+                                  settings=train_settings, checkpoint_dir=smk.params.checkpoint_dir,
+                                  identity=identity, log=log)
+meta = provenance(smk.rule, settings, seed=seed, system=smk.wildcards.system, frame=frame)
+write_table(smk.output.history, history, meta)
+save_cnf(model, smk.output.model, {"frame": frame, "summary": summary, "provenance": meta})

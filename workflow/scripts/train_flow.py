@@ -1,0 +1,38 @@
+"""Rule train_flow: a coupling flow trained by RegFlow (on pairs) or MLE (on the training frames)."""
+
+import json
+
+import torch
+from _common import setup_logging
+
+from boltzflow.flows import save_flow
+from boltzflow.io import atomic_path, config_hash, provenance, read_pairs, write_table
+from boltzflow.regflow import check_same_frame, fit_flow, flow_architecture, latent_frame
+from boltzflow.splits import split_frames
+from boltzflow.training import TrainSettings
+
+smk = snakemake  # noqa: F821
+log = setup_logging(smk)
+torch.set_num_threads(smk.threads)
+flows = smk.params.flows
+method, arch, seed = smk.wildcards.method, smk.wildcards.arch, int(smk.wildcards.seed)
+train_x = split_frames(smk.input.frames, smk.input.split, "train")
+frame = latent_frame(train_x, train_x.shape[1] // 3)
+architecture = flow_architecture(arch, flows[arch], frame)
+settings = TrainSettings.from_config({**flows["train"], "seed": seed})
+pairs = None
+if method == "regflow":
+    x0, x1, pair_meta = read_pairs(smk.input.pairs, expected_dim=3 * (frame["n_atoms"] - 1))
+    check_same_frame(frame, pair_meta["frame"], smk.input.pairs)
+    pairs = (x0, x1)
+options = {"method": method, "architecture": architecture, "train": flows["train"], "seed": seed,
+           "regflow": flows["regflow"] if method == "regflow" else None,
+           "pairs": pair_meta.get("config_hash") if method == "regflow" else None, "n_train": len(train_x)}
+model, history, summary = fit_flow(method, architecture, settings, smk.params.checkpoint_dir, pairs=pairs,
+                                   train_x=train_x, regflow=flows["regflow"], invertibility=flows["invertibility"],
+                                   identity=config_hash(options), log=log)
+meta = provenance(smk.rule, options, seed=seed, system=smk.wildcards.system, method=method, architecture=arch)
+write_table(smk.output.history, history, meta)
+with atomic_path(smk.output.invertibility) as tmp:
+    tmp.write_text(json.dumps(summary["invertibility"], indent=2))
+save_flow(model, smk.output.model, extra={"summary": json.dumps(summary), "provenance": json.dumps(meta, default=str)})
