@@ -79,14 +79,19 @@ def fit_flow(
     regflow: Mapping[str, Any] | None = None,
     invertibility: Mapping[str, Any] | None = None,
     identity: str = "",
+    device: str = "cpu",
     log: logging.Logger | None = None,
 ) -> tuple[Flow, pd.DataFrame, dict[str, Any]]:
-    """Train a flow by ``method`` (``regflow`` on ``pairs``, ``mle`` on ``train_x``); returns the
-    EMA model, the history and a summary with the invertibility report."""
+    """Train a flow by ``method`` (``regflow`` on ``pairs``, ``mle`` on ``train_x``) on ``device``
+    (``auto``, ``cpu``, ``cuda``); returns the EMA model (on the CPU), the history and a summary
+    with the invertibility report."""
+    from boltzflow.torch_md import resolve_device
+
     log = log or logging.getLogger("boltzflow.regflow")
     torch.manual_seed(settings.seed)  # the network's initial weights
     flow = build_flow(architecture)
     dtype = flow.dtype
+    where = resolve_device(device)
     if method == "regflow":
         if pairs is None:
             raise ValueError("RegFlow training needs pairs")
@@ -101,9 +106,13 @@ def fit_flow(
         data = {"x1": flow.frame.to_latent(torch.as_tensor(train_x, dtype=torch.float64)).to(dtype)}
     else:
         raise ValueError(f"method must be 'regflow' or 'mle', got {method!r}")
-    log.info("training %s (%s) on %d %s, %d parameters", method, architecture["transform"], len(data["x1"]),
-             "pairs" if method == "regflow" else "frames", sum(p.numel() for p in flow.parameters()))
+    log.info("training %s (%s) on %d %s, %d parameters, on %s", method, architecture["transform"],
+             len(data["x1"]), "pairs" if method == "regflow" else "frames",
+             sum(p.numel() for p in flow.parameters()), where)
+    flow = flow.to(where)
+    data = {k: v.to(where) for k, v in data.items()}
     model, history, summary = train(flow, objective, data, settings, checkpoint_dir, identity=identity, log=log)
+    model = model.cpu()
     inv = dict(invertibility or {})
     report = invertibility_report(model, n=int(inv.get("samples", 10_000)), seed=settings.seed,
                                   tolerance=float(inv.get("tolerance", 1e-3)))
@@ -115,21 +124,26 @@ def fit_flow(
 
 
 def fit_cnf(train_latent: np.ndarray, *, hidden: int, layers: int, settings: TrainSettings,
-            checkpoint_dir: str | Path, identity: str = "", log: logging.Logger | None = None):
-    """Train the flow-matching CNF teacher on latent training data (independent prior pairing)."""
+            checkpoint_dir: str | Path, identity: str = "", device: str = "cpu",
+            log: logging.Logger | None = None):
+    """Train the flow-matching CNF teacher on latent training data (independent prior pairing);
+    returns the EMA model on the CPU, the history and a summary."""
     from boltzflow.cnf import VelocityField, flow_matching_loss
+    from boltzflow.torch_md import resolve_device
 
     torch.manual_seed(settings.seed)
-    model = VelocityField(train_latent.shape[1], hidden=hidden, layers=layers)
+    where = resolve_device(device)
+    model = VelocityField(train_latent.shape[1], hidden=hidden, layers=layers).to(where)
 
     def objective(net, batch, generator):
         x1 = batch["x1"]
-        x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype)
+        x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
         loss = flow_matching_loss(net, x0, x1, generator=generator)
         return loss, {"flow_matching": float(loss.detach())}
 
-    data = {"x1": torch.as_tensor(train_latent, dtype=torch.float32)}
-    return train(model, objective, data, settings, checkpoint_dir, identity=identity, log=log)
+    data = {"x1": torch.as_tensor(train_latent, dtype=torch.float32).to(where)}
+    trained, history, summary = train(model, objective, data, settings, checkpoint_dir, identity=identity, log=log)
+    return trained.cpu(), history, summary
 
 
 def make_cnf_pairs(model, n_pairs: int, *, batch_size: int, seed: int, method: str, atol: float, rtol: float,

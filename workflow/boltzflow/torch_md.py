@@ -644,7 +644,7 @@ def measure_throughput(
     engine = BatchedLangevin(
         force_field.energy_and_forces, system_masses(system, topology, hydrogen_mass_amu), [300.0],
         dim=3 * system.getNumParticles(), n_ladders=n_replicas, timestep_fs=timestep_fs,
-        force_dtype=_DTYPES[dtype], device=_resolve_device(device), seed=0,
+        force_dtype=_DTYPES[dtype], device=resolve_device(device), seed=0,
     )
     engine.set_positions(np.asarray(positions, dtype=np.float64).reshape(-1))
     engine.draw_velocities()
@@ -669,7 +669,8 @@ def measure_throughput(
 # --------------------------------------------------------------------------------------------
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when torch sees a GPU, else CPU) or a torch device name, checked."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -743,7 +744,7 @@ def run_parallel_tempering(
     positions = np.asarray(positions, dtype=np.float64)
     if positions.size != D:
         raise ValueError(f"positions have {positions.size} coordinates, the system has {n_atoms} atoms")
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     dtype = _DTYPES[settings.dtype]
     temps = settings.ladder()
     M, K, R = settings.n_ladders, settings.n_temperatures, settings.n_replicas

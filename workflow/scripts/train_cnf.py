@@ -1,5 +1,7 @@
 """Rule train_cnf: the flow-matching CNF teacher of reflow pairs, trained on the training frames."""
 
+import shutil
+
 import torch
 from _common import setup_logging
 
@@ -19,7 +21,8 @@ train_settings = TrainSettings.from_config({**settings["train"], "seed": seed})
 identity = config_hash({"settings": settings, "seed": seed, "frame": frame, "n": len(train_x)})
 model, history, summary = fit_cnf(to_latent(train_x, frame), hidden=settings["hidden"], layers=settings["layers"],
                                   settings=train_settings, checkpoint_dir=smk.params.checkpoint_dir,
-                                  identity=identity, log=log)
+                                  identity=identity, device=settings["device"], log=log)
 meta = provenance(smk.rule, settings, seed=seed, system=smk.wildcards.system, frame=frame)
 write_table(smk.output.history, history, meta)
 save_cnf(model, smk.output.model, {"frame": frame, "summary": summary, "provenance": meta})
+shutil.rmtree(smk.params.checkpoint_dir, ignore_errors=True)  # the model is saved: no resume state needed

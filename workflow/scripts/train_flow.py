@@ -1,6 +1,7 @@
 """Rule train_flow: a coupling flow trained by RegFlow (on pairs) or MLE (on the training frames)."""
 
 import json
+import shutil
 
 import torch
 from _common import setup_logging
@@ -30,9 +31,10 @@ options = {"method": method, "architecture": architecture, "train": flows["train
            "pairs": pair_meta.get("config_hash") if method == "regflow" else None, "n_train": len(train_x)}
 model, history, summary = fit_flow(method, architecture, settings, smk.params.checkpoint_dir, pairs=pairs,
                                    train_x=train_x, regflow=flows["regflow"], invertibility=flows["invertibility"],
-                                   identity=config_hash(options), log=log)
+                                   identity=config_hash(options), device=flows["device"], log=log)
 meta = provenance(smk.rule, options, seed=seed, system=smk.wildcards.system, method=method, architecture=arch)
 write_table(smk.output.history, history, meta)
 with atomic_path(smk.output.invertibility) as tmp:
     tmp.write_text(json.dumps(summary["invertibility"], indent=2))
 save_flow(model, smk.output.model, extra={"summary": json.dumps(summary), "provenance": json.dumps(meta, default=str)})
+shutil.rmtree(smk.params.checkpoint_dir, ignore_errors=True)  # the model is saved: no resume state needed

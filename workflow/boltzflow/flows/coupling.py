@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .spline import rq_spline, spline_knots, spline_parameter_count
+from .spline import rq_spline_from_params, spline_parameter_count
 
 __all__ = ["ResidualMLP", "CouplingLayer", "AffineCoupling", "SplineCoupling", "coupling_masks", "MASKS"]
 
@@ -163,5 +163,4 @@ class SplineCoupling(CouplingLayer):
         self.bins, self.bound = int(bins), float(bound)
 
     def transform(self, zt, params, inverse):
-        knots = spline_knots(params, self.bins, self.bound)
-        return rq_spline(zt, knots, inverse=inverse)
+        return rq_spline_from_params(zt, params, self.bins, self.bound, inverse=inverse)

@@ -6,8 +6,17 @@ tails of slope 1, so the boundary derivatives are 1 and the map is continuously 
 
 The functions here take *unconstrained* parameters per transformed element (from a conditioner
 network) and turn them into knots with a minimum bin width, height and derivative, so the
-inverse stays well conditioned. Everything is written with plain elementwise tensor operations
-and one small gather per evaluation, which keeps the spline cheap on CPUs and compilable.
+inverse stays well conditioned.
+
+Two ways in:
+
+* :func:`spline_knots` + :func:`rq_spline` build every knot explicitly (a :class:`SplineKnots`),
+  which is what tests and other code that wants to look at a spline use;
+* :func:`rq_spline_from_params` evaluates the same spline straight from the parameters. It is what
+  the coupling layers call: it never materialises the padded knot arrays or the derivatives at
+  all ``K + 1`` knots, only the two ends of the bin each value falls in. On a CPU the per-element
+  work of a spline is a few dozen operations on ``(B, T)`` tensors against a handful on
+  ``(B, T, K)`` tensors, and the latter dominate, so this path does as few of them as it can.
 """
 
 from __future__ import annotations
@@ -17,11 +26,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SplineKnots", "spline_knots", "rq_spline", "spline_parameter_count"]
+__all__ = ["SplineKnots", "spline_knots", "rq_spline", "rq_spline_from_params", "spline_parameter_count"]
 
 #: the smallest bin width/height, as a fraction of the interval, and the smallest knot derivative
 MIN_BIN = 1e-3
 MIN_DERIVATIVE = 1e-3
+
+# softplus(x) = 1 - MIN_DERIVATIVE at x = log(exp(1 - MIN_DERIVATIVE) - 1)
+_SOFTPLUS_ONE = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
 
 
 def spline_parameter_count(bins: int) -> int:
@@ -40,36 +52,41 @@ class SplineKnots:
         self.xk, self.yk, self.dk, self.bound = xk, yk, dk, float(bound)
 
 
-def _cumulative_knots(raw: torch.Tensor, bound: float) -> torch.Tensor:
-    bins = raw.shape[-1]
-    sizes = MIN_BIN + (1.0 - MIN_BIN * bins) * torch.softmax(raw, dim=-1)
-    knots = torch.cumsum(sizes, dim=-1)
-    knots = F.pad(knots, (1, 0), value=0.0)
-    # exact end points: the cumulative sum of the softmax is 1 only up to rounding
-    knots = 2.0 * bound * knots - bound
-    edge = torch.full_like(knots[..., :1], bound)
-    return torch.cat([-edge, knots[..., 1:-1], edge], dim=-1)
+def _check_parameters(params: torch.Tensor, bins: int) -> None:
+    if params.shape[-1] != spline_parameter_count(bins):
+        raise ValueError(f"spline parameters must have last dimension {spline_parameter_count(bins)} "
+                         f"for {bins} bins, got {params.shape[-1]}")
+
+
+def _inner_knots(params: torch.Tensor, bins: int, bound: float) -> torch.Tensor:
+    """The ``K - 1`` inner knots of ``x`` (row 0) and ``y`` (row 1), shape ``(..., 2, K - 1)``.
+
+    Bin sizes are ``MIN_BIN + (1 - K MIN_BIN) softmax(raw)`` of the interval ``2 B``, so knot
+    ``j`` sits at ``-B + 2 B MIN_BIN j + 2 B (1 - K MIN_BIN) cumsum(softmax)_j``: one softmax of
+    the widths and heights together, one cumulative sum and one multiply-add.
+    """
+    fractions = torch.softmax(params[..., :2 * bins].unflatten(-1, (2, bins)), dim=-1)
+    offsets = torch.arange(1, bins, dtype=params.dtype, device=params.device) * (2.0 * bound * MIN_BIN) - bound
+    return torch.add(offsets, fractions[..., :bins - 1].cumsum(dim=-1), alpha=2.0 * bound * (1.0 - MIN_BIN * bins))
+
+
+def _inner_derivatives(raw: torch.Tensor) -> torch.Tensor:
+    # softplus(0) + MIN_DERIVATIVE is about 0.69: shift so that zero parameters give slope 1
+    return F.softplus(raw + _SOFTPLUS_ONE) + MIN_DERIVATIVE
 
 
 def spline_knots(params: torch.Tensor, bins: int, bound: float) -> SplineKnots:
     """Knots from unconstrained parameters ``params`` of shape ``(..., 3 K - 1)``: softmax bin
     widths and heights (each at least ``MIN_BIN`` of the interval) and softplus inner derivatives
-    (at least ``MIN_DERIVATIVE``); the boundary derivatives are 1."""
-    if params.shape[-1] != spline_parameter_count(bins):
-        raise ValueError(f"spline parameters must have last dimension {spline_parameter_count(bins)} "
-                         f"for {bins} bins, got {params.shape[-1]}")
-    raw_w, raw_h, raw_d = params[..., :bins], params[..., bins:2 * bins], params[..., 2 * bins:]
-    xk = _cumulative_knots(raw_w, bound)
-    yk = _cumulative_knots(raw_h, bound)
-    # softplus(0) + MIN_DERIVATIVE is about 0.69: shift so that zero parameters give slope 1
-    inner = MIN_DERIVATIVE + F.softplus(raw_d + _SOFTPLUS_ONE)
-    one = torch.ones_like(inner[..., :1])
-    dk = torch.cat([one, inner, one], dim=-1)
-    return SplineKnots(xk, yk, dk, bound)
-
-
-# softplus(x) = 1 - MIN_DERIVATIVE at x = log(exp(1 - MIN_DERIVATIVE) - 1)
-_SOFTPLUS_ONE = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
+    (at least ``MIN_DERIVATIVE``); the boundary derivatives are 1 and the end knots are exactly
+    ``-B`` and ``B``."""
+    _check_parameters(params, bins)
+    inner = _inner_knots(params, bins, bound)
+    edge = inner.new_full((1,), bound).expand(*inner.shape[:-1], 1)
+    knots = torch.cat([-edge, inner, edge], dim=-1)
+    inner_d = _inner_derivatives(params[..., 2 * bins:])
+    one = torch.ones_like(inner_d[..., :1])
+    return SplineKnots(knots[..., 0, :], knots[..., 1, :], torch.cat([one, inner_d, one], dim=-1), bound)
 
 
 def _bin_index(knots: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -78,6 +95,42 @@ def _bin_index(knots: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     # counting the inner knots below the value is a searchsorted that vectorises well for small K
     k = (value[..., None] >= knots[..., 1:-1]).sum(dim=-1)
     return k.clamp_(0, bins - 1)
+
+
+def _rq_bin(xc: torch.Tensor, x0: torch.Tensor, w: torch.Tensor, y0: torch.Tensor, h: torch.Tensor,
+            d0: torch.Tensor, d1: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rational-quadratic map of one bin (left end ``(x0, y0)``, width ``w``, height ``h``,
+    end derivatives ``d0``, ``d1``) at ``xc``, which lies in the bin (in its image if
+    ``inverse``); returns the image and the log-derivative of the map applied."""
+    s = h / w
+    if not inverse:
+        z = ((xc - x0) / w).clamp(0.0, 1.0)
+        zz = z * (1.0 - z)
+        denominator = s + (d0 + d1 - 2.0 * s) * zz
+        y = y0 + h * (s * z * z + d0 * zz) / denominator
+        derivative = s * s * (d1 * z * z + 2.0 * s * zz + d0 * (1.0 - z) ** 2) / denominator ** 2
+        return y, torch.log(derivative)
+    # solve the bin's quadratic a z^2 + b z + c = 0 for its root in [0, 1] (NSF Eq. 6-8).
+    # The paper's 2c / (-b - sqrt(b^2 - 4ac)) cancels when b < 0 (a steep right knot), losing
+    # up to 6 digits; with q = -(b + sign(b) sqrt(.)) / 2 the same root is c / q for b >= 0
+    # and q / a for b < 0, both free of cancellation.
+    dy = xc - y0
+    a = h * (s - d0) + dy * (d0 + d1 - 2.0 * s)
+    b = h * d0 - dy * (d0 + d1 - 2.0 * s)
+    c = -s * dy
+    root = torch.sqrt((b * b - 4.0 * a * c).clamp(min=0.0))
+    negative = b < 0
+    q = -0.5 * (b + torch.where(negative, -root, root))
+    numerator = torch.where(negative, q, c)
+    denominator = torch.where(negative, a, q)
+    # a zero denominator only occurs with a zero numerator (z = 0); keep gradients finite
+    denominator = torch.where(denominator == 0, torch.ones_like(denominator), denominator)
+    z = (numerator / denominator).clamp(0.0, 1.0)
+    zz = z * (1.0 - z)
+    denominator = s + (d0 + d1 - 2.0 * s) * zz
+    y = x0 + z * w
+    derivative = s * s * (d1 * z * z + 2.0 * s * zz + d0 * (1.0 - z) ** 2) / denominator ** 2
+    return y, -torch.log(derivative)
 
 
 def rq_spline(x: torch.Tensor, knots: SplineKnots, inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,43 +144,53 @@ def rq_spline(x: torch.Tensor, knots: SplineKnots, inverse: bool = False) -> tup
     inside = (x >= -bound) & (x <= bound)
     xc = x.clamp(-bound, bound)
     k = _bin_index(knots.yk if inverse else knots.xk, xc)[..., None]
-    x0 = knots.xk.gather(-1, k)[..., 0]
-    x1 = knots.xk.gather(-1, k + 1)[..., 0]
-    y0 = knots.yk.gather(-1, k)[..., 0]
-    y1 = knots.yk.gather(-1, k + 1)[..., 0]
-    d0 = knots.dk.gather(-1, k)[..., 0]
-    d1 = knots.dk.gather(-1, k + 1)[..., 0]
-    w, h = x1 - x0, y1 - y0
-    s = h / w
-    if not inverse:
-        z = ((xc - x0) / w).clamp(0.0, 1.0)
-        zz = z * (1.0 - z)
-        denominator = s + (d0 + d1 - 2.0 * s) * zz
-        y = y0 + h * (s * z * z + d0 * zz) / denominator
-        derivative = s * s * (d1 * z * z + 2.0 * s * zz + d0 * (1.0 - z) ** 2) / denominator ** 2
-        log_derivative = torch.log(derivative)
-    else:
-        # solve the bin's quadratic a z^2 + b z + c = 0 for its root in [0, 1] (NSF Eq. 6-8).
-        # The paper's 2c / (-b - sqrt(b^2 - 4ac)) cancels when b < 0 (a steep right knot), losing
-        # up to 6 digits; with q = -(b + sign(b) sqrt(.)) / 2 the same root is c / q for b >= 0
-        # and q / a for b < 0, both free of cancellation.
-        dy = xc - y0
-        a = h * (s - d0) + dy * (d0 + d1 - 2.0 * s)
-        b = h * d0 - dy * (d0 + d1 - 2.0 * s)
-        c = -s * dy
-        root = torch.sqrt((b * b - 4.0 * a * c).clamp(min=0.0))
-        negative = b < 0
-        q = -0.5 * (b + torch.where(negative, -root, root))
-        numerator = torch.where(negative, q, c)
-        denominator = torch.where(negative, a, q)
-        # a zero denominator only occurs with a zero numerator (z = 0); keep gradients finite
-        denominator = torch.where(denominator == 0, torch.ones_like(denominator), denominator)
-        z = (numerator / denominator).clamp(0.0, 1.0)
-        zz = z * (1.0 - z)
-        denominator = s + (d0 + d1 - 2.0 * s) * zz
-        y = x0 + z * w
-        derivative = s * s * (d1 * z * z + 2.0 * s * zz + d0 * (1.0 - z) ** 2) / denominator ** 2
-        log_derivative = -torch.log(derivative)
-    y = torch.where(inside, y, x)
-    log_derivative = torch.where(inside, log_derivative, torch.zeros_like(log_derivative))
-    return y, log_derivative
+    ends = torch.cat([k, k + 1], dim=-1)
+    x0, x1 = knots.xk.gather(-1, ends).unbind(-1)
+    y0, y1 = knots.yk.gather(-1, ends).unbind(-1)
+    d0, d1 = knots.dk.gather(-1, ends).unbind(-1)
+    y, log_derivative = _rq_bin(xc, x0, x1 - x0, y0, y1 - y0, d0, d1, inverse)
+    return torch.where(inside, y, x), torch.where(inside, log_derivative, 0.0)
+
+
+def rq_spline_from_params(x: torch.Tensor, params: torch.Tensor, bins: int, bound: float,
+                          inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rq_spline(x, spline_knots(params, bins, bound), inverse)`` without building the knots.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Values, shape ``(...)``.
+    params : torch.Tensor
+        Unconstrained spline parameters, shape ``(..., 3 K - 1)`` (see :func:`spline_knots`).
+    bins, bound : int, float
+        ``K`` and ``B``.
+    inverse : bool
+        Apply the inverse spline.
+
+    Returns
+    -------
+    y, log_derivative : torch.Tensor
+        As :func:`rq_spline`; equal to it up to rounding in the last bits.
+    """
+    _check_parameters(params, bins)
+    inner = _inner_knots(params, bins, bound)
+    inside = (x >= -bound) & (x <= bound)
+    xc = x.clamp(-bound, bound)
+    # the bin index, 0..K-1 by construction: the number of inner knots at or below the value
+    k = (xc[..., None] >= inner[..., int(inverse), :]).sum(dim=-1, keepdim=True)
+    first, last = k[..., 0] == 0, k[..., 0] == bins - 1
+    # The bin runs from knot k to knot k + 1, i.e. from inner knot k - 1 to inner knot k; the outer
+    # knots (-B, B, and slope 1 there) are not stored, so clamp the indices into the inner ones
+    # and patch the first and last bins afterwards. One gather fetches both ends of x and y, and
+    # one the raw derivatives, which only get their softplus here at two values per element.
+    ends = torch.cat([k - 1, k], dim=-1).clamp_(0, max(bins - 2, 0))
+    xy = inner.gather(-1, ends[..., None, :].expand(*inner.shape[:-1], 2))
+    x0 = torch.where(first, -bound, xy[..., 0, 0])
+    x1 = torch.where(last, bound, xy[..., 0, 1])
+    y0 = torch.where(first, -bound, xy[..., 1, 0])
+    y1 = torch.where(last, bound, xy[..., 1, 1])
+    d = _inner_derivatives(params.gather(-1, ends + 2 * bins))
+    d0 = torch.where(first, 1.0, d[..., 0])
+    d1 = torch.where(last, 1.0, d[..., 1])
+    y, log_derivative = _rq_bin(xc, x0, x1 - x0, y0, y1 - y0, d0, d1, inverse)
+    return torch.where(inside, y, x), torch.where(inside, log_derivative, 0.0)
