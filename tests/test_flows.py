@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from boltzflow.flows import (AffineCoupling, CartesianFrame, SplineCoupling, build_flow, coupling_masks,
-                             helmert_basis, load_flow, rq_spline, save_flow, spline_knots)
+                             helmert_basis, load_flow, rq_spline, rq_spline_from_params, rq_spline_planes, save_flow,
+                             spline_knots)
 from boltzflow.io import ArtifactError
 
 
@@ -89,6 +90,65 @@ def test_spline_knots_are_monotone_and_start_as_identity():
     knots = spline_knots(params, 5, 4.0)
     assert (knots.xk.diff(dim=-1) > 0).all() and (knots.yk.diff(dim=-1) > 0).all() and (knots.dk > 0).all()
     assert torch.equal(knots.xk[:, 0], torch.full((50,), -4.0)) and torch.equal(knots.yk[:, -1], torch.full((50,), 4.0))
+
+
+@pytest.mark.parametrize("bins", [2, 3, 8])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_parameter_paths_match_the_explicit_knots(bins, inverse):
+    """rq_spline_from_params and the bins-before-elements layout the layers use compute the spline
+    of spline_knots + rq_spline (same knots up to rounding)."""
+    gen = torch.Generator().manual_seed(7)
+    params = torch.randn(300, 5, 3 * bins - 1, generator=gen, dtype=torch.float64) * 2.0
+    x = torch.randn(300, 5, generator=gen, dtype=torch.float64) * 2.5  # some outside the bound
+    y, log_d = rq_spline(x, spline_knots(params, bins, 3.0), inverse=inverse)
+    y_p, log_d_p = rq_spline_from_params(x, params, bins, 3.0, inverse=inverse)
+    planes = params[..., :2 * bins].unflatten(-1, (2, bins)).permute(0, 2, 3, 1), params[..., 2 * bins:].transpose(1, 2)
+    y_l, log_d_l = rq_spline_planes(x, *planes, 3.0, inverse=inverse)
+    for a, b in ((y_p, y), (log_d_p, log_d), (y_l, y), (log_d_l, log_d)):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
+def test_spline_planes_gradients():
+    """The in-place cumulative sum and the gathers of the fast path are differentiable."""
+    gen = torch.Generator().manual_seed(8)
+    widths_heights = torch.randn(3, 2, 4, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    derivatives = torch.randn(3, 3, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = (torch.rand(3, 2, generator=gen, dtype=torch.float64) * 3.6 - 1.8).requires_grad_(True)
+    for inverse in (False, True):
+        assert torch.autograd.gradcheck(lambda a, b, c: rq_spline_planes(c, a, b, 2.0, inverse=inverse),
+                                        (widths_heights, derivatives, x))
+
+
+@pytest.mark.parametrize("kind", ["affine", "spline"])
+def test_layer_fast_path_matches_transform(kind):
+    """forward/inverse (regrouped conditioner outputs, padded products) equal transform() on the
+    conditioner's plain output."""
+    layer = _layer(kind, dim=9)
+    y_in = torch.randn(50, 9, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 1.5
+    for inverse in (False, True):
+        za, zt = y_in[:, layer.conditioning], y_in[:, layer.transformed]
+        params = layer.conditioner(za).reshape(50, layer.n_transformed, layer.params_per_feature)
+        yt, logd = layer.transform(zt, params, inverse=inverse)
+        out, logdet = layer.inverse(y_in) if inverse else layer(y_in)
+        assert torch.allclose(out[:, layer.transformed], yt, atol=1e-13, rtol=0)
+        assert torch.equal(out[:, layer.conditioning], za)
+        assert torch.allclose(logdet, logd.sum(1), atol=1e-12, rtol=0)
+
+
+def test_flow_chunks_rows_without_autograd_and_gives_the_same_result():
+    flow = build_flow({"transform": "spline", "layers": 4, "hidden": 16,
+                       "frame": {"kind": "vector", "dim": 5, "scale": 1.0}})
+    _randomise(flow, 0.05, seed=10)
+    z = torch.randn(70, 5, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        whole = flow(z), flow.inverse(z)
+        flow.chunk_rows = 16  # five chunks, the last one short
+        chunked = flow(z), flow.inverse(z)
+    for a, b in zip(whole, chunked):
+        # the same operations per row; BLAS may round a row differently for a shorter matrix
+        assert torch.allclose(a[0], b[0], atol=1e-6, rtol=0) and torch.allclose(a[1], b[1], atol=1e-5, rtol=0)
+    y, logdet = flow(z)  # with autograd: one pass, gradients flow
+    assert y.requires_grad and logdet.shape == (70,)
 
 
 def test_spline_parameter_shape_error_names_the_expected_size():

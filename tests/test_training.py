@@ -33,7 +33,7 @@ def _vector_flow(transform: str, dim: int, layers: int = 4, hidden: int = 32, dt
 
 
 @pytest.mark.parametrize("transform", ["affine", "spline"])
-def test_regflow_regression_falls_to_near_zero_onto_a_flow_of_the_same_family(transform):
+def test_regflow_regression_falls_to_near_zero_onto_a_flow_of_the_same_family(transform, tmp_path):
     """When the pairs come from a flow of the same architecture, regression can fit them exactly."""
     dim = 6
     teacher = _vector_flow(transform, dim)
@@ -48,18 +48,12 @@ def test_regflow_regression_falls_to_near_zero_onto_a_flow_of_the_same_family(tr
         initial = float((student(x0)[0] - x1).square().sum(1).mean())
     settings = TrainSettings(steps=400, batch_size=128, lr=3e-3, weight_decay=0.0, ema_decay=0.9,
                              checkpoint_every=400, history_every=100)
-    trained, history, _ = train(student, regflow_loss("none"), {"x0": x0, "x1": x1}, settings, _tmp_dir())
+    trained, history, _ = train(student, regflow_loss("none"), {"x0": x0, "x1": x1}, settings, tmp_path)
     with torch.no_grad():
         final = float((trained(x0)[0] - x1).square().sum(1).mean())
     assert initial > 0.5
     assert final < 0.01 * initial, (initial, final)
     assert history["regression"].iloc[-1] < history["regression"].iloc[0]
-
-
-def _tmp_dir():
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="bf-train-")
 
 
 def test_resume_after_a_kill_gives_the_identical_model(tmp_path):

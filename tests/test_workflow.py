@@ -284,3 +284,15 @@ def test_pairs_from_another_frame_are_refused(smoke_run):
     assert proc.returncode != 0
     log = (repo / "results/smoke/logs/train_flow/al2-regflow-affine-seed0.log").read_text()
     assert "ot.parquet: made in frame" in log
+
+
+def test_bench_flows_target(smoke_run):
+    repo, _ = smoke_run
+    proc = snakemake(repo, "bench_flows", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/flows.parquet").to_pandas()
+    sampling = table[table.section == "sampling"]
+    assert (sampling.samples_per_s > 0).all() and np.isfinite(sampling.samples_per_s).all()
+    assert {"training"} <= set(table.section)
+    text = (repo / "results/benchmarks/flows.md").read_text()
+    assert "Sampling with exact log-density" in text and "RegFlow vs MLE" in text

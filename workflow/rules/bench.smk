@@ -41,3 +41,21 @@ rule bench_energy:
         "Benchmark: batched torch energies and forces vs OpenMM contexts"
     script:
         "../scripts/bench_energy.py"
+
+
+rule bench_flows:
+    output:
+        table=f"{BENCH}/flows.parquet",
+        markdown=f"{BENCH}/flows.md",
+    params:
+        bench=lookup(dpath="benchmark/flows", within=config),
+    # Snakemake caps threads at --cores, so the benchmark gets every core the run was given.
+    threads: 1024
+    log:
+        f"{BENCH}/logs/bench_flows.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Benchmark: sampling with exact log-densities (our flows vs zuko's NSF and the CNF), RegFlow vs MLE training"
+    script:
+        "../scripts/bench_flows.py"

@@ -34,6 +34,16 @@ def system_spec(wildcards):
     return get_spec(wildcards.system, **overrides).to_dict()
 
 
+def flow_training_input(wildcards):
+    inputs = {
+        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
+        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
+    }
+    if wildcards.method == "regflow":
+        inputs["pairs"] = f"{OUT}/couplings/{wildcards.system}/{config['flows']['coupling']}.parquet"
+    return inputs
+
+
 def figure_paths(name):
     return [f"{OUT}/figures/{{system}}/{name}.{ext}" for ext in FIG_FORMATS]
 

@@ -67,16 +67,6 @@ rule cnf_pairs:
         "../scripts/cnf_pairs.py"
 
 
-def flow_training_input(wildcards):
-    inputs = {
-        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
-        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
-    }
-    if wildcards.method == "regflow":
-        inputs["pairs"] = f"{OUT}/couplings/{wildcards.system}/{config['flows']['coupling']}.parquet"
-    return inputs
-
-
 rule train_flow:
     input:
         unpack(flow_training_input),

@@ -95,6 +95,9 @@ class Flow(nn.Module):
     True
     """
 
+    #: rows pushed through the layers at a time when autograd is off (0: the whole batch at once)
+    chunk_rows: int = 1024
+
     def __init__(self, layers: list[nn.Module], frame: nn.Module, config: Mapping[str, Any]):
         super().__init__()
         self.layers = nn.ModuleList(layers)
@@ -121,21 +124,43 @@ class Flow(nn.Module):
 
     # ---- latent maps ----
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise -> latent data: ``(y, log|det J_f(z)|)``; the log-det in ``z``'s dtype."""
+    def _chunked(self, fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Every layer treats rows independently, so without autograd a large batch can go through
+        # in chunks whose intermediates stay small (a few MB instead of tens). Sampling 10,000
+        # points from the 63-dim, 12-layer, 256-wide spline flow in fresh processes (median of
+        # 4): 6.9k/s in 1024-row chunks against 5.2k/s whole and 5.0k/s in 2048-row chunks on one
+        # thread, 11.6k/s against 8.9k/s on two. Part of that is glibc malloc: the largest block
+        # freed so far sets its mmap and trim thresholds, and with mid-sized blocks freed memory
+        # keeps going back to the OS and returning as page faults (up to 60 MB per call). In a
+        # process that has freed a block of ~30 MB, or runs with MALLOC_MMAP_THRESHOLD_ and
+        # MALLOC_TRIM_THRESHOLD_ both set high, there are none, and 1024-row chunks ran at
+        # 6.8-7.2k/s for 1,000 and for 10,000 points.
+        if torch.is_grad_enabled() or self.chunk_rows <= 0 or len(x) <= self.chunk_rows:
+            return fn(x)
+        parts = [fn(chunk) for chunk in x.split(self.chunk_rows)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logdet = torch.zeros(len(z), dtype=z.dtype, device=z.device)
         for layer in self.layers:
             z, ld = layer(z)
             logdet = logdet + ld
         return z, logdet
 
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent data -> noise: ``(z, log|det J_{f^-1}(y)|)``."""
+    def _inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logdet = torch.zeros(len(y), dtype=y.dtype, device=y.device)
         for layer in reversed(self.layers):
             y, ld = layer.inverse(y)
             logdet = logdet + ld
         return y, logdet
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise -> latent data: ``(y, log|det J_f(z)|)``; the log-det in ``z``'s dtype."""
+        return self._chunked(self._forward, z)
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent data -> noise: ``(z, log|det J_{f^-1}(y)|)``."""
+        return self._chunked(self._inverse, y)
 
     # ---- densities on the target's space ----
 

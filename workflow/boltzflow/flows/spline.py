@@ -8,15 +8,22 @@ The functions here take *unconstrained* parameters per transformed element (from
 network) and turn them into knots with a minimum bin width, height and derivative, so the
 inverse stays well conditioned.
 
-Two ways in:
+Ways in:
 
 * :func:`spline_knots` + :func:`rq_spline` build every knot explicitly (a :class:`SplineKnots`),
-  which is what tests and other code that wants to look at a spline use;
-* :func:`rq_spline_from_params` evaluates the same spline straight from the parameters. It is what
-  the coupling layers call: it never materialises the padded knot arrays or the derivatives at
-  all ``K + 1`` knots, only the two ends of the bin each value falls in. On a CPU the per-element
-  work of a spline is a few dozen operations on ``(B, T)`` tensors against a handful on
-  ``(B, T, K)`` tensors, and the latter dominate, so this path does as few of them as it can.
+  for tests and for code that wants to look at a spline;
+* :func:`rq_spline_from_params` (parameters ``(..., 3 K - 1)``) and :func:`rq_spline_split`
+  (widths and heights ``(..., 2, K)``, derivatives ``(..., K - 1)``) evaluate the same spline
+  straight from the parameters;
+* :func:`rq_spline_planes` is the same again with the bins *before* the elements, ``(B, 2, K, T)``
+  for ``T`` elements per row. It is what the coupling layers call, and what the other two run on.
+
+Why the last layout: on a CPU the cost of a spline is the few passes over all ``K`` bins of every
+element (softmax, cumulative sum, bin search), not the few dozen operations on one value per
+element. With the bins on the last axis those passes run along axes of length ``K = 8``, which
+PyTorch does one short row at a time; with the elements last they are full-width vector
+operations. The evaluation never builds the padded knot arrays or the derivatives at all ``K + 1``
+knots either: it gathers the two ends of each element's bin and patches the outer ones.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SplineKnots", "spline_knots", "rq_spline", "rq_spline_from_params", "spline_parameter_count"]
+__all__ = ["SplineKnots", "spline_knots", "rq_spline", "rq_spline_from_params", "rq_spline_split",
+           "rq_spline_planes", "spline_parameter_count"]
 
 #: the smallest bin width/height, as a fraction of the interval, and the smallest knot derivative
 MIN_BIN = 1e-3
@@ -58,16 +66,36 @@ def _check_parameters(params: torch.Tensor, bins: int) -> None:
                          f"for {bins} bins, got {params.shape[-1]}")
 
 
-def _inner_knots(params: torch.Tensor, bins: int, bound: float) -> torch.Tensor:
-    """The ``K - 1`` inner knots of ``x`` (row 0) and ``y`` (row 1), shape ``(..., 2, K - 1)``.
+def _knot_scale(bins: int, bound: float) -> float:
+    """``2 B (1 - K MIN_BIN)``: inner knot ``j`` sits at ``-B + scale * u_j`` (see :func:`_knot_cumsum`)."""
+    return 2.0 * bound * (1.0 - MIN_BIN * bins)
 
-    Bin sizes are ``MIN_BIN + (1 - K MIN_BIN) softmax(raw)`` of the interval ``2 B``, so knot
-    ``j`` sits at ``-B + 2 B MIN_BIN j + 2 B (1 - K MIN_BIN) cumsum(softmax)_j``: one softmax of
-    the widths and heights together, one cumulative sum and one multiply-add.
+
+def _knot_cumsum(widths_heights: torch.Tensor) -> torch.Tensor:
+    """``u``, shape ``(..., 2, K - 1, T)``, such that the inner knots of ``x`` (row 0) and ``y``
+    (row 1) are ``-B + _knot_scale(K, B) * u``; from the unconstrained widths (row 0) and heights
+    (row 1), shape ``(..., 2, K, T)``.
+
+    Bin sizes are ``MIN_BIN + (1 - K MIN_BIN) softmax(raw)`` of the interval ``2 B``, so
+    ``u_j = cumsum(softmax + MIN_BIN / (1 - K MIN_BIN))_j``. Searching bins in ``u`` rather than
+    in knot positions keeps the per-knot offsets out of the work on all ``K`` bins; only the two
+    knots of each element's bin are converted to positions.
     """
-    fractions = torch.softmax(params[..., :2 * bins].unflatten(-1, (2, bins)), dim=-1)
-    offsets = torch.arange(1, bins, dtype=params.dtype, device=params.device) * (2.0 * bound * MIN_BIN) - bound
-    return torch.add(offsets, fractions[..., :bins - 1].cumsum(dim=-1), alpha=2.0 * bound * (1.0 - MIN_BIN * bins))
+    bins = widths_heights.shape[-2]
+    u = torch.softmax(widths_heights, dim=-2) + MIN_BIN / (1.0 - MIN_BIN * bins)
+    # K - 2 adds of whole (..., 2, T) planes: torch.cumsum over a short axis runs element by
+    # element and took longer than the softmax. In place when nothing is recorded; with autograd
+    # the in-place version would record a chain of slice copies (slower backward), so the planes
+    # are stacked instead. Both add in the same order and give the same numbers.
+    if not (torch.is_grad_enabled() and u.requires_grad):
+        for j in range(1, bins - 1):
+            u[..., j, :] += u[..., j - 1, :]
+        return u[..., :bins - 1, :]
+    columns = u.unbind(-2)  # one backward node for all of them, unlike K separate selects
+    planes = [columns[0]]
+    for j in range(1, bins - 1):
+        planes.append(planes[-1] + columns[j])
+    return torch.stack(planes, dim=-2)
 
 
 def _inner_derivatives(raw: torch.Tensor) -> torch.Tensor:
@@ -81,7 +109,8 @@ def spline_knots(params: torch.Tensor, bins: int, bound: float) -> SplineKnots:
     (at least ``MIN_DERIVATIVE``); the boundary derivatives are 1 and the end knots are exactly
     ``-B`` and ``B``."""
     _check_parameters(params, bins)
-    inner = _inner_knots(params, bins, bound)
+    u = _knot_cumsum(params[..., :2 * bins].unflatten(-1, (2, bins))[..., None])[..., 0]
+    inner = u * _knot_scale(bins, bound) - bound
     edge = inner.new_full((1,), bound).expand(*inner.shape[:-1], 1)
     knots = torch.cat([-edge, inner, edge], dim=-1)
     inner_d = _inner_derivatives(params[..., 2 * bins:])
@@ -170,27 +199,72 @@ def rq_spline_from_params(x: torch.Tensor, params: torch.Tensor, bins: int, boun
     Returns
     -------
     y, log_derivative : torch.Tensor
-        As :func:`rq_spline`; equal to it up to rounding in the last bits.
+        As :func:`rq_spline`, and equal to it.
     """
     _check_parameters(params, bins)
-    inner = _inner_knots(params, bins, bound)
+    return rq_spline_split(x, params[..., :2 * bins].unflatten(-1, (2, bins)), params[..., 2 * bins:],
+                           bound, inverse)
+
+
+def rq_spline_split(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Tensor, bound: float,
+                    inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rq_spline_from_params` with the parameters already split into the unconstrained
+    widths and heights, shape ``(..., 2, K)`` (row 0 widths, row 1 heights), and inner
+    derivatives, shape ``(..., K - 1)``."""
+    y, log_derivative = rq_spline_planes(x[..., None], widths_heights[..., None], derivatives[..., None], bound,
+                                         inverse)
+    return y[..., 0], log_derivative[..., 0]
+
+
+def rq_spline_planes(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Tensor, bound: float,
+                     inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spline of :func:`rq_spline_split` with the elements on the last axis.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Values, shape ``(..., T)``.
+    widths_heights : torch.Tensor
+        Unconstrained bin widths (``[..., 0, :, :]``) and heights (``[..., 1, :, :]``) of every
+        element, shape ``(..., 2, K, T)``.
+    derivatives : torch.Tensor
+        Unconstrained inner knot derivatives, shape ``(..., K - 1, T)``.
+    bound : float
+        ``B``.
+    inverse : bool
+        Apply the inverse spline.
+
+    Returns
+    -------
+    y, log_derivative : torch.Tensor
+        Shape ``(..., T)``: the image of ``x`` and the log-derivative of the map applied (values
+        outside ``[-B, B]`` pass through with log-derivative 0).
+    """
+    bins = widths_heights.shape[-2]
+    if (bins < 2 or widths_heights.shape[-3] != 2 or derivatives.shape[-2] != bins - 1
+            or widths_heights.shape[-1] != x.shape[-1] or derivatives.shape[-1] != x.shape[-1]):
+        raise ValueError(f"need values (..., T), widths/heights (..., 2, K, T) and derivatives (..., K - 1, T) "
+                         f"with K >= 2, got {tuple(x.shape)}, {tuple(widths_heights.shape)} and "
+                         f"{tuple(derivatives.shape)}")
+    u = _knot_cumsum(widths_heights)
+    scale = _knot_scale(bins, bound)
     inside = (x >= -bound) & (x <= bound)
     xc = x.clamp(-bound, bound)
     # the bin index, 0..K-1 by construction: the number of inner knots at or below the value
-    k = (xc[..., None] >= inner[..., int(inverse), :]).sum(dim=-1, keepdim=True)
-    first, last = k[..., 0] == 0, k[..., 0] == bins - 1
+    k = (u[..., int(inverse), :, :] <= ((xc + bound) / scale).unsqueeze(-2)).sum(dim=-2, keepdim=True)
+    first, last = k[..., 0, :] == 0, k[..., 0, :] == bins - 1
     # The bin runs from knot k to knot k + 1, i.e. from inner knot k - 1 to inner knot k; the outer
     # knots (-B, B, and slope 1 there) are not stored, so clamp the indices into the inner ones
     # and patch the first and last bins afterwards. One gather fetches both ends of x and y, and
-    # one the raw derivatives, which only get their softplus here at two values per element.
-    ends = torch.cat([k - 1, k], dim=-1).clamp_(0, max(bins - 2, 0))
-    xy = inner.gather(-1, ends[..., None, :].expand(*inner.shape[:-1], 2))
-    x0 = torch.where(first, -bound, xy[..., 0, 0])
-    x1 = torch.where(last, bound, xy[..., 0, 1])
-    y0 = torch.where(first, -bound, xy[..., 1, 0])
-    y1 = torch.where(last, bound, xy[..., 1, 1])
-    d = _inner_derivatives(params.gather(-1, ends + 2 * bins))
-    d0 = torch.where(first, 1.0, d[..., 0])
-    d1 = torch.where(last, 1.0, d[..., 1])
+    # one the raw derivatives, which only get their softplus here, at two values per element.
+    ends = torch.cat([k - 1, k], dim=-2).clamp_(0, bins - 2)
+    xy = u.gather(-2, ends.unsqueeze(-3).expand(*u.shape[:-2], 2, u.shape[-1])) * scale - bound
+    x0 = torch.where(first, -bound, xy[..., 0, 0, :])
+    x1 = torch.where(last, bound, xy[..., 0, 1, :])
+    y0 = torch.where(first, -bound, xy[..., 1, 0, :])
+    y1 = torch.where(last, bound, xy[..., 1, 1, :])
+    d = _inner_derivatives(derivatives.gather(-2, ends))
+    d0 = torch.where(first, 1.0, d[..., 0, :])
+    d1 = torch.where(last, 1.0, d[..., 1, :])
     y, log_derivative = _rq_bin(xc, x0, x1 - x0, y0, y1 - y0, d0, d1, inverse)
     return torch.where(inside, y, x), torch.where(inside, log_derivative, 0.0)
