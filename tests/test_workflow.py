@@ -235,8 +235,9 @@ def test_smoke_flows(smoke_run):
 
     repo, _ = smoke_run
     out = repo / "results/smoke"
-    x0, x1, meta = read_pairs(out / "couplings/al2/ot.parquet", expected_dim=63)
+    x0, x1, meta = read_pairs(out / "couplings/al2/ot.parquet", expected_dim=60)  # body frame: 3 N - 6
     assert meta["kind"] == "ot" and meta["frame"]["n_atoms"] == 22 and meta["stats"]["solve_seconds_total"] >= 0
+    assert meta["frame"]["kind"] == "body" and meta["frame"]["reference_atoms"] == [8, 6, 14]  # CA, N, C
     train_frames = (read_table(out / "md/al2/split.parquet")[0].split == "train").sum()
     assert len(x0) == train_frames
     for method in ("regflow", "mle"):
@@ -264,7 +265,7 @@ def test_cnf_coupling_end_to_end(smoke_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     from boltzflow.io import read_pairs
 
-    x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=63)
+    x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=60)
     assert meta["kind"] == "cnf" and len(x0) == 64
     assert (repo / "results/smoke/models/al2/cnf-seed0/history.parquet").exists()
     assert (repo / target).exists()
@@ -277,7 +278,7 @@ def test_pairs_from_another_frame_are_refused(smoke_run):
     repo, _ = smoke_run
     pairs = repo / "results/smoke/couplings/al2/ot.parquet"
     x0, x1, meta = read_pairs(pairs)
-    meta["frame"]["scale"] *= 1.5
+    meta["frame"]["hash"] = "0" * 16  # as if the frame had been fitted to other data
     write_pairs(pairs, x0, x1, meta)
     target = "results/smoke/models/al2/regflow-affine-seed0/model.pt"
     (repo / target).unlink()

@@ -2,14 +2,18 @@
 
 The steps the workflow runs, each a function here that a rule's script calls:
 
-1. :func:`latent_frame` fixes the flow's coordinate frame from the training frames (centroid-free
-   Helmert coordinates scaled by their root mean square, :mod:`boltzflow.flows.cartesian`);
+1. :func:`latent_frame` fixes the flow's coordinate frame from the training frames: the body frame
+   (rigid motions out, whitened internal Cartesian coordinates, :mod:`boltzflow.flows.body`) or
+   the centroid frame (centroid-free Helmert coordinates scaled by their root mean square,
+   :mod:`boltzflow.flows.cartesian`); rule ``flow_frame`` writes it once per system and every
+   later step reads that file;
 2. :func:`make_ot_pairs` pairs prior draws with the training frames by exact OT, or
    :func:`fit_cnf` trains the flow-matching teacher and :func:`make_cnf_pairs` integrates it;
 3. :func:`fit_flow` trains a coupling flow by RegFlow (on pairs) or MLE (on the frames), and
    measures its invertibility.
 
-Every artifact records the frame it lives in; a consumer refuses pairs made in another frame.
+Every artifact records the fingerprint of the frame it lives in; a consumer refuses pairs made in
+another frame.
 """
 
 from __future__ import annotations
@@ -23,36 +27,93 @@ import numpy as np
 import pandas as pd
 import torch
 
-from boltzflow.flows import CartesianFrame, Flow, build_flow
+from boltzflow.flows import CartesianFrame, Flow, build_flow, frame_from_config
 from boltzflow.training import TrainSettings, invertibility_report, mle_loss, regflow_loss, train
 
-__all__ = ["latent_frame", "to_latent", "make_ot_pairs", "fit_flow", "fit_cnf", "make_cnf_pairs",
+__all__ = ["latent_frame", "frame_fingerprint", "write_frame", "read_frame", "to_latent", "make_ot_pairs", "fit_flow", "fit_cnf", "make_cnf_pairs",
            "check_same_frame", "flow_architecture", "save_cnf", "load_cnf"]
 
 
-def latent_frame(train_x: np.ndarray, n_atoms: int) -> dict[str, Any]:
-    """The frame config (``{"kind": "cartesian", "n_atoms", "scale"}``) fitted to training frames."""
+FRAME_KINDS = ("body", "centroid")
+
+
+def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology=None,
+                 reference_atoms: list[int] | None = None) -> dict[str, Any]:
+    """The frame config fitted to training frames ``train_x`` ``(n, 3 N)`` (nm).
+
+    ``kind="body"``: :func:`~boltzflow.flows.body.fit_body_frame` with ``reference_atoms`` (or
+    those :func:`~boltzflow.flows.body.choose_reference_atoms` picks from ``topology``);
+    ``kind="centroid"``: ``{"kind": "cartesian", "n_atoms", "scale"}``.
+    """
+    from boltzflow.flows.body import choose_reference_atoms, fit_body_frame
+
     train_x = np.asarray(train_x)
     if train_x.ndim != 2 or train_x.shape[1] != 3 * n_atoms:
         raise ValueError(f"training frames must have shape (n, {3 * n_atoms}), got {train_x.shape}")
-    return {"kind": "cartesian", "n_atoms": int(n_atoms), "scale": CartesianFrame.fit_scale(train_x, n_atoms)}
+    if kind == "centroid":
+        return {"kind": "cartesian", "n_atoms": int(n_atoms), "scale": CartesianFrame.fit_scale(train_x, n_atoms)}
+    if kind != "body":
+        raise ValueError(f"frame kind must be one of {', '.join(FRAME_KINDS)}, got {kind!r}")
+    if reference_atoms is None:
+        if topology is None:
+            raise ValueError("a body frame needs reference atoms or a topology to choose them from")
+        reference_atoms = choose_reference_atoms(topology)
+    return fit_body_frame(train_x, n_atoms, reference_atoms)
+
+
+def frame_fingerprint(frame_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies a frame in other artifacts' metadata: kind, atoms, latent dimension and a
+    hash of every number in it."""
+    from boltzflow.io import config_hash
+
+    frame = frame_from_config(frame_cfg)
+    return {"kind": frame_cfg["kind"], "n_atoms": int(frame_cfg["n_atoms"]), "dim": frame.dim,
+            "reference_atoms": list(frame_cfg.get("reference_atoms", [])), "hash": config_hash(dict(frame_cfg))}
+
+
+def write_frame(path: str | Path, frame_cfg: Mapping[str, Any], provenance: Mapping[str, Any]) -> None:
+    """The frame as JSON (``{"frame": ..., "fingerprint": ..., "provenance": ...}``), atomically."""
+    import json
+
+    from boltzflow.io import atomic_path
+
+    payload = {"frame": dict(frame_cfg), "fingerprint": frame_fingerprint(frame_cfg), "provenance": dict(provenance)}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, default=str))
+
+
+def read_frame(path: str | Path, n_atoms: int | None = None) -> dict[str, Any]:
+    """A frame written by :func:`write_frame`; a bad file raises ``ArtifactError`` naming it."""
+    import json
+
+    from boltzflow.io import ArtifactError
+
+    try:
+        cfg = json.loads(Path(path).read_text())["frame"]
+        frame_from_config(cfg)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ArtifactError(f"{path}: not a readable flow frame ({err})") from err
+    if n_atoms is not None and int(cfg["n_atoms"]) != n_atoms:
+        raise ArtifactError(f"{path}: a frame of {cfg['n_atoms']} atoms, but the data have {n_atoms}")
+    return cfg
 
 
 def check_same_frame(expected: Mapping[str, Any], found: Mapping[str, Any], source: str) -> None:
-    """Refuse an artifact made in another frame (other atoms or another data scale)."""
+    """Refuse an artifact made in another frame: ``found`` is the fingerprint recorded in it,
+    ``expected`` the frame config in use."""
     from boltzflow.io import ArtifactError
 
-    if found.get("kind") != expected.get("kind") or found.get("n_atoms") != expected.get("n_atoms") or \
-            not math.isclose(float(found.get("scale", float("nan"))), float(expected["scale"]), rel_tol=1e-6):
-        raise ArtifactError(f"{source}: made in frame {dict(found)}, but the training data give {dict(expected)} "
-                            "(regenerate it from the current data)")
+    want = frame_fingerprint(expected)
+    if dict(found or {}) != want:
+        raise ArtifactError(f"{source}: made in frame {dict(found or {})}, but the current frame is {want} "
+                            "(regenerate it from the current data and frame)")
 
 
 def to_latent(x: np.ndarray, frame_cfg: Mapping[str, Any]) -> np.ndarray:
     """Latent coordinates (float64) of Cartesian frames ``x`` (nm) in the frame ``frame_cfg``."""
-    frame = CartesianFrame(frame_cfg["n_atoms"], frame_cfg["scale"])
+    frame = frame_from_config(frame_cfg)
     with torch.no_grad():
-        return frame.to_latent(torch.as_tensor(x, dtype=torch.float64)).numpy()
+        return frame.to_latent(torch.as_tensor(np.asarray(x), dtype=torch.float64)).numpy()
 
 
 def make_ot_pairs(train_x: np.ndarray, frame_cfg: Mapping[str, Any], *, batch_size: int, n_pairs: int | None,

@@ -130,7 +130,7 @@ def regflow_loss(regulariser: str = "logdet", lambda_reg: float = 1e-5, target_n
 
 def mle_loss() -> Objective:
     """Negative log-likelihood of data batches ``{"x1": (B, d)}`` in latent coordinates (nats per
-    configuration; add ``-frame.log_det_to_latent()`` for the density on the target's space)."""
+    configuration; add the frame's ``log_jacobian`` for the density on the target's space)."""
 
     def objective(flow, batch, generator):
         z0, logdet = flow.inverse(batch["x1"])

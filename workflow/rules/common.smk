@@ -38,6 +38,7 @@ def flow_training_input(wildcards):
     inputs = {
         "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
         "split": f"{OUT}/md/{wildcards.system}/split.parquet",
+        "frame": f"{OUT}/models/{wildcards.system}/frame.json",
     }
     if wildcards.method == "regflow":
         inputs["pairs"] = f"{OUT}/couplings/{wildcards.system}/{config['flows']['coupling']}.parquet"

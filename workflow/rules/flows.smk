@@ -2,10 +2,30 @@
 # trained by RegFlow or maximum likelihood on each system's MD training split.
 
 
+rule flow_frame:
+    input:
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
+        topology=f"{OUT}/systems/{{system}}/topology.pdb",
+    output:
+        f"{OUT}/models/{{system}}/frame.json",
+    params:
+        settings=lookup(dpath="flows/frame", within=config),
+    log:
+        f"{OUT}/logs/flow_frame/{{system}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Coordinate frame of the flows of {wildcards.system}"
+    script:
+        "../scripts/flow_frame.py"
+
+
 rule ot_pairs:
     input:
         frames=f"{OUT}/md/{{system}}/frames.parquet",
         split=f"{OUT}/md/{{system}}/split.parquet",
+        frame=f"{OUT}/models/{{system}}/frame.json",
     output:
         f"{OUT}/couplings/{{system}}/ot.parquet",
     params:
@@ -26,6 +46,7 @@ rule train_cnf:
     input:
         frames=f"{OUT}/md/{{system}}/frames.parquet",
         split=f"{OUT}/md/{{system}}/split.parquet",
+        frame=f"{OUT}/models/{{system}}/frame.json",
     output:
         model=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/model.pt",
         history=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/history.parquet",

@@ -4,7 +4,7 @@ import torch
 from _common import setup_logging
 
 from boltzflow.io import provenance, write_pairs
-from boltzflow.regflow import load_cnf, make_cnf_pairs
+from boltzflow.regflow import frame_fingerprint, load_cnf, make_cnf_pairs
 from boltzflow.torch_md import resolve_device
 
 smk = snakemake  # noqa: F821
@@ -16,4 +16,4 @@ model = model.to(resolve_device(settings["device"]))
 x0, x1, stats = make_cnf_pairs(model, settings["n_pairs"], batch_size=settings["batch_size"], seed=settings["seed"],
                                method=settings["method"], atol=settings["atol"], rtol=settings["rtol"], log=log)
 write_pairs(smk.output[0], x0, x1, provenance(smk.rule, settings, seed=settings["seed"], kind="cnf",
-                                              frame=extra["frame"], system=smk.wildcards.system, stats=stats))
+                                              frame=frame_fingerprint(extra["frame"]), system=smk.wildcards.system, stats=stats))

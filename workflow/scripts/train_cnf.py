@@ -6,7 +6,7 @@ import torch
 from _common import setup_logging
 
 from boltzflow.io import config_hash, provenance, write_table
-from boltzflow.regflow import latent_frame, fit_cnf, save_cnf, to_latent
+from boltzflow.regflow import fit_cnf, frame_fingerprint, read_frame, save_cnf, to_latent
 from boltzflow.splits import split_frames
 from boltzflow.training import TrainSettings
 
@@ -16,13 +16,13 @@ torch.set_num_threads(smk.threads)
 settings = smk.params.settings
 seed = int(smk.wildcards.seed)
 train_x = split_frames(smk.input.frames, smk.input.split, "train")
-frame = latent_frame(train_x, train_x.shape[1] // 3)
+frame = read_frame(smk.input.frame, n_atoms=train_x.shape[1] // 3)
 train_settings = TrainSettings.from_config({**settings["train"], "seed": seed})
-identity = config_hash({"settings": settings, "seed": seed, "frame": frame, "n": len(train_x)})
+identity = config_hash({"settings": settings, "seed": seed, "frame": frame_fingerprint(frame), "n": len(train_x)})
 model, history, summary = fit_cnf(to_latent(train_x, frame), hidden=settings["hidden"], layers=settings["layers"],
                                   settings=train_settings, checkpoint_dir=smk.params.checkpoint_dir,
                                   identity=identity, device=settings["device"], log=log)
-meta = provenance(smk.rule, settings, seed=seed, system=smk.wildcards.system, frame=frame)
+meta = provenance(smk.rule, settings, seed=seed, system=smk.wildcards.system, frame=frame_fingerprint(frame))
 write_table(smk.output.history, history, meta)
 save_cnf(model, smk.output.model, {"frame": frame, "summary": summary, "provenance": meta})
 shutil.rmtree(smk.params.checkpoint_dir, ignore_errors=True)  # the model is saved: no resume state needed

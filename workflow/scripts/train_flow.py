@@ -8,7 +8,7 @@ from _common import setup_logging
 
 from boltzflow.flows import save_flow
 from boltzflow.io import atomic_path, config_hash, provenance, read_pairs, write_table
-from boltzflow.regflow import check_same_frame, fit_flow, flow_architecture, latent_frame
+from boltzflow.regflow import check_same_frame, fit_flow, flow_architecture, frame_fingerprint, read_frame
 from boltzflow.splits import split_frames
 from boltzflow.training import TrainSettings
 
@@ -18,15 +18,15 @@ torch.set_num_threads(smk.threads)
 flows = smk.params.flows
 method, arch, seed = smk.wildcards.method, smk.wildcards.arch, int(smk.wildcards.seed)
 train_x = split_frames(smk.input.frames, smk.input.split, "train")
-frame = latent_frame(train_x, train_x.shape[1] // 3)
+frame = read_frame(smk.input.frame, n_atoms=train_x.shape[1] // 3)
 architecture = flow_architecture(arch, flows[arch], frame)
 settings = TrainSettings.from_config({**flows["train"], "seed": seed})
 pairs = None
 if method == "regflow":
-    x0, x1, pair_meta = read_pairs(smk.input.pairs, expected_dim=3 * (frame["n_atoms"] - 1))
+    x0, x1, pair_meta = read_pairs(smk.input.pairs, expected_dim=frame_fingerprint(frame)["dim"])
     check_same_frame(frame, pair_meta["frame"], smk.input.pairs)
     pairs = (x0, x1)
-options = {"method": method, "architecture": architecture, "train": flows["train"], "seed": seed,
+options = {"method": method, "architecture": {**architecture, "frame": frame_fingerprint(frame)}, "train": flows["train"], "seed": seed,
            "regflow": flows["regflow"] if method == "regflow" else None,
            "pairs": pair_meta.get("config_hash") if method == "regflow" else None, "n_train": len(train_x)}
 model, history, summary = fit_flow(method, architecture, settings, smk.params.checkpoint_dir, pairs=pairs,

@@ -82,6 +82,13 @@ class CartesianFrame(torch.nn.Module):
         """``log |det d y / d c|`` = ``-d log(scale)`` (float64 scalar)."""
         return -self.dim * torch.log(self.scale)
 
+    def log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
+        """``log q_c(c) - log q_y(y)`` per latent point (constant here; float64, ``(B,)``)."""
+        return self.log_det_to_latent().expand(len(y))
+
+    def config(self) -> dict:
+        return {"kind": "cartesian", "n_atoms": self.n_atoms, "scale": float(self.scale)}
+
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3 N)`` nm -> ``(B, 3 N - 3)`` latent, in ``x``'s dtype (the centroid is dropped)."""
         if x.ndim != 2 or x.shape[1] != self.cartesian_dim:
@@ -90,8 +97,9 @@ class CartesianFrame(torch.nn.Module):
         c = torch.einsum("bnk,nm->bmk", x.reshape(len(x), self.n_atoms, 3), basis)
         return c.reshape(len(x), self.dim) / self.scale.to(x.dtype)
 
-    def from_latent(self, y: torch.Tensor) -> torch.Tensor:
-        """``(B, 3 N - 3)`` latent -> ``(B, 3 N)`` nm with centroid 0, in ``y``'s dtype."""
+    def from_latent(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, 3 N - 3)`` latent -> ``(B, 3 N)`` nm with centroid 0, in ``y``'s dtype (the
+        orientation is the flow's own; ``generator`` is unused)."""
         if y.ndim != 2 or y.shape[1] != self.dim:
             raise ValueError(f"latent points must have shape (B, {self.dim}), got {tuple(y.shape)}")
         basis = self.basis.to(y.dtype)

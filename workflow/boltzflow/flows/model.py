@@ -3,9 +3,12 @@
 ``x = frame.from_latent(f(z0))`` with ``z0 ~ N(0, I_d)``; ``f`` is a stack of coupling layers
 (noise -> data). Sampling with the exact log-density is one forward pass:
 
-    log q(x) = log N(z0; 0, I) - log|det J_f(z0)| + log|det d y / d c|
+    log q(x) = log N(z0; 0, I) - log|det J_f(z0)| + frame.log_jacobian(y)
 
-where the last term is the frame's scaling (see :mod:`boltzflow.flows.cartesian`). The density
+where the last term takes the latent density ``q_y`` to a density on the target's space: for
+molecules the centroid-free hyperplane in Helmert coordinates, whichever frame is used (the body
+frame, :mod:`boltzflow.flows.body`, with its rotation measure and whitening; the centroid frame,
+:mod:`boltzflow.flows.cartesian`, with its scaling; a plain vector frame). The density
 of a given point needs the inverse pass. Log-densities are returned in float64 whatever the
 network dtype (the network's own terms are computed in its dtype and then accumulated in float64).
 
@@ -22,10 +25,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .body import body_frame_from_config
 from .cartesian import CartesianFrame
 from .coupling import AffineCoupling, SplineCoupling, coupling_masks
 
-__all__ = ["Flow", "VectorFrame", "build_flow", "save_flow", "load_flow", "TRANSFORMS", "standard_normal_log_prob"]
+__all__ = ["Flow", "VectorFrame", "build_flow", "frame_from_config", "save_flow", "load_flow", "TRANSFORMS",
+           "standard_normal_log_prob"]
 
 TRANSFORMS = ("affine", "spline")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -63,24 +68,33 @@ class VectorFrame(nn.Module):
     def log_det_to_latent(self) -> torch.Tensor:
         return -self._dim * torch.log(self.scale)
 
+    def log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
+        return self.log_det_to_latent().expand(len(y))
+
+    def config(self) -> dict:
+        return {"kind": "vector", "dim": self._dim, "scale": float(self.scale)}
+
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self._dim:
             raise ValueError(f"points must have shape (B, {self._dim}), got {tuple(x.shape)}")
         return x / self.scale.to(x.dtype)
 
-    def from_latent(self, y: torch.Tensor) -> torch.Tensor:
+    def from_latent(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if y.ndim != 2 or y.shape[1] != self._dim:
             raise ValueError(f"latent points must have shape (B, {self._dim}), got {tuple(y.shape)}")
         return y * self.scale.to(y.dtype)
 
 
-def _frame_from_config(cfg: Mapping[str, Any]) -> nn.Module:
+def frame_from_config(cfg: Mapping[str, Any]) -> nn.Module:
+    """The coordinate frame of a flow config's ``frame`` entry (``body``, ``cartesian``, ``vector``)."""
     kind = cfg.get("kind")
     if kind == "cartesian":
         return CartesianFrame(int(cfg["n_atoms"]), float(cfg["scale"]))
     if kind == "vector":
         return VectorFrame(int(cfg["dim"]), float(cfg["scale"]))
-    raise ValueError(f"unknown frame kind {kind!r}; known: cartesian, vector")
+    if kind == "body":
+        return body_frame_from_config(cfg)
+    raise ValueError(f"unknown frame kind {kind!r}; known: body, cartesian, vector")
 
 
 class Flow(nn.Module):
@@ -169,22 +183,22 @@ class Flow(nn.Module):
         device = next(self.parameters()).device
         return torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=device)
 
-    def push(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def push(self, z0: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Points ``x`` (the target's coordinates) for prior draws ``z0`` and their exact
-        ``log q(x)`` in float64."""
+        ``log q(x)`` in float64 (``generator`` draws the orientation in a body frame)."""
         y, logdet = self(z0)
-        log_q = standard_normal_log_prob(z0) - logdet.to(torch.float64) + self.frame.log_det_to_latent()
-        return self.frame.from_latent(y), log_q
+        log_q = standard_normal_log_prob(z0) - logdet.to(torch.float64) + self.frame.log_jacobian(y)
+        return self.frame.from_latent(y, generator=generator), log_q
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` samples ``x`` ``(n, cartesian_dim)`` and their exact ``log q(x)`` (float64)."""
-        return self.push(self.sample_prior(n, generator))
+        return self.push(self.sample_prior(n, generator), generator=generator)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact ``log q(x)`` (float64) of points ``x`` ``(B, cartesian_dim)`` (one inverse pass)."""
         y = self.frame.to_latent(x.to(self.dtype))
         z0, logdet = self.inverse(y)
-        return standard_normal_log_prob(z0) + logdet.to(torch.float64) + self.frame.log_det_to_latent()
+        return standard_normal_log_prob(z0) + logdet.to(torch.float64) + self.frame.log_jacobian(y)
 
 
 def build_flow(config: Mapping[str, Any]) -> Flow:
@@ -208,7 +222,7 @@ def build_flow(config: Mapping[str, Any]) -> Flow:
         raise ValueError("flow config needs a 'frame' ({'kind': 'cartesian'|'vector', ...})")
     if cfg["dtype"] not in ("float32", "float64"):
         raise ValueError(f"flow 'dtype' must be float32 or float64, got {cfg['dtype']!r}")
-    frame = _frame_from_config(cfg["frame"])
+    frame = frame_from_config(cfg["frame"])
     dim = frame.dim
     masks = coupling_masks(dim, int(cfg["layers"]), cfg["masks"], int(cfg["mask_seed"]))
     layers: list[nn.Module] = []
