@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from boltzflow.convergence import ROW_STATES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
-__all__ = ["energy_histogram", "populations_vs_time", "ramachandran", "save_figure"]
+__all__ = ["energy_histogram", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike]) -> None:
@@ -56,6 +56,79 @@ def ramachandran(
         ax.set_aspect("equal")
         fig.colorbar(mesh, ax=ax, label=r"$-\log p$ (kT)")
     fig.suptitle(f"{title} ({len(dihedrals):,} frames)")
+    save_figure(fig, paths)
+
+
+def _free_energy_panel(ax, phi: np.ndarray, psi: np.ndarray, edges: np.ndarray, vmax: float = 12.0):
+    hist, _, _ = np.histogram2d(np.degrees(phi), np.degrees(psi), bins=[edges, edges], density=True)
+    with np.errstate(divide="ignore"):
+        free = -np.log(hist)
+    if np.isfinite(free).any():
+        free -= np.nanmin(free[np.isfinite(free)])
+    mesh = ax.pcolormesh(edges, edges, np.where(np.isfinite(free), free, np.nan).T, cmap="viridis",
+                         shading="flat", vmin=0, vmax=vmax)
+    ax.set_xticks(range(-180, 181, 90))
+    ax.set_yticks(range(-180, 181, 90))
+    ax.set_aspect("equal")
+    return mesh
+
+
+def flow_samples_figure(reference_energy: np.ndarray, reference_dihedrals: pd.DataFrame,
+                        models: dict[str, dict[str, dict[str, object]]], paths: Sequence[str | os.PathLike],
+                        title: str, bins: int = 60) -> None:
+    """MD against the flows (the RegFlow paper's Fig. 2): one row per architecture; in each row
+    the energy histograms (MD, and every method's reweighted and raw samples) and the
+    Ramachandran plots of the first residue's (phi, psi) for MD and every method.
+
+    ``models[architecture][method]`` holds ``resampled`` (a table with ``energy`` and dihedral
+    columns of the SNIS-resampled points, possibly empty), ``raw_energy`` (the proposals'
+    energies) and ``label``.
+    """
+    phi = next((c for c in reference_dihedrals.columns if c.startswith("phi_")), None)
+    if phi is None or "psi" + phi[3:] not in reference_dihedrals:
+        raise ValueError("no matching phi/psi columns to plot")
+    psi = "psi" + phi[3:]
+    methods = sorted({m for per_arch in models.values() for m in per_arch})
+    n_cols = 2 + len(methods)
+    fig, axes = plt.subplots(len(models), n_cols, figsize=(3.6 * n_cols, 3.4 * len(models)), squeeze=False,
+                             layout="constrained")
+    edges = np.linspace(-180.0, 180.0, bins + 1)
+    ref_u = np.asarray(reference_energy, dtype=np.float64)
+    lo, hi = np.quantile(ref_u, [0.001, 0.999])
+    span = hi - lo
+    u_edges = np.linspace(lo - 0.5 * span, hi + 1.0 * span, 80)
+    colours = dict(zip(methods, ("tab:red", "tab:blue", "tab:green", "tab:purple")))
+    mesh = None
+    for row, (arch, per_method) in zip(axes, sorted(models.items())):
+        ax = row[0]
+        ax.hist(ref_u, bins=u_edges, density=True, color="0.3", alpha=0.45, label="MD")
+        for method, data in sorted(per_method.items()):
+            resampled = data["resampled"]
+            if len(resampled):
+                ax.hist(np.clip(resampled["energy"], u_edges[0], u_edges[-1]), bins=u_edges, density=True,
+                        histtype="step", color=colours[method], label=f"{data['label']} (reweighted)")
+            raw = np.asarray(data["raw_energy"], dtype=np.float64)
+            ax.hist(np.clip(raw[np.isfinite(raw)], u_edges[0], u_edges[-1]), bins=u_edges, density=True,
+                    histtype="step", linestyle=":", color=colours[method], label=f"{data['label']} (raw)")
+        ax.set_xlabel("reduced energy $u(x)$ (kT); clipped to the axis")
+        ax.set_ylabel(f"{arch}\ndensity")
+        ax.legend(fontsize=6)
+        mesh = _free_energy_panel(row[1], reference_dihedrals[phi], reference_dihedrals[psi], edges)
+        row[1].set_title("MD", fontsize=9)
+        for ax, method in zip(row[2:], methods):
+            data = per_method.get(method)
+            if data is None or not len(data["resampled"]):
+                ax.set_axis_off()
+                ax.set_title(f"{method}: no finite weight", fontsize=9)
+                continue
+            mesh = _free_energy_panel(ax, data["resampled"][phi], data["resampled"][psi], edges)
+            ax.set_title(f"{data['label']} (reweighted)", fontsize=9)
+        for ax in row[1:]:
+            ax.set_xlabel(r"$\phi$ (deg)")
+        row[1].set_ylabel(r"$\psi$ (deg)")
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes[:, 1:].ravel().tolist(), label=r"$-\log p$ (kT)", shrink=0.8)
+    fig.suptitle(title)
     save_figure(fig, paths)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["SPLITS", "block_split", "split_frames"]
+__all__ = ["SPLITS", "block_split", "split_frames", "split_frames_and_energies"]
 
 SPLITS = ("train", "val", "test")
 
@@ -48,6 +48,12 @@ def split_frames(frames_path, split_path, which: str = "train") -> np.ndarray:
     Errors name the file: a split table that does not cover exactly the frames of the sample set
     (e.g. made for another dataset) is refused.
     """
+    return split_frames_and_energies(frames_path, split_path, which)[0]
+
+
+def split_frames_and_energies(frames_path, split_path, which: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates ``(n, dim)`` (float32, nm) and energies ``(n,)`` (float64, kT) of the frames
+    of one split, in frame order (see :func:`split_frames`)."""
     from boltzflow.io import ArtifactError, read_sample_set, read_table
 
     if which not in SPLITS:
@@ -59,4 +65,4 @@ def split_frames(frames_path, split_path, which: str = "train") -> np.ndarray:
     rows = np.sort(table["frame"].to_numpy()[table["split"].to_numpy() == which])
     if rows.size == 0:
         raise ArtifactError(f"{split_path}: no frames in split {which!r}")
-    return samples.x[rows]
+    return samples.x[rows], samples.energy[rows]

@@ -26,6 +26,7 @@ wildcard_constraints:
     method=r"regflow|mle",
     arch=r"affine|spline",
     seed=r"\d+",
+    model=r"[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*-seed\d+",
 
 
 def system_spec(wildcards):
@@ -45,6 +46,13 @@ def flow_training_input(wildcards):
     return inputs
 
 
+def flow_models(first_seed=False):
+    """Model names ``{method}-{arch}-seed{seed}`` of every flow the config trains (or only those
+    of its first seed)."""
+    seeds = FLOWS["seeds"][:1] if first_seed else FLOWS["seeds"]
+    return [f"{m}-{a}-seed{s}" for m in FLOWS["methods"] for a in FLOWS["architectures"] for s in seeds]
+
+
 def figure_paths(name):
     return [f"{OUT}/figures/{{system}}/{name}.{ext}" for ext in FIG_FORMATS]
 
@@ -62,9 +70,9 @@ def all_outputs():
         for name in ("md_ramachandran", "md_energy", "md_populations"):
             targets += [p.format(system=system) for p in figure_paths(name)]
     for system in FLOW_SYSTEMS:
-        for method in FLOWS["methods"]:
-            for arch in FLOWS["architectures"]:
-                for seed in FLOWS["seeds"]:
-                    targets.append(f"{OUT}/models/{system}/{method}-{arch}-seed{seed}/model.pt")
+        targets += [f"{OUT}/models/{system}/{model}/model.pt" for model in flow_models()]
+        if flow_models():
+            targets += [f"{OUT}/tables/{system}_flows.md", f"{OUT}/tables/{system}_flows.parquet"]
+            targets += [p.format(system=system) for p in figure_paths("flow_samples")]
     targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]
     return targets

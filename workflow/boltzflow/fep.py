@@ -1,0 +1,572 @@
+"""Targeted free-energy perturbation (TFEP) between two conformational states with a RegFlow map.
+
+The question: what is the free-energy difference between two metastable states A and B of one
+molecule (for alanine dipeptide, the ``beta`` and ``alpha_R`` basins), computed from MD samples of
+the two states *without* sampling the transition between them? Following the RegFlow paper
+(Rehman et al., 2025, arXiv 2506.01158), an invertible flow ``M`` is trained to carry state A onto
+state B by plain l2 regression on exact optimal-transport pairs ``(x_A, x_B)`` of MD samples of
+the two states -- no energies enter training -- and the energy is used only afterwards, in the
+targeted (Zwanzig) estimator of Jarzynski (2002):
+
+    dF = F_B - F_A = -log(Z_B / Z_A),        Z_S = integral over S of exp(-u(x)) dx,
+
+    dF = -log E_{x ~ p_A}[ exp(-W(x)) ],      W(x) = u(M(x)) - u(x) - log|det J_M(x)|,
+
+with ``W = +inf`` when ``M(x)`` lands outside B. The identity holds for any bijection ``M`` whose
+image of A covers B (substitute ``x' = M(x)`` in ``Z_B``); the closer ``M`` pushes ``p_A`` onto
+``p_B`` the smaller the variance of ``exp(-W)``, and an exact map gives a constant ``W = dF``.
+The MD reference is ``-log(p_B / p_A)`` from the state populations of an equilibrium run
+(:func:`md_free_energy`).
+
+Coordinates and the Jacobian
+----------------------------
+All densities of the project live on the centroid-free hyperplane, in orthonormal coordinates
+``c`` (see :mod:`boltzflow.flows.cartesian`); the flow acts on the latent ``y`` of its frame
+(body, centroid or vector frame), and ``frame.log_jacobian(y)`` is ``log|dy/dc|`` at ``y`` (for
+the body frame this includes the orientation measure, see :mod:`boltzflow.flows.body`). The map
+on the hyperplane is ``c_A -> y_A -> y_B = g(y_A) -> c_B``, so by the chain rule
+
+    dc_B/dc_A = (dc_B/dy_B) (dy_B/dy_A) (dy_A/dc_A),
+
+    log|det J_M| = log|det J_g(y_A)| + frame.log_jacobian(y_A) - frame.log_jacobian(y_B).
+
+The last two terms cancel for the centroid and vector frames (constant ``log|dy/dc|``) but not
+for the body frame, whose ``log|dy/dc|`` depends on the reference-atom geometry. For the body
+frame the mapped configuration keeps the orientation measure: ``M`` changes the internal
+coordinates and leaves the orientation alone, and the configurations handed to the energy are
+built in the body orientation (``rotate=False``), which is right for every energy and state
+indicator that is invariant under rigid motions (molecules in vacuum or implicit solvent).
+
+States
+------
+A state is either the name of one of the backbone basins of
+:func:`boltzflow.convergence.conformational_states` (``alpha_R``, ``beta``, ``alpha_L``,
+``C7ax``; the classification is then exactly that function's), or a union of boxes in the
+(phi, psi) plane of one residue, in degrees: ``{"phi": [lo, hi], "psi": [lo, hi]}`` means
+``lo < angle <= hi`` after the angle is wrapped into ``(-180, 180]`` (rounded to 1e-4 degree as
+in :mod:`boltzflow.convergence`); an interval with ``lo > hi`` runs through 180, e.g.
+``psi: [50, -120]`` is ``psi > 50 or psi <= -120``. The defaults for alanine dipeptide are
+``A = "beta"`` (phi <= 0 and (psi <= -120 or psi > 50)) and ``B = "alpha_R"`` (phi <= 0 and
+-120 < psi <= 50), the two well-populated basins; as boxes they are
+``{"phi": [-180, 0], "psi": [50, -120]}`` and ``{"phi": [-180, 0], "psi": [-120, 50]}``.
+Dihedral tables are those of :mod:`boltzflow.observables` (columns ``phi_<RES>``, ``psi_<RES>``
+in radians); a plain ``(N, 2)`` array holds (phi, psi) in radians.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = [
+    "DEFAULT_STATE_A",
+    "DEFAULT_STATE_B",
+    "StateBox",
+    "StateDefinition",
+    "parse_state",
+    "state_mask",
+    "select_states",
+    "state_pairs",
+    "fit_state_map",
+    "TFEPWork",
+    "tfep_work",
+    "tfep_estimate",
+    "md_free_energy",
+]
+
+DEFAULT_STATE_A = "beta"
+DEFAULT_STATE_B = "alpha_R"
+
+EnergyFn = Callable[[np.ndarray], Any]
+IndicatorFn = Callable[[np.ndarray], Any]
+
+
+# --------------------------------------------------------------------------- states
+
+
+def _wrap_degrees(radians: Any, name: str) -> np.ndarray:
+    """Radians -> degrees in (-180, 180], rounded to 1e-4 degree (the rule of
+    :mod:`boltzflow.convergence`, so a box edge or +-180 is read the same way there and here)."""
+    values = np.asarray(radians, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} has {int(np.sum(~np.isfinite(values)))} non-finite value(s)")
+    deg = np.round(np.degrees(values), 4)
+    return deg - 360.0 * np.ceil((deg - 180.0) / 360.0)
+
+
+def _interval(value: Any, what: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be a pair [lo, hi] of degrees, got {value!r}") from err
+    if not (-180.0 <= lo <= 180.0 and -180.0 <= hi <= 180.0):
+        raise ValueError(f"{what} = [{lo}, {hi}] must lie within [-180, 180] degrees")
+    if lo == hi:
+        raise ValueError(f"{what} = [{lo}, {hi}] is empty (lo == hi)")
+    return lo, hi
+
+
+def _in_interval(deg: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    # (lo, hi] on the circle; lo > hi wraps through 180. An interval starting at -180 includes
+    # nothing at -180 itself, which reads as 180 after wrapping.
+    if lo < hi:
+        return (deg > lo) & (deg <= hi)
+    return (deg > lo) | (deg <= hi)
+
+
+@dataclass(frozen=True)
+class StateBox:
+    """A box ``phi in (lo, hi]`` and ``psi in (lo, hi]`` (degrees, see the module docstring)."""
+
+    phi: tuple[float, float]
+    psi: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phi", _interval(self.phi, "phi"))
+        object.__setattr__(self, "psi", _interval(self.psi, "psi"))
+
+    def contains(self, phi_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
+        """Boolean membership of angles already wrapped into (-180, 180] degrees."""
+        return _in_interval(phi_deg, *self.phi) & _in_interval(psi_deg, *self.psi)
+
+
+@dataclass(frozen=True)
+class StateDefinition:
+    """A named state of one residue: a basin name of :mod:`boltzflow.convergence` or a union of
+    :class:`StateBox` es. ``residue`` (e.g. ``ALA2``) may be left ``None`` when the dihedral
+    table has a single residue with phi and psi."""
+
+    name: str
+    boxes: tuple[StateBox, ...] = ()
+    basin: str | None = None
+    residue: str | None = None
+
+    def __post_init__(self) -> None:
+        from boltzflow.convergence import STATES
+
+        if (self.basin is None) == (not self.boxes):
+            raise ValueError(f"state {self.name!r} needs either a basin name or at least one box, not both")
+        if self.basin is not None and self.basin not in STATES:
+            raise ValueError(f"state {self.name!r}: unknown basin {self.basin!r}; known: {', '.join(STATES)}")
+
+
+def _box(spec: Any, name: str) -> StateBox:
+    if isinstance(spec, StateBox):
+        return spec
+    if not isinstance(spec, Mapping) or set(spec) != {"phi", "psi"}:
+        raise ValueError(f"state {name!r}: a box is {{'phi': [lo, hi], 'psi': [lo, hi]}} in degrees, got {spec!r}")
+    try:
+        return StateBox(spec["phi"], spec["psi"])
+    except ValueError as err:
+        raise ValueError(f"state {name!r}: {err}") from err
+
+
+def parse_state(spec: Any, name: str | None = None) -> StateDefinition:
+    """A :class:`StateDefinition` from a config entry.
+
+    Accepted: a basin name (``"beta"``); one box ``{"phi": [lo, hi], "psi": [lo, hi]}``; a list of
+    boxes (their union); a mapping with ``boxes`` (a box or a list) or ``basin`` and optionally
+    ``residue`` and ``name``; a :class:`StateDefinition` (returned as is).
+    """
+    if isinstance(spec, StateDefinition):
+        return spec
+    if isinstance(spec, str):
+        return StateDefinition(name or spec, basin=spec)
+    if isinstance(spec, StateBox):
+        return StateDefinition(name or "state", boxes=(spec,))
+    if isinstance(spec, Mapping):
+        if set(spec) == {"phi", "psi"}:
+            label = name or "state"
+            return StateDefinition(label, boxes=(_box(spec, label),))
+        unknown = sorted(set(spec) - {"name", "boxes", "basin", "residue"})
+        if unknown:
+            raise ValueError(f"state {name or spec.get('name')!r}: unknown key(s) {', '.join(map(str, unknown))}; "
+                             "known: name, boxes, basin, residue (or a box with phi and psi)")
+        label = str(spec.get("name") or name or spec.get("basin") or "state")
+        boxes = spec.get("boxes", ())
+        if isinstance(boxes, (Mapping, StateBox)):
+            boxes = [boxes]
+        return StateDefinition(label, boxes=tuple(_box(b, label) for b in boxes), basin=spec.get("basin"),
+                               residue=spec.get("residue"))
+    if isinstance(spec, Sequence) and spec:
+        label = name or "state"
+        return StateDefinition(label, boxes=tuple(_box(b, label) for b in spec))
+    raise ValueError(f"state {name!r}: cannot read a state definition from {spec!r}")
+
+
+def _angles(dihedrals: Any, state: StateDefinition) -> tuple[pd.DataFrame, str]:
+    """The (phi, psi) table of the state's residue: columns ``phi_<RES>``, ``psi_<RES>``."""
+    from boltzflow.convergence import residues
+
+    if isinstance(dihedrals, pd.DataFrame):
+        found = residues(dihedrals)
+        if state.residue is not None:
+            if state.residue not in found:
+                raise ValueError(f"state {state.name!r}: residue {state.residue!r} has no phi_/psi_ columns "
+                                 f"(residues with both: {found})")
+            res = state.residue
+        elif len(found) == 1:
+            res = found[0]
+        else:
+            raise ValueError(f"state {state.name!r}: the dihedral table has residues {found}; "
+                             "say which one the state is defined on ('residue')")
+        return dihedrals[[f"phi_{res}", f"psi_{res}"]].reset_index(drop=True), res
+    a = dihedrals.detach().cpu().numpy() if isinstance(dihedrals, torch.Tensor) else np.asarray(dihedrals)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"state {state.name!r}: dihedrals must be a table with phi_<RES>/psi_<RES> columns or "
+                         f"an array of shape (N, 2) of (phi, psi) in radians, got shape {a.shape}")
+    res = state.residue or "RES"
+    return pd.DataFrame({f"phi_{res}": a[:, 0], f"psi_{res}": a[:, 1]}), res
+
+
+def state_mask(dihedrals: Any, state_def: Any, *, name: str | None = None) -> np.ndarray:
+    """Which frames lie in the state: a boolean array ``(N,)``.
+
+    ``dihedrals``: a dihedral table (:func:`boltzflow.observables.backbone_dihedrals`) or an
+    ``(N, 2)`` array of (phi, psi) in radians; ``state_def``: anything :func:`parse_state` reads.
+    """
+    from boltzflow.convergence import conformational_states
+
+    state = parse_state(state_def, name)
+    table, res = _angles(dihedrals, state)
+    if state.basin is not None:
+        labels = conformational_states(table)[f"state_{res}"]
+        return np.asarray(labels == state.basin, dtype=bool)
+    phi = _wrap_degrees(table[f"phi_{res}"], f"phi_{res}")
+    psi = _wrap_degrees(table[f"psi_{res}"], f"psi_{res}")
+    mask = np.zeros(len(table), dtype=bool)
+    for box in state.boxes:
+        mask |= box.contains(phi, psi)
+    return mask
+
+
+def select_states(x: Any, dihedrals: Any, state_a: Any = DEFAULT_STATE_A, state_b: Any = DEFAULT_STATE_B
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The frames of ``x`` ``(N, D)`` in state A and in state B, and the two masks.
+
+    Raises ``ValueError`` naming the state when a state holds no frame, and when the two states
+    overlap (a frame in both would make the free-energy difference ill-defined).
+    """
+    x = np.asarray(x)
+    labels = {key: parse_state(spec, spec if isinstance(spec, str) else key)
+              for key, spec in (("A", state_a), ("B", state_b))}
+    masks = {}
+    for key, state in labels.items():
+        mask = state_mask(dihedrals, state)
+        if len(mask) != len(x):
+            raise ValueError(f"{len(x)} frames but {len(mask)} rows of dihedrals")
+        if not mask.any():
+            raise ValueError(f"state {key} ({state.name!r}) is empty: no frame among {len(x)} falls in it")
+        masks[key] = mask
+    both = int((masks["A"] & masks["B"]).sum())
+    if both:
+        raise ValueError(f"states A ({labels['A'].name!r}) and B ({labels['B'].name!r}) overlap: "
+                         f"{both} frames are in both")
+    return x[masks["A"]], x[masks["B"]], masks["A"], masks["B"]
+
+
+def md_free_energy(in_a: Any, in_b: Any, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                   block: int | None = None) -> dict[str, float]:
+    """The population estimate ``dF = -log(p_B / p_A)`` (kT) of equilibrium frames with a
+    (block-)bootstrap interval (:func:`boltzflow.evaluation.bootstrap_ci`; pass ``block`` well
+    above the correlation time for MD frames in time order)."""
+    from boltzflow.evaluation import bootstrap_ci, free_energy_from_populations
+
+    ci = bootstrap_ci(free_energy_from_populations, np.asarray(in_a), np.asarray(in_b), n_boot=n_boot,
+                      level=level, seed=seed, block=block)
+    return {"dF": ci.estimate, "low": ci.low, "high": ci.high, "n": int(len(np.asarray(in_a))),
+            "n_a": int(np.sum(in_a)), "n_b": int(np.sum(in_b))}
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def _points(x: Any, name: str, dim: int | None = None) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    a = a.astype(np.float64, copy=False)
+    expected = "(n, d)" if dim is None else f"(n, {dim})"
+    if a.ndim != 2 or (dim is not None and a.shape[1] != dim):
+        raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
+    if len(a) == 0:
+        raise ValueError(f"{name} is empty: the state holds no point")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} has {int((~np.isfinite(a)).any(axis=1).sum())} rows with non-finite values")
+    return a
+
+
+class _Stream:
+    """Indices into ``n`` points, one reshuffled pass after another (seeded)."""
+
+    def __init__(self, n: int, rng: np.random.Generator):
+        self.n, self.rng, self.order, self.pos = n, rng, rng.permutation(n), 0
+
+    def take(self, k: int) -> np.ndarray:
+        out = []
+        while k > 0:
+            if self.pos == self.n:
+                self.order, self.pos = self.rng.permutation(self.n), 0
+            step = min(k, self.n - self.pos)
+            out.append(self.order[self.pos:self.pos + step])
+            self.pos += step
+            k -= step
+        return np.concatenate(out)
+
+
+def state_pairs(xa_latent: Any, xb_latent: Any, *, batch_size: int, seed: int = 0, n_pairs: int | None = None,
+                log: logging.Logger | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact-OT pairs ``(x0, x1)`` between latent points of state A ``(N_A, d)`` and B ``(N_B, d)``.
+
+    Each state's points are drawn as a stream of seeded random passes (a new shuffle after each
+    pass); batches of ``batch_size`` A points and as many B points are matched by the exact
+    optimal assignment for the squared Euclidean cost
+    (:func:`boltzflow.couplings.ot_permutation`, which checks that POT's plan is a permutation).
+    ``n_pairs`` defaults to ``max(N_A, N_B)``, so every point of the larger state is used once
+    and the smaller state's points are reused with other partners. Returns float64 arrays
+    ``(n_pairs, d)``; ``x0[i]`` (state A) is paired with ``x1[i]`` (state B).
+    """
+    from boltzflow.couplings import ot_permutation
+
+    log = log or logging.getLogger("boltzflow.fep")
+    xa = _points(xa_latent, "state A latent points")
+    xb = _points(xb_latent, "state B latent points", xa.shape[1])
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_pairs = max(len(xa), len(xb)) if n_pairs is None else int(n_pairs)
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
+    rng = np.random.default_rng(seed)
+    stream_a, stream_b = _Stream(len(xa), rng), _Stream(len(xb), rng)
+    out0, out1 = [], []
+    cost_random = cost_ot = 0.0
+    done = 0
+    while done < n_pairs:
+        take = min(batch_size, n_pairs - done)
+        a, b = xa[stream_a.take(take)], xb[stream_b.take(take)]
+        perm = ot_permutation(a, b)[0] if take > 1 else np.zeros(1, dtype=np.int64)
+        cost_random += float(np.sum((a - b) ** 2))
+        cost_ot += float(np.sum((a - b[perm]) ** 2))
+        out0.append(a)
+        out1.append(b[perm])
+        done += take
+    log.info("%d OT state pairs in batches of %d: mean squared distance %.4g (random pairing %.4g)", done,
+             batch_size, cost_ot / done, cost_random / done)
+    return np.concatenate(out0), np.concatenate(out1)
+
+
+# --------------------------------------------------------------------------- the map
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    try:
+        return next(model.parameters()).dtype
+    except (AttributeError, StopIteration):
+        return torch.float64
+
+
+def fit_state_map(
+    x0: Any,
+    x1: Any,
+    architecture: Mapping[str, Any],
+    settings: Any,
+    regflow_options: Mapping[str, Any] | None,
+    checkpoint_dir: str | Path,
+    *,
+    identity: str = "",
+    device: str = "cpu",
+    invertibility: Mapping[str, Any] | None = None,
+    log: logging.Logger | None = None,
+) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+    """A coupling flow ``g`` trained by RegFlow regression ``g(x0) ~ x1`` on state pairs.
+
+    ``x0``, ``x1``: ``(n, d)`` latent points of states A and B (:func:`state_pairs`) in the frame
+    of ``architecture["frame"]`` (a :func:`~boltzflow.flows.build_flow` config); ``settings``: a
+    :class:`~boltzflow.training.TrainSettings`; ``regflow_options``: ``regulariser``,
+    ``lambda_reg``, ``target_noise`` as in :func:`boltzflow.regflow.fit_flow`, which does the
+    training (the flow's input is simply a state-A point instead of a prior draw). The summary
+    adds ``invertibility_state_a``: the round-trip error ``|g^-1(g(x0)) - x0|`` on (up to 10,000
+    of) the training inputs, where the map is used, next to fit_flow's report on prior draws.
+    """
+    from boltzflow.flows import frame_from_config
+    from boltzflow.regflow import fit_flow
+
+    if "frame" not in architecture:
+        raise ValueError("the state map's architecture needs a 'frame'")
+    dim = frame_from_config(architecture["frame"]).dim
+    a = _points(x0, "x0 (state A latent points)", dim)
+    b = _points(x1, "x1 (state B latent points)", dim)
+    if a.shape != b.shape:
+        raise ValueError(f"x1 has shape {b.shape}, expected {a.shape} like x0 (one B point per A point)")
+    model, history, summary = fit_flow("regflow", architecture, settings, checkpoint_dir, pairs=(a, b),
+                                       regflow=regflow_options, invertibility=invertibility, identity=identity,
+                                       device=device, log=log or logging.getLogger("boltzflow.fep"))
+    with torch.no_grad():
+        probe = torch.as_tensor(a[:10_000], dtype=model.dtype)
+        y, _ = model(probe)
+        back, _ = model.inverse(y)
+        err = (back.to(torch.float64) - probe.to(torch.float64)).abs()
+    finite = torch.isfinite(err)
+    summary = {**summary, "invertibility_state_a": {
+        "n": int(len(probe)),
+        "max_error": float(err[finite].max()) if finite.any() else float("inf"),
+        "mean_error": float(err[finite].mean()) if finite.any() else float("inf"),
+        "nonfinite": int((~finite).any(dim=1).sum())}}
+    return model, history, summary
+
+
+# --------------------------------------------------------------------------- work and estimate
+
+
+class TFEPWork(NamedTuple):
+    """Works ``W`` (float64 ``(N,)``, ``+inf`` for excluded samples) and why samples were excluded."""
+
+    work: np.ndarray
+    n_nonfinite: int  # the map, its Jacobian or an energy gave NaN or an infinity
+    n_outside_b: int  # the mapped configuration is not in state B
+
+
+def _values(out: Any, n: int, what: str) -> np.ndarray:
+    a = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+    a = a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a
+    if a.shape != (n,):
+        raise ValueError(f"{what} returned shape {a.shape}, expected ({n},)")
+    return a
+
+
+def _from_latent(frame: Any, y: torch.Tensor) -> torch.Tensor:
+    from boltzflow.flows import BodyFrame
+
+    if isinstance(frame, BodyFrame):
+        return frame.from_latent(y, rotate=False)  # the orientation is not part of the map
+    return frame.from_latent(y)
+
+
+@torch.no_grad()
+def tfep_work(
+    map_flow: Any,
+    x_a: Any,
+    energy_fn: EnergyFn,
+    in_b_fn: IndicatorFn | None = None,
+    *,
+    energy_b_fn: EnergyFn | None = None,
+    batch_size: int = 4096,
+) -> TFEPWork:
+    """Generalised works ``W(x) = u_B(M(x)) - u_A(x) - log|det J_M(x)|`` of state-A samples.
+
+    ``map_flow``: a trained state map (:func:`fit_state_map`) or anything with a ``frame`` and a
+    call ``map_flow(y) -> (y', log|det dy'/dy|)`` on latent batches. ``x_a``: ``(N, D)`` positions
+    (nm; or plain vectors with a vector frame) of state A. ``energy_fn``: reduced energy (kT) of
+    a float64 ``(B, D)`` array of positions, returning ``(B,)``; the same function is used for
+    both ends unless ``energy_b_fn`` gives ``u_B`` (two Hamiltonians, e.g. analytic test wells).
+    ``in_b_fn``: the boolean indicator of state B from mapped positions (``None``: no restriction).
+    The Jacobian on the hyperplane is ``log|det J_g(y_A)| + frame.log_jacobian(y_A) -
+    frame.log_jacobian(y_B)`` (module docstring). ``W = +inf`` where the mapped point is not in B
+    or where anything is non-finite; the two counts come back with the works (float64).
+    """
+    frame = map_flow.frame
+    dim = int(frame.cartesian_dim)
+    x = x_a.detach().cpu().numpy() if isinstance(x_a, torch.Tensor) else np.asarray(x_a)
+    x = x.astype(np.float64, copy=False)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"x_a has shape {x.shape}, expected (N, {dim}) for the map's frame")
+    if len(x) == 0:
+        raise ValueError("x_a is empty: state A holds no sample")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    energy_b_fn = energy_b_fn or energy_fn
+    dtype = _model_dtype(map_flow)
+    work = np.full(len(x), np.inf)
+    n_nonfinite = n_outside = 0
+    for start in range(0, len(x), batch_size):
+        xs = x[start:start + batch_size]
+        n = len(xs)
+        good = np.isfinite(xs).all(axis=1)
+        xt = torch.as_tensor(np.where(good[:, None], xs, 0.0))
+        y_a = frame.to_latent(xt)
+        y_b, logdet = map_flow(y_a.to(dtype))
+        y_b, logdet = y_b.to(torch.float64), logdet.to(torch.float64)
+        log_j = logdet + frame.log_jacobian(y_a) - frame.log_jacobian(y_b)
+        good &= (torch.isfinite(y_a).all(dim=1) & torch.isfinite(y_b).all(dim=1) & torch.isfinite(log_j)).numpy()
+        idx = np.flatnonzero(good)
+        w = np.full(n, np.inf)
+        if idx.size:
+            xb = _from_latent(frame, y_b[idx]).numpy()
+            u_a = _values(energy_fn(xs[idx]), idx.size, "energy_fn").astype(np.float64)
+            u_b = _values(energy_b_fn(xb), idx.size, "energy_b_fn" if energy_b_fn is not energy_fn
+                          else "energy_fn").astype(np.float64)
+            w_idx = u_b - u_a - log_j.numpy()[idx]
+            finite = np.isfinite(w_idx)
+            inside = np.ones(idx.size, dtype=bool)
+            if in_b_fn is not None:
+                inside = _values(in_b_fn(xb), idx.size, "in_b_fn")
+                if inside.dtype != np.bool_:
+                    raise ValueError(f"in_b_fn must return booleans, got dtype {inside.dtype}")
+            n_outside += int((finite & ~inside).sum())
+            good[idx[~finite]] = False
+            keep = finite & inside
+            w[idx[keep]] = w_idx[keep]
+        n_nonfinite += int((~good).sum())
+        work[start:start + n] = w
+    return TFEPWork(work, n_nonfinite, n_outside)
+
+
+def tfep_estimate(work: Any, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+                  block: int | None = None) -> dict[str, Any]:
+    """The TFEP free energy of works ``W`` (``(N,)``, ``+inf`` allowed) with a bootstrap interval.
+
+    Returns ``dF = -log mean(exp(-W))`` (kT, :func:`boltzflow.evaluation.fep_free_energy`), the
+    percentile bootstrap interval ``low``, ``high`` at ``level`` (:func:`~boltzflow.evaluation.
+    bootstrap_ci`; ``block`` for time-ordered samples), ``n``, ``n_infinite`` (samples with
+    ``W = +inf``), ``ess`` (the normalised Kish effective sample size of ``exp(-W)``), and the
+    mean and standard deviation of the finite works. When so many works are infinite that a
+    bootstrap replicate has none finite, that replicate is ``+inf`` and the interval's upper end
+    may be ``+inf``.
+    """
+    from boltzflow.evaluation import bootstrap_ci, fep_free_energy, kish_ess
+
+    w = work.detach().cpu().numpy() if isinstance(work, torch.Tensor) else np.asarray(work)
+    w = w.astype(np.float64)
+    if w.ndim != 1:
+        raise ValueError(f"work has shape {w.shape}, expected (N,)")
+    if w.size == 0:
+        raise ValueError("work is empty")
+    if np.isnan(w).any() or np.isneginf(w).any():
+        raise ValueError(f"work: {int(np.isnan(w).sum())} NaN and {int(np.isneginf(w).sum())} -inf values among "
+                         f"{w.size}; tfep_work marks bad samples +inf, so these came from elsewhere")
+    finite = np.isfinite(w)
+    out: dict[str, Any] = {"n": int(w.size), "n_infinite": int((~finite).sum()), "level": float(level),
+                           "n_boot": int(n_boot),
+                           "work_mean": float(w[finite].mean()) if finite.any() else math.inf,
+                           "work_std": float(w[finite].std()) if finite.any() else math.nan}
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
+    if block is not None and not 1 <= block <= w.size:
+        raise ValueError(f"block must be in [1, {w.size}], got {block!r}")
+    if not finite.any():
+        return {**out, "dF": math.inf, "low": math.inf, "high": math.inf, "ess": 0.0}
+    try:
+        ci = bootstrap_ci(fep_free_energy, w, n_boot=n_boot, level=level, seed=seed, block=block)
+        estimate, low, high = ci.estimate, ci.low, ci.high
+    except ValueError:  # the arguments are checked above, so only an infinite replicate gets here
+        # some replicate drew only infinite works (dF = +inf), which bootstrap_ci refuses; the
+        # same percentile interval, read off the empirical quantiles so that +inf stays +inf
+        rng = np.random.default_rng(seed)
+        reps = np.empty(n_boot)
+        for i in range(n_boot):
+            if block is None or block == 1:
+                idx = rng.integers(0, w.size, size=w.size)
+            else:
+                starts = rng.integers(0, w.size - block + 1, size=-(-w.size // block))
+                idx = (starts[:, None] + np.arange(block)[None, :]).reshape(-1)[:w.size]
+            reps[i] = fep_free_energy(w[idx])
+        estimate = fep_free_energy(w)
+        low, high = (float(q) for q in np.quantile(reps, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf"))
+    return {**out, "dF": float(estimate), "low": float(low), "high": float(high), "ess": kish_ess(-w)}

@@ -1,0 +1,100 @@
+# Evaluation: importance-weighted sample sets from every trained sampler, the papers' metrics
+# against the MD test split, and the per-system tables.
+
+
+rule sample_flow:
+    input:
+        model=f"{OUT}/models/{{system}}/{{method}}-{{arch}}-seed{{seed}}/model.pt",
+        pdb=f"{OUT}/systems/{{system}}/topology.pdb",
+        xml=f"{OUT}/systems/{{system}}/system.xml",
+        spec=f"{OUT}/systems/{{system}}/spec.json",
+    output:
+        f"{OUT}/samples/{{system}}/{{method}}-{{arch}}-seed{{seed}}.parquet",
+    params:
+        settings=lookup(dpath="evaluation", within=config),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        f"{OUT}/logs/sample_flow/{{system}}-{{method}}-{{arch}}-seed{{seed}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Sampling the {wildcards.method}-{wildcards.arch} flow of {wildcards.system} (seed {wildcards.seed}) with exact log q"
+    script:
+        "../scripts/sample_flow.py"
+
+
+rule score_samples:
+    input:
+        samples=f"{OUT}/samples/{{system}}/{{model}}.parquet",
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
+        pdb=f"{OUT}/systems/{{system}}/topology.pdb",
+        invertibility=f"{OUT}/models/{{system}}/{{model}}/invertibility.json",
+        history=f"{OUT}/models/{{system}}/{{model}}/history.parquet",
+    output:
+        metrics=f"{OUT}/metrics/{{system}}/{{model}}.parquet",
+        resampled=f"{OUT}/metrics/{{system}}/{{model}}_resampled.parquet",
+    params:
+        settings=lookup(dpath="evaluation", within=config),
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    log:
+        f"{OUT}/logs/score_samples/{{system}}-{{model}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Metrics of {wildcards.model} on {wildcards.system} (ESS, E-W1, E-W2, T-W2, chirality)"
+    script:
+        "../scripts/score_samples.py"
+
+
+rule flow_table:
+    input:
+        lambda wc: expand(f"{OUT}/metrics/{wc.system}/{{model}}.parquet", model=flow_models()),
+    output:
+        table=f"{OUT}/tables/{{system}}_flows.parquet",
+        markdown=f"{OUT}/tables/{{system}}_flows.md",
+    params:
+        tolerance=lookup(dpath="flows/invertibility/tolerance", within=config),
+    log:
+        f"{OUT}/logs/flow_table/{{system}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Table of the flows of {wildcards.system}: methods x metrics, mean and bootstrap interval over seeds"
+    script:
+        "../scripts/flow_table.py"
+
+
+rule plot_flow_samples:
+    input:
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
+        dihedrals=f"{OUT}/md/{{system}}/dihedrals.parquet",
+        samples=lambda wc: expand(f"{OUT}/samples/{wc.system}/{{model}}.parquet", model=flow_models(first_seed=True)),
+        resampled=lambda wc: expand(
+            f"{OUT}/metrics/{wc.system}/{{model}}_resampled.parquet", model=flow_models(first_seed=True)
+        ),
+    output:
+        report(
+            figure_paths("flow_samples"),
+            caption="../report/flow_samples.rst",
+            category="Flows",
+            subcategory="{system}",
+        ),
+    params:
+        models=flow_models(first_seed=True),
+        seed=FLOWS["seeds"][0] if FLOWS["seeds"] else None,
+    log:
+        f"{OUT}/logs/plot_flow_samples/{{system}}.log",
+    conda:
+        "../../envs/plots.yaml"
+    message:
+        "MD vs flows of {wildcards.system}: energies and Ramachandran plots"
+    script:
+        "../scripts/plot_flow_samples.py"
