@@ -298,3 +298,52 @@ def test_bench_flows_target(smoke_run):
     assert {"training"} <= set(table.section)
     text = (repo / "results/benchmarks/flows.md").read_text()
     assert "Sampling with exact log-density" in text and "RegFlow vs MLE" in text
+
+
+def test_smoke_evaluation(smoke_run):
+    """Every flow is sampled with its exact log q and scored; the table and Fig. 2 exist."""
+    repo, _ = smoke_run
+    out = repo / "results/smoke"
+    models = [f"{m}-{a}-seed0" for m in ("regflow", "mle") for a in ("affine", "spline")]
+    for model in models:
+        samples = read_sample_set(out / f"samples/al2/{model}.parquet", expected_dim=66, expected_target="al2")
+        assert len(samples) + samples.metadata["stats"]["n_invalid"] == 300
+        log_w = samples.columns["log_w"].to_numpy()
+        assert np.allclose(log_w, -samples.energy - samples.columns["log_q"].to_numpy())
+        row = read_table(out / f"metrics/al2/{model}.parquet")[0].iloc[0]
+        assert row.model == model and 0 < row.ess <= 1 and np.isfinite(row.e_w1) and np.isfinite(row.t_w2)
+        assert row.n_drawn == 300 and not row.invertibility_flagged and row.train_s > 0
+    table, _ = read_table(out / "tables/al2_flows.parquet")
+    assert len(table) == 4 and set(table.method) == {"regflow", "mle"} and (table.seeds == 1).all()
+    text = (out / "tables/al2_flows.md").read_text()
+    assert "| architecture | method | seeds | ESS | E-W1 | E-W2 | T-W2 |" in text
+    assert (out / "figures/al2/flow_samples.png").stat().st_size > 10_000
+
+
+def test_scoring_counts_nan_log_weights_and_refuses_a_wrong_dimension(smoke_run):
+    """A sample set with NaN log-weights is scored without them (counted); one of the wrong
+    dimension fails naming the file."""
+    import pyarrow as pa
+
+    repo, _ = smoke_run
+    path = repo / "results/smoke/samples/al2/mle-affine-seed0.parquet"
+    table = pq.read_table(path)
+    log_q = table.column("log_q").to_numpy().copy()
+    log_q[:7] = np.nan
+    table = table.set_column(table.schema.get_field_index("log_q"), "log_q", pa.array(log_q))
+    pq.write_table(table, path)
+    metrics = "results/smoke/metrics/al2/mle-affine-seed0.parquet"
+    proc = snakemake(repo, metrics, "--cores", "1", "--configfile", "config/smoke.yaml", "--forcerun", "score_samples")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = read_table(repo / metrics)[0].iloc[0]
+    assert row.n_invalid >= 7 and row.n_valid == 300 - row.n_invalid
+
+    samples = read_sample_set(path)
+    from boltzflow.io import write_sample_set
+
+    write_sample_set(path, samples.x[:, :60], samples.energy, target="al2", units="nm",
+                     log_q=samples.columns["log_q"].to_numpy(), metadata=samples.metadata)
+    proc = snakemake(repo, metrics, "--cores", "1", "--configfile", "config/smoke.yaml", "--forcerun", "score_samples")
+    assert proc.returncode != 0
+    log = (repo / "results/smoke/logs/score_samples/al2-mle-affine-seed0.log").read_text()
+    assert "mle-affine-seed0.parquet" in log and "60" in log and "66" in log

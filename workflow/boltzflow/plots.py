@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from boltzflow.convergence import ROW_STATES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
-__all__ = ["energy_histogram", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure"]
+__all__ = ["energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike]) -> None:
@@ -128,6 +128,39 @@ def flow_samples_figure(reference_energy: np.ndarray, reference_dihedrals: pd.Da
         row[1].set_ylabel(r"$\psi$ (deg)")
     if mesh is not None:
         fig.colorbar(mesh, ax=axes[:, 1:].ravel().tolist(), label=r"$-\log p$ (kT)", shrink=0.8)
+    fig.suptitle(title)
+    save_figure(fig, paths)
+
+
+def fep_figure(estimates: pd.DataFrame, work: np.ndarray, paths: Sequence[str | os.PathLike], title: str) -> None:
+    """Free-energy estimates with their intervals (left; the RegFlow paper's Fig. 4) and the
+    distribution of the TFEP works (right). ``estimates`` has ``estimator``, ``dF``, ``low``,
+    ``high``; the MD row (first) is drawn as a band."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    ys = np.arange(len(estimates))[::-1]
+    md = estimates.iloc[0]
+    left.axvspan(md["low"], md["high"], color="0.85", zorder=0)
+    left.axvline(md["dF"], color="0.4", lw=1, zorder=0)
+    finite = np.isfinite(estimates["dF"].to_numpy(dtype=float))
+    for y, (_, row), ok in zip(ys, estimates.iterrows(), finite):
+        if not ok:
+            left.text(md["dF"], y, "no estimate (no weight in a state)", va="center", ha="center", fontsize=7)
+            continue
+        low, high = row["low"], row["high"]
+        err = [[max(row["dF"] - low, 0.0)], [max(high - row["dF"], 0.0)]] if np.isfinite(low) and np.isfinite(
+            high) else None
+        left.errorbar(row["dF"], y, xerr=err, fmt="o", color="black" if y == ys[0] else "tab:blue", capsize=3)
+    left.set_yticks(ys)
+    left.set_yticklabels(estimates["estimator"], fontsize=8)
+    left.set_xlabel(r"$\Delta F = F_B - F_A$ (kT), 95 % bootstrap interval")
+    w = np.asarray(work, dtype=np.float64)
+    w = w[np.isfinite(w)]
+    if len(w):
+        right.hist(w, bins=60, density=True, color="tab:blue", alpha=0.6)
+        right.axvline(md["dF"], color="0.4", lw=1, label="MD $\\Delta F$")
+        right.legend(fontsize=7)
+    right.set_xlabel("TFEP work $W(x)$ (kT), finite values")
+    right.set_ylabel("density")
     fig.suptitle(title)
     save_figure(fig, paths)
 

@@ -49,29 +49,61 @@ def reference_chirality(x_reference: np.ndarray, centres) -> np.ndarray:
     return majority
 
 
+def _reweighted_free_energy(x: np.ndarray, log_w: np.ndarray, topology, states: Mapping[str, Any]) -> dict:
+    from boltzflow.evaluation import bootstrap_ci, free_energy_from_populations
+    from boltzflow.fep import state_mask
+
+    dihedrals = backbone_dihedrals(x, topology)
+    in_a = state_mask(dihedrals, states["state_a"], name="state_a")
+    in_b = state_mask(dihedrals, states["state_b"], name="state_b")
+
+    def statistic(a, b, lw):
+        return free_energy_from_populations(a, b, log_w=lw)
+
+    try:
+        ci = bootstrap_ci(statistic, in_a, in_b, log_w, n_boot=int(states.get("n_boot", 1000)),
+                          seed=int(states.get("seed", 0)))
+    except ValueError:  # a state without weight, in the sample or in a resample: no estimate
+        return {"dF": float("nan"), "dF_low": float("nan"), "dF_high": float("nan")}
+    return {"dF": ci.estimate, "dF_low": ci.low, "dF_high": ci.high}
+
+
 def score_peptide_samples(x: np.ndarray, energy: np.ndarray, log_q: np.ndarray, *, n_drawn: int,
                           reference_x: np.ndarray, reference_energy: np.ndarray, topology: mdtraj.Topology,
-                          settings: Mapping[str, Any] | None = None) -> tuple[dict[str, float | int], pd.DataFrame]:
+                          settings: Mapping[str, Any] | None = None,
+                          states: Mapping[str, Any] | None = None) -> tuple[dict[str, float | int], pd.DataFrame]:
     """The metrics of one sample set (see the module docstring); ``reference_*`` are the MD test
     frames. Returns a flat dict of numbers and the resampled points (``energy`` and the backbone
-    dihedrals, one row per resampled point; empty when no sample has a finite weight)."""
+    dihedrals, one row per resampled point; empty when no sample has a finite weight).
+
+    With ``states`` (``state_a``, ``state_b`` as in :mod:`boltzflow.fep`, ``n_boot``, ``seed``)
+    the row also holds the reweighted free energy ``dF = -log(p_B / p_A)`` of the samples with a
+    bootstrap interval (``dF``, ``dF_low``, ``dF_high``; NaN when a state gets no weight)."""
     cfg = {**SCORE_DEFAULTS, **dict(settings or {})}
     x = np.asarray(x)
     energy = np.asarray(energy, dtype=np.float64)
-    log_w = -energy - np.asarray(log_q, dtype=np.float64)
-    if not (len(x) == len(energy) == len(log_w)):
-        raise ValueError(f"x, energy and log_q differ in length: {len(x)}, {len(energy)}, {len(log_w)}")
+    log_q = np.asarray(log_q, dtype=np.float64)
+    if not (len(x) == len(energy) == len(log_q)):
+        raise ValueError(f"x, energy and log_q differ in length: {len(x)}, {len(energy)}, {len(log_q)}")
+    # rows a sampler should not have written (NaN or infinite log q, NaN energy, bad coordinates)
+    # are left out and counted, as the sampling stage does
+    valid = np.isfinite(log_q) & ~np.isnan(energy) & (energy != -np.inf) & np.isfinite(x).all(axis=1)
+    x, energy, log_q = x[valid], energy[valid], log_q[valid]
     if len(x) == 0:
-        raise ValueError("no valid samples to score")
-    row: dict[str, float | int] = {"n_drawn": int(n_drawn), "n_valid": len(x), "n_invalid": int(n_drawn - len(x))}
+        raise ValueError(f"no valid samples to score ({int((~valid).sum())} invalid rows)")
+    log_w = -energy - log_q
+    row: dict[str, float | int] = {"n_drawn": int(max(n_drawn, len(valid))), "n_valid": len(x),
+                                   "n_invalid": int(max(n_drawn, len(valid)) - len(x))}
     centres = chirality_centres(topology)
     if centres:
         x, chirality = fix_chirality(x, centres, reference_chirality(reference_x, centres))
         log_w = np.where(chirality["unfixable_mask"], -np.inf, log_w)
         row.update(mirrored_rate=chirality["mirrored_rate"], unfixable_rate=chirality["unfixable_rate"])
     row["n_zero_weight"] = int(np.isneginf(log_w).sum())
+    if states is not None:
+        row.update(_reweighted_free_energy(x, log_w, topology, states))
     # proposals left out of the set are weight-0 draws: Kish ESS / N scales by n_valid / n_drawn
-    row["ess"] = kish_ess(log_w) * len(x) / max(int(n_drawn), 1) if np.isfinite(log_w).any() else 0.0
+    row["ess"] = kish_ess(log_w) * len(x) / row["n_drawn"] if np.isfinite(log_w).any() else 0.0
     row["median_energy_raw"] = float(np.median(energy))
     finite_u = energy[np.isfinite(energy)]
     ref_idx = evenly_spaced(len(reference_x), int(cfg["n_eval"]))

@@ -16,6 +16,7 @@ SYSTEMS = config["systems"]
 FIG_FORMATS = config["figures"]["formats"]
 FLOWS = config["flows"]
 FLOW_SYSTEMS = SYSTEMS if FLOWS["systems"] is None else FLOWS["systems"]
+FEP_SYSTEMS = FLOW_SYSTEMS if config["fep"]["systems"] is None else config["fep"]["systems"]
 
 
 wildcard_constraints:
@@ -74,5 +75,7 @@ def all_outputs():
         if flow_models():
             targets += [f"{OUT}/tables/{system}_flows.md", f"{OUT}/tables/{system}_flows.parquet"]
             targets += [p.format(system=system) for p in figure_paths("flow_samples")]
+    for system in FEP_SYSTEMS:
+        targets += [f"{OUT}/tables/{system}_fep.md"] + [p.format(system=system) for p in figure_paths("fep")]
     targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]
     return targets

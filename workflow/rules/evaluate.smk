@@ -39,6 +39,7 @@ rule score_samples:
         resampled=f"{OUT}/metrics/{{system}}/{{model}}_resampled.parquet",
     params:
         settings=lookup(dpath="evaluation", within=config),
+        fep=lookup(dpath="fep", within=config),
     threads: 1
     resources:
         mem_mb=6000,
@@ -98,3 +99,60 @@ rule plot_flow_samples:
         "MD vs flows of {wildcards.system}: energies and Ramachandran plots"
     script:
         "../scripts/plot_flow_samples.py"
+
+
+rule tfep:
+    input:
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
+        dihedrals=f"{OUT}/md/{{system}}/dihedrals.parquet",
+        frame=f"{OUT}/models/{{system}}/frame.json",
+        pdb=f"{OUT}/systems/{{system}}/topology.pdb",
+        xml=f"{OUT}/systems/{{system}}/system.xml",
+        spec=f"{OUT}/systems/{{system}}/spec.json",
+    output:
+        table=f"{OUT}/fep/{{system}}/tfep.parquet",
+        work=f"{OUT}/fep/{{system}}/work.parquet",
+        model=f"{OUT}/fep/{{system}}/map/model.pt",
+        history=f"{OUT}/fep/{{system}}/map/history.parquet",
+    params:
+        fep=lookup(dpath="fep", within=config),
+        flows=lookup(dpath="flows", within=config),
+        checkpoint_dir=lambda wc: f"{OUT}/fep/{wc.system}/map/checkpoint",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    log:
+        f"{OUT}/logs/tfep/{{system}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Free energy between two states of {wildcards.system}: MD populations and targeted FEP with a RegFlow map"
+    script:
+        "../scripts/tfep.py"
+
+
+rule plot_fep:
+    input:
+        table=f"{OUT}/fep/{{system}}/tfep.parquet",
+        work=f"{OUT}/fep/{{system}}/work.parquet",
+        metrics=lambda wc: expand(f"{OUT}/metrics/{wc.system}/{{model}}.parquet", model=flow_models()),
+    output:
+        figures=report(
+            figure_paths("fep"),
+            caption="../report/fep.rst",
+            category="Free energy",
+            subcategory="{system}",
+        ),
+        table=f"{OUT}/tables/{{system}}_fep.md",
+    params:
+        fep=lookup(dpath="fep", within=config),
+    log:
+        f"{OUT}/logs/plot_fep/{{system}}.log",
+    conda:
+        "../../envs/plots.yaml"
+    message:
+        "Free-energy estimates of {wildcards.system} (MD, reweighted flows, TFEP)"
+    script:
+        "../scripts/plot_fep.py"

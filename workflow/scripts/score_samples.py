@@ -25,7 +25,8 @@ n_drawn = int(samples.metadata.get("stats", {}).get("n_drawn", len(samples)))
 ref_x, ref_u = split_frames_and_energies(smk.input.frames, smk.input.split, "test")
 log.info("%s: %d valid of %d proposals; %d test frames as reference", model, len(samples), n_drawn, len(ref_x))
 row, resampled = score_peptide_samples(samples.x, samples.energy, samples.columns["log_q"].to_numpy(), n_drawn=n_drawn,
-                            reference_x=ref_x, reference_energy=ref_u, topology=topology, settings=settings)
+                            reference_x=ref_x, reference_energy=ref_u, topology=topology, settings=settings,
+                            states=smk.params.fep)
 invertibility = json.loads(open(smk.input.invertibility).read())
 history, _ = read_table(smk.input.history, required=("wall_s",))
 method, arch, seed = model.rsplit("-seed", 1)[0].split("-", 1) + [int(model.rsplit("-seed", 1)[1])]
