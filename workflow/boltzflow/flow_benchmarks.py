@@ -269,7 +269,7 @@ def _bench_training(*, dim: int, layers: int, hidden: int, depth: int, bins: int
     return rows
 
 
-def bench_flows(*, dim: int = 63, layers: int = 12, hidden: int = 256, depth: int = 2, bins: int = 8,
+def bench_flows(*, dim: int = 60, layers: int = 12, hidden: int = 256, depth: int = 2, bins: int = 8,
                 batch_sizes: tuple[int, ...] = (1000, 10000), repeats: int = 3, threads: int = 1,
                 cnf_hidden: int = 256, cnf_layers: int = 4, cnf_samples: int = 200, train_steps: int = 30,
                 train_batch: int = 256, seed: int = 0, warmup_steps: int = 3,

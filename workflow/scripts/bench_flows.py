@@ -25,7 +25,7 @@ sampling = table[table.section == "sampling"]
 training = table[table.section == "training"]
 lines = [
     "# Flow benchmark", "",
-    f"- dim {bench['dim']} (al2 without its centroid), {bench['layers']} coupling layers, conditioners "
+    f"- latent dim {bench['dim']} (al2 in the body frame: 3 N - 6), {bench['layers']} coupling layers, conditioners "
     f"{bench['depth']} x {bench['hidden']}, {bench['bins']} spline bins; CNF velocity MLP "
     f"{bench['cnf_layers']} x {bench['cnf_hidden']}, exact divergence, untrained (an upper bound on its rate)",
     f"- {smk.threads} thread(s); machine {meta['machine']}; git {meta['git_commit']}",
