@@ -77,3 +77,20 @@ def test_table_metadata(tmp_path):
     frame, meta = read_table(tmp_path / "t.parquet", required=("frame",))
     assert meta["units"] == "radian" and list(frame.frame) == [0, 1]
     assert json.dumps(read_metadata(tmp_path / "t.parquet"))
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    from boltzflow.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "out.txt").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o644
