@@ -261,8 +261,14 @@ def test_cnf_coupling_end_to_end(smoke_run):
     (repo / "config/cnf.yaml").write_text("flows: {coupling: cnf, methods: [regflow], architectures: [spline]}\n")
     target = "results/smoke/models/al2/regflow-spline-seed0/model.pt"
     (repo / target).unlink()
-    proc = snakemake(repo, target, "--cores", "2", "--configfile", "config/smoke.yaml", "config/cnf.yaml")
+    teacher_metrics = "results/smoke/metrics/al2/cnf-seed0.parquet"  # the CNF as a baseline generator
+    proc = snakemake(repo, target, teacher_metrics, "--cores", "2", "--configfile", "config/smoke.yaml",
+                     "config/cnf.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    row = read_table(repo / teacher_metrics)[0].iloc[0]
+    assert row.method == "cnf" and row.n_drawn == 32 and 0 < row.ess <= 1 and not row.invertibility_flagged
+    cnf_samples = read_sample_set(repo / "results/smoke/samples/al2/cnf-seed0.parquet", expected_dim=66)
+    assert np.isfinite(cnf_samples.columns["log_q"]).all() and cnf_samples.metadata["stats"]["nfe"] > 0
     from boltzflow.io import read_pairs
 
     x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=60)

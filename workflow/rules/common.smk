@@ -47,11 +47,31 @@ def flow_training_input(wildcards):
     return inputs
 
 
-def flow_models(first_seed=False):
+def flow_models(first_seed=False, with_teacher=False):
     """Model names ``{method}-{arch}-seed{seed}`` of every flow the config trains (or only those
-    of its first seed)."""
+    of its first seed); ``with_teacher`` adds ``cnf-seed{seed}``, the CNF teacher, when RegFlow
+    flows are trained on its reflow pairs."""
     seeds = FLOWS["seeds"][:1] if first_seed else FLOWS["seeds"]
-    return [f"{m}-{a}-seed{s}" for m in FLOWS["methods"] for a in FLOWS["architectures"] for s in seeds]
+    names = [f"{m}-{a}-seed{s}" for m in FLOWS["methods"] for a in FLOWS["architectures"] for s in seeds]
+    if with_teacher and FLOWS["coupling"] == "cnf" and "regflow" in FLOWS["methods"] and names:
+        names.append(f"cnf-seed{config['couplings']['cnf']['seed']}")
+    return names
+
+
+def score_inputs(wildcards):
+    """The inputs of score_samples: the sample set, the MD reference and the model's own
+    reports (a CNF teacher has no invertibility report: it is invertible by construction)."""
+    model_dir = f"{OUT}/models/{wildcards.system}/{wildcards.model}"
+    inputs = {
+        "samples": f"{OUT}/samples/{wildcards.system}/{wildcards.model}.parquet",
+        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
+        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
+        "pdb": f"{OUT}/systems/{wildcards.system}/topology.pdb",
+        "history": f"{model_dir}/history.parquet",
+    }
+    if not wildcards.model.startswith("cnf-"):
+        inputs["invertibility"] = f"{model_dir}/invertibility.json"
+    return inputs
 
 
 def figure_paths(name):

@@ -26,14 +26,33 @@ rule sample_flow:
         "../scripts/sample_flow.py"
 
 
+rule sample_cnf:
+    input:
+        model=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/model.pt",
+        pdb=f"{OUT}/systems/{{system}}/topology.pdb",
+        xml=f"{OUT}/systems/{{system}}/system.xml",
+        spec=f"{OUT}/systems/{{system}}/spec.json",
+    output:
+        f"{OUT}/samples/{{system}}/cnf-seed{{seed}}.parquet",
+    params:
+        settings=lookup(dpath="evaluation", within=config),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=480,
+    log:
+        f"{OUT}/logs/sample_cnf/{{system}}-seed{{seed}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Sampling the CNF teacher of {wildcards.system} (seed {wildcards.seed}) with its exact log q"
+    script:
+        "../scripts/sample_cnf.py"
+
+
 rule score_samples:
     input:
-        samples=f"{OUT}/samples/{{system}}/{{model}}.parquet",
-        frames=f"{OUT}/md/{{system}}/frames.parquet",
-        split=f"{OUT}/md/{{system}}/split.parquet",
-        pdb=f"{OUT}/systems/{{system}}/topology.pdb",
-        invertibility=f"{OUT}/models/{{system}}/{{model}}/invertibility.json",
-        history=f"{OUT}/models/{{system}}/{{model}}/history.parquet",
+        unpack(score_inputs),
     output:
         metrics=f"{OUT}/metrics/{{system}}/{{model}}.parquet",
         resampled=f"{OUT}/metrics/{{system}}/{{model}}_resampled.parquet",
@@ -56,7 +75,7 @@ rule score_samples:
 
 rule flow_table:
     input:
-        lambda wc: expand(f"{OUT}/metrics/{wc.system}/{{model}}.parquet", model=flow_models()),
+        lambda wc: expand(f"{OUT}/metrics/{wc.system}/{{model}}.parquet", model=flow_models(with_teacher=True)),
     output:
         table=f"{OUT}/tables/{{system}}_flows.parquet",
         markdown=f"{OUT}/tables/{{system}}_flows.md",
@@ -137,7 +156,9 @@ rule plot_fep:
     input:
         table=f"{OUT}/fep/{{system}}/tfep.parquet",
         work=f"{OUT}/fep/{{system}}/work.parquet",
-        metrics=lambda wc: expand(f"{OUT}/metrics/{wc.system}/{{model}}.parquet", model=flow_models()),
+        metrics=lambda wc: expand(
+            f"{OUT}/metrics/{wc.system}/{{model}}.parquet", model=flow_models(with_teacher=True)
+        ),
     output:
         figures=report(
             figure_paths("fep"),

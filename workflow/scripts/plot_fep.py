@@ -15,7 +15,8 @@ work, _ = read_table(smk.input.work, required=("work",))
 flows = pd.concat([read_table(path)[0] for path in smk.input.metrics], ignore_index=True)
 rows = [table.iloc[0], table.iloc[1]]
 for _, m in flows.sort_values(["architecture", "method", "seed"]).iterrows():
-    rows.append(pd.Series({"estimator": f"{m['method']}-{m['architecture']} seed {m['seed']}, reweighted",
+    name = m["method"] if m["method"] == m["architecture"] else f"{m['method']}-{m['architecture']}"
+    rows.append(pd.Series({"estimator": f"{name} seed {m['seed']}, reweighted",
                            "dF": m.get("dF", np.nan), "low": m.get("dF_low", np.nan),
                            "high": m.get("dF_high", np.nan), "n": m["n_drawn"], "ess": m["ess"]}))
 estimates = pd.DataFrame(rows).reset_index(drop=True)

@@ -27,10 +27,14 @@ log.info("%s: %d valid of %d proposals; %d test frames as reference", model, len
 row, resampled = score_peptide_samples(samples.x, samples.energy, samples.columns["log_q"].to_numpy(), n_drawn=n_drawn,
                             reference_x=ref_x, reference_energy=ref_u, topology=topology, settings=settings,
                             states=smk.params.fep)
-invertibility = json.loads(open(smk.input.invertibility).read())
 history, _ = read_table(smk.input.history, required=("wall_s",))
-method, arch, seed = model.rsplit("-seed", 1)[0].split("-", 1) + [int(model.rsplit("-seed", 1)[1])]
-row = {"system": system, "model": model, "method": method, "architecture": arch, "seed": seed, **row,
+name, seed = model.rsplit("-seed", 1)
+method, arch = name.split("-", 1) if "-" in name else (name, name)
+if "invertibility" in smk.input.keys():
+    invertibility = json.loads(open(smk.input.invertibility).read())
+else:  # an ODE flow is invertible by construction: nothing to flag
+    invertibility = {"max_error_float32": float("nan"), "flagged": False}
+row = {"system": system, "model": model, "method": method, "architecture": arch, "seed": int(seed), **row,
        "invertibility_max_error": invertibility["max_error_float32"],
        "invertibility_flagged": bool(invertibility["flagged"]),
        "train_s": float(history["wall_s"].iloc[-1]),
