@@ -17,6 +17,7 @@ include: "workflow/rules/convergence.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/flows.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bench.smk"
 

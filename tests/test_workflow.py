@@ -353,3 +353,20 @@ def test_scoring_counts_nan_log_weights_and_refuses_a_wrong_dimension(smoke_run)
     assert proc.returncode != 0
     log = (repo / "results/smoke/logs/score_samples/al2-mle-affine-seed0.log").read_text()
     assert "mle-affine-seed0.parquet" in log and "60" in log and "66" in log
+
+
+def test_smoke_ablation(smoke_run):
+    """The ablation variants reuse the flow rules with one setting changed: the regulariser weight
+    reaches the objective, the number of pairs the data, and the table and figure are written."""
+    repo, _ = smoke_run
+    out = repo / "results/smoke"
+    table, _ = read_table(out / "tables/al2_ablation.parquet", required=("kind", "value", "e_w1", "t_w2"))
+    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 0.0), ("lambda_reg", 1e-4), ("n_pairs", 16)]
+    folder = out / "ablation/al2"
+    lam0 = read_table(folder / "regflow-spline-lam0-seed0/history.parquet")[1]
+    lam4 = read_table(folder / "regflow-spline-lam0.0001-seed0/history.parquet")[1]
+    pairs16 = read_table(folder / "regflow-spline-pairs16-seed0/history.parquet")[1]
+    main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
+    assert lam0["regflow"]["lambda_reg"] == 0.0 and lam4["regflow"]["lambda_reg"] == 1e-4
+    assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
+    assert (out / "figures/al2/ablation.png").stat().st_size > 10_000

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from boltzflow.convergence import ROW_STATES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
-__all__ = ["energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure"]
+__all__ = ["ablation_figure", "energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure"]
 
 
 def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike]) -> None:
@@ -128,6 +128,33 @@ def flow_samples_figure(reference_energy: np.ndarray, reference_dihedrals: pd.Da
         row[1].set_ylabel(r"$\psi$ (deg)")
     if mesh is not None:
         fig.colorbar(mesh, ax=axes[:, 1:].ravel().tolist(), label=r"$-\log p$ (kT)", shrink=0.8)
+    fig.suptitle(title)
+    save_figure(fig, paths)
+
+
+def ablation_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike], title: str) -> None:
+    """E-W1 and T-W2 of RegFlow flows against the regulariser weight (left) and the number of
+    regression pairs (right), one point per seed (the RegFlow paper's Fig. 3). ``table`` has
+    ``kind`` (``lambda_reg`` or ``n_pairs``), ``value``, ``e_w1`` and ``t_w2``; a weight of 0 is
+    drawn at the left edge of the log axis."""
+    kinds = [k for k in ("lambda_reg", "n_pairs") if (table["kind"] == k).any()]
+    if not kinds:
+        raise ValueError("no ablation rows to plot")
+    fig, axes = plt.subplots(2, len(kinds), figsize=(4.6 * len(kinds), 6.0), squeeze=False, layout="constrained")
+    for col, kind in enumerate(kinds):
+        rows = table[table["kind"] == kind].sort_values("value")
+        x = rows["value"].to_numpy(dtype=float)
+        if kind == "lambda_reg" and (x > 0).any():
+            x = np.where(x > 0, x, x[x > 0].min() / 10)  # 0 at the left edge
+        for row, (metric, label) in enumerate((("e_w1", "E-W1 (kT)"), ("t_w2", "T-W2"))):
+            ax = axes[row, col]
+            ax.plot(x, rows[metric], "o-", color="tab:blue")
+            ax.set_xscale("log")
+            if metric == "e_w1":
+                ax.set_yscale("log")
+            ax.set_ylabel(label)
+            ax.set_xlabel("regulariser weight (0 at the left edge)" if kind == "lambda_reg"
+                          else "regression pairs")
     fig.suptitle(title)
     save_figure(fig, paths)
 

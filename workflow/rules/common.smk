@@ -1,4 +1,5 @@
 # Config validation (before any job is scheduled) and the helpers the rules share.
+import copy
 import sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ wildcard_constraints:
     method=r"regflow|mle",
     arch=r"affine|spline",
     seed=r"\d+",
-    model=r"[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*-seed\d+",
+    model=r"[A-Za-z0-9_]+(-[A-Za-z0-9_+.]+)*-seed\d+",
+    variant=r"lam[0-9.e+-]+|pairs[0-9]+",
 
 
 def system_spec(wildcards):
@@ -74,6 +76,40 @@ def score_inputs(wildcards):
     return inputs
 
 
+def ablation_variants():
+    """Names of the RegFlow ablation variants: ``lam<weight>`` and ``pairs<n>``."""
+    settings = config["ablation"]
+    return [f"lam{v:g}" for v in settings["lambda_reg"]] + [f"pairs{n}" for n in settings["n_pairs"]]
+
+
+def ablation_models():
+    settings = config["ablation"]
+    return [f"regflow-{settings['architecture']}-{v}-seed{s}" for v in ablation_variants() for s in settings["seeds"]]
+
+
+def ablation_flows(wildcards):
+    """The flows config of one ablation variant: flows.* with its regulariser weight or its
+    number of pairs."""
+    flows = copy.deepcopy(config["flows"])
+    if wildcards.variant.startswith("lam"):
+        flows["regflow"]["lambda_reg"] = float(wildcards.variant[3:])
+    else:
+        flows["regflow"]["n_pairs"] = int(wildcards.variant[5:])
+    return flows
+
+
+def ablation_score_inputs(wildcards):
+    folder = f"{OUT}/ablation/{wildcards.system}"
+    return {
+        "samples": f"{folder}/samples/{wildcards.model}.parquet",
+        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
+        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
+        "pdb": f"{OUT}/systems/{wildcards.system}/topology.pdb",
+        "history": f"{folder}/{wildcards.model}/history.parquet",
+        "invertibility": f"{folder}/{wildcards.model}/invertibility.json",
+    }
+
+
 def figure_paths(name):
     return [f"{OUT}/figures/{{system}}/{name}.{ext}" for ext in FIG_FORMATS]
 
@@ -95,6 +131,8 @@ def all_outputs():
         if flow_models():
             targets += [f"{OUT}/tables/{system}_flows.md", f"{OUT}/tables/{system}_flows.parquet"]
             targets += [p.format(system=system) for p in figure_paths("flow_samples")]
+    for system in config["ablation"]["systems"]:
+        targets += [f"{OUT}/tables/{system}_ablation.md"] + [p.format(system=system) for p in figure_paths("ablation")]
     for system in FEP_SYSTEMS:
         targets += [f"{OUT}/tables/{system}_fep.md"] + [p.format(system=system) for p in figure_paths("fep")]
     targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]

@@ -25,14 +25,21 @@ pairs = None
 if method == "regflow":
     x0, x1, pair_meta = read_pairs(smk.input.pairs, expected_dim=frame_fingerprint(frame)["dim"])
     check_same_frame(frame, pair_meta["frame"], smk.input.pairs)
+    limit = flows["regflow"].get("n_pairs")
+    if limit is not None:
+        if limit > len(x0):
+            log.warning("flows.regflow.n_pairs = %d, but %s holds %d pairs: using all", limit, smk.input.pairs, len(x0))
+        x0, x1 = x0[:limit], x1[:limit]
     pairs = (x0, x1)
-options = {"method": method, "architecture": {**architecture, "frame": frame_fingerprint(frame)}, "train": flows["train"], "seed": seed,
+options = {"method": method, "architecture": {**architecture, "frame": frame_fingerprint(frame)},
+           "train": flows["train"], "seed": seed,
            "regflow": flows["regflow"] if method == "regflow" else None,
            "pairs": pair_meta.get("config_hash") if method == "regflow" else None, "n_train": len(train_x)}
 model, history, summary = fit_flow(method, architecture, settings, smk.params.checkpoint_dir, pairs=pairs,
                                    train_x=train_x, regflow=flows["regflow"], invertibility=flows["invertibility"],
                                    identity=config_hash(options), device=flows["device"], log=log)
-meta = provenance(smk.rule, options, seed=seed, system=smk.wildcards.system, method=method, architecture=arch)
+meta = provenance(smk.rule, options, seed=seed, system=smk.wildcards.system, method=method, architecture=arch,
+                  regflow=options["regflow"], n_pairs=len(pairs[0]) if pairs else None)
 write_table(smk.output.history, history, meta)
 with atomic_path(smk.output.invertibility) as tmp:
     tmp.write_text(json.dumps(summary["invertibility"], indent=2))
