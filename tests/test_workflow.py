@@ -324,6 +324,12 @@ def test_smoke_evaluation(smoke_run):
     text = (out / "tables/al2_flows.md").read_text()
     assert "| architecture | method | seeds | ESS | E-W1 | E-W2 | T-W2 |" in text
     assert (out / "figures/al2/flow_samples.png").stat().st_size > 10_000
+    summary, _ = read_table(out / "tables/summary_flows.parquet")
+    assert set(summary.system) == {"al2"} and len(summary) == 4
+    fep = read_table(out / "fep/al2/tfep.parquet")[0]
+    assert list(fep.estimator) == ["MD populations", "TFEP (RegFlow map)"] and np.isfinite(fep.dF.iloc[0])
+    assert "| MD populations |" in (out / "tables/al2_fep.md").read_text()
+    assert (out / "figures/al2/fep.png").stat().st_size > 10_000
 
 
 def test_scoring_counts_nan_log_weights_and_refuses_a_wrong_dimension(smoke_run):

@@ -67,7 +67,8 @@ def markdown_flow_table(table: pd.DataFrame, *, system: str, tolerance: float) -
     """The table as Markdown, with a note on what the numbers are."""
     columns = [c for c, _, _ in TABLE_METRICS if f"{c}_mean" in table]
     headings = {c: h for c, h, _ in TABLE_METRICS}
-    lines = [f"# {system}: flows, RegFlow vs MLE", "",
+    lines = [f"# {system}: flows, RegFlow vs MLE{' (and the CNF teacher)' if (table['method'] == 'cnf').any() else ''}",
+             "",
              "Mean over seeds with a 95 % bootstrap interval of the mean in brackets (when there is more than "
              "one seed). ESS: Kish, normalised, over all proposals; E-W1 / E-W2 / T-W2: after SNIS "
              "resampling, against the MD test split; `E-W1 raw`: the proposals without reweighting; "

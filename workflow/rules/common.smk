@@ -131,6 +131,8 @@ def all_outputs():
         if flow_models():
             targets += [f"{OUT}/tables/{system}_flows.md", f"{OUT}/tables/{system}_flows.parquet"]
             targets += [p.format(system=system) for p in figure_paths("flow_samples")]
+    if FLOW_SYSTEMS and flow_models():
+        targets += [f"{OUT}/tables/summary_flows.md"]
     for system in config["ablation"]["systems"]:
         targets += [f"{OUT}/tables/{system}_ablation.md"] + [p.format(system=system) for p in figure_paths("ablation")]
     for system in FEP_SYSTEMS:

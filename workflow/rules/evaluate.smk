@@ -177,3 +177,21 @@ rule plot_fep:
         "Free-energy estimates of {wildcards.system} (MD, reweighted flows, TFEP)"
     script:
         "../scripts/plot_fep.py"
+
+
+rule summary_table:
+    input:
+        expand(f"{OUT}/tables/{{system}}_flows.parquet", system=FLOW_SYSTEMS),
+    output:
+        table=f"{OUT}/tables/summary_flows.parquet",
+        markdown=f"{OUT}/tables/summary_flows.md",
+    params:
+        tolerance=lookup(dpath="flows/invertibility/tolerance", within=config),
+    log:
+        f"{OUT}/logs/summary_table/summary.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Summary of the flow tables across systems"
+    script:
+        "../scripts/summary_table.py"
