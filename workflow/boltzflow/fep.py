@@ -66,6 +66,8 @@ import pandas as pd
 import torch
 
 __all__ = [
+    "fit_state_cnf",
+    "state_cnf_pairs",
     "DEFAULT_STATE_A",
     "DEFAULT_STATE_B",
     "StateBox",
@@ -418,6 +420,49 @@ def fit_state_map(
         "mean_error": float(err[finite].mean()) if finite.any() else float("inf"),
         "nonfinite": int((~finite).any(dim=1).sum())}}
     return model, history, summary
+
+
+def fit_state_cnf(x0: Any, x1: Any, *, hidden: int, layers: int, settings: Any, checkpoint_dir: str | Path,
+                  identity: str = "", device: str = "cpu", log: logging.Logger | None = None):
+    """A flow-matching CNF that carries state A onto state B (a teacher for the state map).
+
+    Trained by conditional flow matching on the pairs ``(x0, x1)`` (A and B latent points, e.g.
+    the exact-OT pairs of :func:`state_pairs`, so the straight interpolants are short). Unlike a
+    regression of a one-step map onto those pairs, whose optimum is the blurred conditional mean
+    ``E[x1 | x0]``, the flow of the learned marginal velocity transports the distribution of A
+    onto that of B; integrating it gives a deterministic coupling a flow can fit (reflow).
+    Returns the EMA model on the CPU, the history and a summary.
+    """
+    from boltzflow.cnf import VelocityField, flow_matching_loss
+    from boltzflow.torch_md import resolve_device
+    from boltzflow.training import train
+
+    a = torch.as_tensor(_points(x0, "x0 (state A latent points)"), dtype=torch.float32)
+    b = torch.as_tensor(_points(x1, "x1 (state B latent points)", a.shape[1]), dtype=torch.float32)
+    if a.shape != b.shape:
+        raise ValueError(f"x1 has shape {tuple(b.shape)}, expected {tuple(a.shape)} like x0")
+    torch.manual_seed(settings.seed)
+    where = resolve_device(device)
+    model = VelocityField(a.shape[1], hidden=hidden, layers=layers).to(where)
+
+    def objective(net, batch, generator):
+        loss = flow_matching_loss(net, batch["x0"], batch["x1"], generator=generator)
+        return loss, {"flow_matching": float(loss.detach())}
+
+    trained, history, summary = train(model, objective, {"x0": a.to(where), "x1": b.to(where)}, settings,
+                                      checkpoint_dir, identity=identity, log=log or logging.getLogger("boltzflow.fep"))
+    return trained.cpu(), history, summary
+
+
+def state_cnf_pairs(model: Any, xa_latent: Any, *, batch_size: int = 4096, method: str = "dopri5",
+                    atol: float = 1e-5, rtol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Reflow pairs ``(x_A, phi(x_A))`` of a state CNF (:func:`fit_state_cnf`), float64."""
+    from boltzflow.cnf import integrate
+
+    a = torch.as_tensor(_points(xa_latent, "xa_latent"), dtype=torch.float32)
+    with torch.no_grad():
+        b = integrate(model, a, method=method, atol=atol, rtol=rtol, batch_size=batch_size)
+    return a.numpy().astype(np.float64), b.numpy().astype(np.float64)
 
 
 # --------------------------------------------------------------------------- work and estimate

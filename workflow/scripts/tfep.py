@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 from _common import load_built, setup_logging
 
-from boltzflow.fep import (fit_state_map, md_free_energy, select_states, state_mask, state_pairs, tfep_estimate,
-                           tfep_work)
+from boltzflow.fep import (fit_state_cnf, fit_state_map, md_free_energy, select_states, state_cnf_pairs, state_mask,
+                           state_pairs, tfep_estimate, tfep_work)
 from boltzflow.flows import save_flow
 from boltzflow.io import config_hash, provenance, read_table, write_table
 from boltzflow.observables import backbone_dihedrals
@@ -41,11 +41,22 @@ xa, xb, _, _ = select_states(train_x, backbone_dihedrals(train_x, topology), fep
 log.info("training frames: %d in A, %d in B", len(xa), len(xb))
 x0, x1 = state_pairs(to_latent(xa, frame), to_latent(xb, frame), batch_size=fep["ot_batch_size"], seed=fep["seed"],
                      n_pairs=fep["n_pairs"], log=log)
+device = resolve_device(fep["device"])
+if fep["coupling"] == "cnf":  # a CNF carries A onto B; its flow map gives the regression targets
+    cnf = fep["cnf"]
+    teacher, teacher_history, _ = fit_state_cnf(
+        x0, x1, hidden=cnf["hidden"], layers=cnf["layers"],
+        settings=TrainSettings.from_config({**cnf["train"], "seed": fep["seed"]}),
+        checkpoint_dir=smk.params.checkpoint_dir + "-cnf", identity=config_hash({"fep": fep, "n": len(x0)}),
+        device=device, log=log)
+    x0, x1 = state_cnf_pairs(teacher, x0, batch_size=cnf["batch_size"], method=cnf["method"],
+                             atol=cnf["atol"], rtol=cnf["rtol"])
+    log.info("reflow state pairs from the state CNF: %d (flow-matching loss %.4g at the end)", len(x0),
+             float(teacher_history["loss"].iloc[-1]))
 architecture = flow_architecture(fep["architecture"], flows[fep["architecture"]], frame)
 settings = TrainSettings.from_config({**fep["train"], "seed": fep["seed"]})
 identity = config_hash({"fep": fep, "architecture": {**architecture, "frame": frame_fingerprint(frame)},
                         "n": len(x0)})
-device = resolve_device(fep["device"])
 state_map, history, summary = fit_state_map(x0, x1, architecture, settings, fep["regflow"], smk.params.checkpoint_dir,
                                             identity=identity, device=device, invertibility=flows["invertibility"],
                                             log=log)
@@ -84,3 +95,4 @@ write_table(smk.output.history, history, meta)
 save_flow(state_map, smk.output.model, extra={"summary": json.dumps(summary, default=str)})
 write_table(smk.output.table, rows, meta)
 shutil.rmtree(smk.params.checkpoint_dir, ignore_errors=True)
+shutil.rmtree(smk.params.checkpoint_dir + "-cnf", ignore_errors=True)
