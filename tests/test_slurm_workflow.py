@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 def test_smoke_workflow_through_slurm(local_slurm, tmp_path):
     repo = workflow_copy(tmp_path)
     # one flow is enough to see the flow rules go through SLURM (each job costs ~15 s of polling)
-    (repo / "config/one_flow.yaml").write_text("flows: {methods: [regflow], architectures: [spline]}\n")
+    (repo / "config/one_flow.yaml").write_text(
+        "flows: {methods: [regflow], architectures: [spline]}\nablation: {systems: []}\nfep: {systems: []}\n")
     proc = snakemake(
         repo,
         "--workflow-profile", "workflow/profiles/slurm",

@@ -35,7 +35,8 @@ md = md_free_energy(in_a_md, in_b_md, n_boot=fep["n_boot"], seed=fep["seed"], bl
 log.info("MD: dF = %.3f [%.3f, %.3f] kT from %d frames (%d in A, %d in B)", md["dF"], md["low"], md["high"],
          md["n"], md["n_a"], md["n_b"])
 
-# (c) the state map: RegFlow on exact-OT pairs of training frames of A and B (no energies)
+# (c) the state map: RegFlow on pairs of training frames of A and B -- the exact-OT pairs, or the
+# reflow pairs of a state CNF trained on them (fep.coupling); no energies enter training
 train_x = split_frames(smk.input.frames, smk.input.split, "train")
 xa, xb, _, _ = select_states(train_x, backbone_dihedrals(train_x, topology), fep["state_a"], fep["state_b"])
 log.info("training frames: %d in A, %d in B", len(xa), len(xb))
@@ -63,8 +64,7 @@ state_map, history, summary = fit_state_map(x0, x1, architecture, settings, fep[
 
 # TFEP on the test frames of A; the work uses the target's energy only here
 test_x = split_frames(smk.input.frames, smk.input.split, "test")
-xa_test, _, in_a_test, in_b_test = select_states(test_x, backbone_dihedrals(test_x, topology), fep["state_a"],
-                                                 fep["state_b"])
+xa_test, _, _, _ = select_states(test_x, backbone_dihedrals(test_x, topology), fep["state_a"], fep["state_b"])
 built = load_built(smk.input)
 forcefield = TorchForceField(built.system, built.spec.temperature)
 
