@@ -73,8 +73,9 @@ def score_peptide_samples(x: np.ndarray, energy: np.ndarray, log_q: np.ndarray, 
                           settings: Mapping[str, Any] | None = None,
                           states: Mapping[str, Any] | None = None) -> tuple[dict[str, float | int], pd.DataFrame]:
     """The metrics of one sample set (see the module docstring); ``reference_*`` are the MD test
-    frames. Returns a flat dict of numbers and the resampled points (``energy`` and the backbone
-    dihedrals, one row per resampled point; empty when no sample has a finite weight).
+    frames. Returns a flat dict of numbers and the resampled points (``sample``, the index of the
+    point among the *valid* rows, ``energy`` and the backbone dihedrals, one row per resampled
+    point; empty when no sample has a finite weight).
 
     With ``states`` (``state_a``, ``state_b`` as in :mod:`boltzflow.fep`, ``n_boot``, ``seed``)
     the row also holds the reweighted free energy ``dF = -log(p_B / p_A)`` of the samples with a
