@@ -13,6 +13,7 @@ import torch
 
 from boltzflow.evaluation import (
     bootstrap_ci,
+    split_rhat,
     chirality_centres,
     chirality_signs,
     energy_wasserstein,
@@ -420,3 +421,49 @@ def test_mode_weights_and_coverage():
         mode_weights(np.zeros(4), centres)
     with pytest.raises(ValueError, match=r"expected \(4,\)"):
         mode_weights(x1, c1, log_w=np.zeros(3))
+
+
+# ---- split R-hat ----
+
+def test_classic_rhat_matches_a_hand_computation():
+    from boltzflow.evaluation import _classic_rhat
+
+    chains = np.array([[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]])[:, :, None]
+    # W = 5/3 (both chains), B/n = var(1.5, 3.5) = 2, var+ = 3/4 W + 2 = 3.25
+    assert _classic_rhat(chains)[0] == pytest.approx(np.sqrt(3.25 / (5.0 / 3.0)), rel=1e-12)
+
+
+def test_split_rhat_is_one_for_agreeing_chains_and_large_for_stuck_ones():
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(128, 400, 3))
+    assert split_rhat(iid).shape == (3,)
+    assert split_rhat(iid).max() < 1.01
+    stuck = iid.copy()
+    stuck[:32, :, 0] += 4.0  # a quarter of the chains sit in another mode along x0
+    rhat = split_rhat(stuck)
+    assert rhat[0] > 1.3 and rhat[1:].max() < 1.01
+
+
+def test_split_rhat_sees_trends_within_chains_and_spread_differences():
+    rng = np.random.default_rng(1)
+    drift = rng.normal(size=(8, 400)) + np.linspace(0.0, 6.0, 400)[None, :]
+    from boltzflow.evaluation import _classic_rhat
+
+    assert _classic_rhat(drift[:, :, None])[0] < 1.05  # whole chains agree with each other ...
+    assert split_rhat(drift)[0] > 1.3  # ... but the halves of each chain do not
+    spread = rng.normal(size=(64, 400))
+    spread[:32] *= 3.0  # same centre, different scale: only the folded statistic sees it
+    assert split_rhat(spread)[0] > 1.1
+
+
+def test_split_rhat_is_rank_based_and_checks_its_input():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(16, 100, 2))
+    x[:4] += 2.0
+    np.testing.assert_allclose(split_rhat(np.exp(x)), split_rhat(x), rtol=1e-12)
+    with pytest.raises(ValueError, match="at least 4 draws"):
+        split_rhat(x[:, :3])
+    with pytest.raises(ValueError, match="non-finite"):
+        bad = x.copy()
+        bad[0, 0, 0] = np.nan
+        split_rhat(bad)
