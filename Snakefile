@@ -18,6 +18,7 @@ include: "workflow/rules/targets.smk"
 include: "workflow/rules/flows.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/ebm.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bench.smk"
 

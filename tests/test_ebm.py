@@ -76,7 +76,7 @@ def _short_run(tmp_path, method="flowmc", iterations=150, identity="a", **over):
 
 
 def test_short_flowmc_training_moves_mode_weights_toward_the_truth(tmp_path):
-    data, settings, (ebm, flow, bank, history, _) = _short_run(tmp_path)
+    data, settings, (ebm, flow, bank, history, summary) = _short_run(tmp_path)
     truth = data.weights
     first = history.iloc[0][[f"ebm_w{k}" for k in range(4)]].to_numpy(float)
     # At E = 0 the tilted EBM is N(0, s^2): its zone masses are far from (0.1, 0.2, 0.3, 0.4).
@@ -88,10 +88,11 @@ def test_short_flowmc_training_moves_mode_weights_toward_the_truth(tmp_path):
     mse0 = float(np.mean((w0 - truth) ** 2))
     metrics, table = evaluate_ebm(ebm, flow, bank, settings, centres=data.centres, true_weights=truth,
                                   true_log_prob=data.log_prob, box=data.box, grid_points=80, n_eval=512,
-                                  rhat_chains=32, rhat_cycles=2)
+                                  rhat_chains=32, rhat_cycles=2, local_state=summary["local_state"])
     assert mse0 > 0.01
     assert metrics["mse_ebm"] < mse0 / 5, (mse0, metrics["mse_ebm"], first)
-    assert 0.0 < metrics["global_acceptance"] <= 1.0 and 0.0 < metrics["local_acceptance"] <= 1.0
+    assert 0.0 < metrics["global_acceptance"] <= 1.0
+    assert abs(metrics["local_acceptance"] - 0.574) < 0.15  # evaluated with the adapted step size
     assert np.isfinite(metrics["rhat_max"]) and np.isfinite(metrics["log_density_sq_error_median"])
     assert len(table) == 80 * 80 and set(table.columns) == {"x", "y", "log_p_model", "log_p_true"}
 

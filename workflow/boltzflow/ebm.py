@@ -405,7 +405,8 @@ def train_ebm(
     flow.eval()
     history = pd.DataFrame(rows)
     summary = {"iterations": it, "wall_s": float(history["wall_s"].iloc[-1]) if len(history) else 0.0,
-               "base_scale": scale, "final_step_size": float(sampler.local.step_size)}
+               "base_scale": scale, "final_step_size": float(sampler.local.step_size),
+               "local_state": sampler.local.state_dict()}
     return ebm, flow, bank, history, summary
 
 
@@ -433,6 +434,7 @@ def evaluate_ebm(
     rhat_cycles: int = 8,
     support_fraction: float = 1e-3,
     seed: int = 0,
+    local_state: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
     """The paper's metrics of a trained EBM; returns ``(metrics, grid_table_or_None)``.
 
@@ -446,9 +448,11 @@ def evaluate_ebm(
       ``true_weights``), plus each against the truth.
     - In 2-D with ``true_log_prob``: the median over grid cells where the true density exceeds
       ``support_fraction`` of its maximum of ``(log p_theta - log p*)^2``, both normalised on the grid.
+
+    ``local_state`` is the local kernel's state at the end of training (its adapted step size).
     """
     gen = _generator(seed, 10**9)
-    sampler = ebm_sampler(settings, flow)
+    sampler = ebm_sampler(settings, flow, local_state)
     metrics: dict[str, float] = {}
     start = bank[torch.randperm(len(bank), generator=gen)[: min(rhat_chains, len(bank))]]
     run = sampler.run(start, ebm.log_prob, rhat_cycles, generator=gen, keep="all")

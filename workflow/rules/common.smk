@@ -17,6 +17,7 @@ SYSTEMS = config["systems"]
 FIG_FORMATS = config["figures"]["formats"]
 FLOWS = config["flows"]
 FLOW_SYSTEMS = SYSTEMS if FLOWS["systems"] is None else FLOWS["systems"]
+EBM = config["ebm"]
 FEP_SYSTEMS = FLOW_SYSTEMS if config["fep"]["systems"] is None else config["fep"]["systems"]
 
 
@@ -30,6 +31,8 @@ wildcard_constraints:
     seed=r"\d+",
     model=r"[A-Za-z0-9_]+(-[A-Za-z0-9_+.]+)*-seed\d+",
     variant=r"lam[0-9.e+-]+|pairs[0-9]+",
+    dataset=r"[A-Za-z0-9_]+",
+    ebm_method=r"flowmc|ula",
 
 
 def system_spec(wildcards):
@@ -110,6 +113,32 @@ def ablation_score_inputs(wildcards):
     }
 
 
+def check_ebm_config():
+    """Resolve every EBM run's settings now, so that a wrong key fails before any job runs."""
+    from boltzflow.ebm import resolve_run
+
+    for name in EBM["per_dataset"]:
+        if name not in EBM["datasets"]:
+            raise ValueError(f"ebm.per_dataset.{name}: not one of ebm.datasets ({', '.join(EBM['datasets']) or 'none'})")
+    for dataset in EBM["datasets"]:
+        for method in EBM["methods"]:
+            resolve_run(EBM, dataset, method, EBM["seeds"][0])
+
+
+check_ebm_config()
+
+
+def ebm_runs():
+    """``{dataset}/{method}-seed{seed}`` of every EBM run the config asks for."""
+    return [f"{d}/{m}-seed{s}" for d in EBM["datasets"] for m in EBM["methods"] for s in EBM["seeds"]]
+
+
+def ebm_user_data(wildcards):
+    """The user's data file of a dataset, if it is one (so that a changed file reruns the jobs)."""
+    path = EBM["user_data"].get(wildcards.dataset)
+    return {"user_data": path} if path else {}
+
+
 def figure_paths(name):
     return [f"{OUT}/figures/{{system}}/{name}.{ext}" for ext in FIG_FORMATS]
 
@@ -138,4 +167,7 @@ def all_outputs():
     for system in FEP_SYSTEMS:
         targets += [f"{OUT}/tables/{system}_fep.md"] + [p.format(system=system) for p in figure_paths("fep")]
     targets += [f"{OUT}/reference/{name}.parquet" for name in config["reference"]["targets"]]
+    if ebm_runs():
+        targets += [f"{OUT}/tables/ebm_summary.md", f"{OUT}/tables/ebm_mode_weights.md", f"{OUT}/tables/ebm_rhat.md"]
+        targets += [f"{OUT}/figures/ebm_{name}.{ext}" for name in ("mode_weights", "densities") for ext in FIG_FORMATS]
     return targets
