@@ -193,3 +193,22 @@ def test_bad_arguments_are_named():
         GlobalLocal(MALA(0.1), BroadGaussian(), "hmc")
     with pytest.raises(ValueError, match="log_prob returned shape"):
         init_state(torch.zeros(2, 2), lambda x: x)
+
+
+@pytest.mark.parametrize("kind", ["isir", "imh"])
+def test_global_moves_leave_points_of_zero_or_undefined_density(kind):
+    def holed(x):  # no density (NaN) left of -3, zero density (-inf) right of 3
+        lp = log_target(x)
+        lp = torch.where(x[:, 0] < -3, torch.full_like(lp, float("nan")), lp)
+        return torch.where(x[:, 0] > 3, torch.full_like(lp, -float("inf")), lp)
+
+    start = torch.tensor([[-4.0, 0.0], [4.0, 0.0]], dtype=torch.float64).repeat(100, 1)
+    state = init_state(start, holed, with_grad=False)
+    gen = torch.Generator().manual_seed(9)
+    if kind == "isir":
+        state, accepted, _ = isir_step(state, holed, BroadGaussian(), 8, gen)
+    else:
+        state, accepted, _ = imh_step(state, holed, BroadGaussian(), gen)
+    # a draw of N(0, 9) lands where pi > 0 (|x0| < 3) with probability 0.68; i-SIR has 7 such tries
+    assert accepted.double().mean() > (0.9 if kind == "isir" else 0.55)
+    assert torch.isfinite(state.log_prob[accepted]).all()

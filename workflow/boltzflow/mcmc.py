@@ -223,15 +223,19 @@ def _current_log_q(proposal: Proposal, x: torch.Tensor, log_q_current: torch.Ten
 
 
 def _regrad(state: ChainState, x_new: torch.Tensor, lp_new: torch.Tensor, moved: torch.Tensor,
-            log_prob: LogProb) -> ChainState:
-    x = torch.where(moved[:, None], x_new, state.x)
-    lp = torch.where(moved, lp_new, state.log_prob)
+            log_prob: LogProb) -> tuple[ChainState, torch.Tensor]:
     grad = state.grad
     if grad is not None and bool(moved.any()):
-        _, g_moved = _evaluate(x[moved], log_prob, True)
+        _, g_moved = _evaluate(x_new[moved], log_prob, True)
+        good = torch.isfinite(g_moved).all(dim=1)
+        rows = moved.nonzero().squeeze(1)
+        moved = moved.clone()
+        moved[rows[~good]] = False  # never carry a NaN gradient into the local kernel
         grad = grad.clone()
-        grad[moved] = g_moved
-    return ChainState(x, lp, grad)
+        grad[rows[good]] = g_moved[good]
+    x = torch.where(moved[:, None], x_new, state.x)
+    lp = torch.where(moved, lp_new, state.log_prob)
+    return ChainState(x, lp, grad), moved
 
 
 def imh_step(state: ChainState, log_prob: LogProb, proposal: Proposal, generator: torch.Generator | None = None,
@@ -242,10 +246,15 @@ def imh_step(state: ChainState, log_prob: LogProb, proposal: Proposal, generator
     lq_x = _current_log_q(proposal, x, log_q_current)
     y, lq_y = _propose(proposal, len(x), x, generator)
     lp_y, _ = _evaluate(y, log_prob, False)
-    log_ratio = (lp_y.to(torch.float64) - lq_y) - (state.log_prob.to(torch.float64) - lq_x)
+    lw_x = state.log_prob.to(torch.float64) - lq_x
+    lw_x = torch.where(torch.isnan(lw_x), torch.full_like(lw_x, -math.inf), lw_x)  # undefined: weight 0
+    lw_y = lp_y.to(torch.float64) - lq_y
+    finite_y = torch.isfinite(lw_y)
     u = torch.rand(len(x), generator=generator, dtype=torch.float64, device=x.device)
-    accept = torch.isfinite(log_ratio) & (torch.log(u) < log_ratio)
-    return _regrad(state, y, lp_y, accept, log_prob), accept, torch.where(accept, lq_y, lq_x)
+    log_ratio = torch.where(finite_y, lw_y - lw_x, torch.full_like(lw_y, -math.inf))
+    accept = finite_y & (torch.isneginf(lw_x) | (torch.log(u) < log_ratio))
+    new, accept = _regrad(state, y, lp_y, accept, log_prob)
+    return new, accept, torch.where(accept, lq_y, lq_x)
 
 
 def isir_step(state: ChainState, log_prob: LogProb, proposal: Proposal, n_particles: int,
@@ -264,19 +273,21 @@ def isir_step(state: ChainState, log_prob: LogProb, proposal: Proposal, n_partic
     lw_y = lp_y.to(torch.float64) - lq_y
     lw_y = torch.where(torch.isfinite(lw_y), lw_y, torch.full_like(lw_y, -math.inf))
     lw_x = state.log_prob.to(torch.float64) - lq_x
+    lw_x = torch.where(torch.isnan(lw_x), torch.full_like(lw_x, -math.inf), lw_x)  # undefined: weight 0
     log_w = torch.cat([lw_x[:, None], lw_y.view(b, k)], dim=1)
-    # Categorical draw by the Gumbel-max trick in float64; proposals of weight 0 are never chosen, and a
-    # current point whose weight is undefined (NaN or +inf) is kept
+    # Categorical draw by the Gumbel-max trick in float64; proposals of weight 0 are never chosen, a
+    # current point of weight 0 (or undefined) is always left when a proposal has weight > 0
     u = torch.rand(log_w.shape, generator=generator, dtype=torch.float64, device=x.device)
     gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
     keys = torch.where(torch.isneginf(log_w), torch.full_like(log_w, -math.inf), log_w + gumbel)
-    keys[:, 0] = torch.where(torch.isnan(lw_x) | torch.isposinf(lw_x), torch.full_like(lw_x, math.inf), keys[:, 0])
+    keys[:, 0] = torch.where(torch.isposinf(lw_x), torch.full_like(lw_x, math.inf), keys[:, 0])
     choice = keys.argmax(dim=1)
     accept = choice != 0
     rows = torch.arange(b, device=x.device)
     pick = (rows * k + (choice - 1).clamp_min(0))
     x_new, lp_new, lq_new = y.view(b * k, d)[pick], lp_y[pick], lq_y[pick]
-    return _regrad(state, x_new, lp_new, accept, log_prob), accept, torch.where(accept, lq_new, lq_x)
+    new, accept = _regrad(state, x_new, lp_new, accept, log_prob)
+    return new, accept, torch.where(accept, lq_new, lq_x)
 
 
 @dataclass
