@@ -182,7 +182,7 @@ def test_bad_frames_file_fails_naming_the_file(tmp_path, al2):
         app.PDBFile.writeFile(al2.topology, al2.positions * 10.0, handle)
     np.save(repo / "frames_in_A.npy", np.repeat(al2.positions[None] * 10.0, 5, axis=0))
     _user_data_config(repo, repo / "frames_in_A.npy", "nm")  # wrong: the file is in angstrom
-    proc = snakemake(repo, "--cores", "1", "--configfile", "byod.yaml")
+    proc = snakemake(repo, "results/byod/md/al2/frames.parquet", "--cores", "1", "--configfile", "byod.yaml")
     assert proc.returncode != 0
     log = (repo / "results/byod/logs/md_import/al2.log").read_text()
     assert "frames_in_A.npy: median bond length" in log and "angstrom" in log

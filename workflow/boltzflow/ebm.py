@@ -43,7 +43,7 @@ from boltzflow.mcmc import MALA, ULA, GlobalLocal
 
 __all__ = ["EnergyNet", "TiltedEBM", "EBMSettings", "METHODS", "build_ebm", "ebm_sampler", "train_ebm",
            "save_ebm_model", "load_ebm_model", "grid_log_density", "evaluate_ebm", "CHECKPOINT_NAME",
-           "METHOD_DEFAULTS", "RunConfig", "resolve_run", "Dataset", "load_dataset"]
+           "METHOD_DEFAULTS", "RunConfig", "resolve_run", "Dataset", "load_dataset", "known_dataset_names", "check_overrides"]
 
 METHODS = ("flowmc", "ula")
 CHECKPOINT_NAME = "ebm_state.pt"
@@ -528,23 +528,31 @@ class RunConfig:
                 "n_data": self.n_data, "epochs": self.epochs}
 
 
+def check_overrides(ebm_cfg: Mapping[str, Any], dataset: str) -> None:
+    """Raise ``ValueError`` naming the config path if ``ebm.per_dataset.<dataset>`` has a key that
+    ``ebm.train``, ``ebm.energy`` or ``ebm.flow`` do not know (the sampler sections are checked
+    by the schema)."""
+    over = dict(ebm_cfg.get("per_dataset", {}).get(dataset, {}))
+    for section in ("train", "energy", "flow"):
+        known = set(ebm_cfg[section])
+        unknown = sorted(set(over.get(section, {})) - known)
+        if unknown:
+            raise ValueError(f"ebm.per_dataset.{dataset}.{section}: unknown key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+
+
 def resolve_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int) -> RunConfig:
     """Merge ``ebm.*``, the method's defaults and ``ebm.per_dataset.<dataset>`` into one run's
     settings; unknown keys raise ``ValueError`` naming the config path."""
     if method not in METHODS:
         raise ValueError(f"ebm.methods: unknown method {method!r}; known: {', '.join(METHODS)}")
+    check_overrides(ebm_cfg, dataset)
     over = dict(ebm_cfg.get("per_dataset", {}).get(dataset, {}))
     train = {**ebm_cfg["train"], **over.get("train", {})}
     sampler = {**METHOD_DEFAULTS[method], **ebm_cfg.get(method, {}), **over.get(method, {})}
     energy = {**ebm_cfg["energy"], **over.get("energy", {})}
     flow = {**ebm_cfg["flow"], **over.get("flow", {})}
     n_data = int(over.get("n_data", ebm_cfg["n_data"]))
-    for section, given, known in (("train", train, set(ebm_cfg["train"])), ("energy", energy, set(ebm_cfg["energy"])),
-                                  ("flow", flow, set(ebm_cfg["flow"]))):
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ValueError(f"ebm.per_dataset.{dataset}.{section}: unknown key(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
     epochs = float(train.pop("epochs"))
     iterations = max(1, math.ceil(epochs * n_data / int(train["batch_size"])))
     try:
@@ -592,6 +600,13 @@ def _read_array(path: str | Path) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ArtifactError(f"{path}: user data holds {int((~np.isfinite(x)).sum())} non-finite values")
     return x
+
+
+def known_dataset_names(ebm_cfg: Mapping[str, Any]) -> set[str]:
+    """Names ``ebm.datasets`` may use: synthetic targets with exact samplers and ``ebm.user_data`` entries."""
+    from boltzflow.targets import exact_sampler_names
+
+    return set(exact_sampler_names()) | set(ebm_cfg.get("user_data", {}))
 
 
 def load_dataset(ebm_cfg: Mapping[str, Any], name: str, n_data: int, seed: int = 0) -> Dataset:

@@ -115,11 +115,19 @@ def ablation_score_inputs(wildcards):
 
 def check_ebm_config():
     """Resolve every EBM run's settings now, so that a wrong key fails before any job runs."""
-    from boltzflow.ebm import resolve_run
+    from boltzflow.ebm import check_overrides, known_dataset_names, resolve_run
 
+    # per_dataset may hold settings of datasets this run leaves out (a --configfile is layered on
+    # config/config.yaml), but every entry must name a dataset that exists and use known keys
+    known = known_dataset_names(EBM)
     for name in EBM["per_dataset"]:
-        if name not in EBM["datasets"]:
-            raise ValueError(f"ebm.per_dataset.{name}: not one of ebm.datasets ({', '.join(EBM['datasets']) or 'none'})")
+        if name not in known:
+            raise ValueError(f"ebm.per_dataset.{name}: unknown dataset; known: {', '.join(sorted(known))}")
+    for dataset in EBM["datasets"]:
+        if dataset not in known:
+            raise ValueError(f"ebm.datasets: unknown dataset {dataset!r}; known: {', '.join(sorted(known))}")
+    for dataset in EBM["per_dataset"]:
+        check_overrides(EBM, dataset)
     for dataset in EBM["datasets"]:
         for method in EBM["methods"]:
             resolve_run(EBM, dataset, method, EBM["seeds"][0])

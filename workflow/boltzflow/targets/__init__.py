@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from boltzflow.targets.base import Target, make, registered_names
+from boltzflow.targets.base import Target, factory_module, make, registered_names
 
-__all__ = ["Target", "load_target", "target_names"]
+__all__ = ["Target", "load_target", "target_names", "exact_sampler_names"]
 
 _LOADED = False
 
@@ -33,3 +33,15 @@ def load_target(name: str, **overrides: Any) -> Target:
 def target_names() -> list[str]:
     _load_modules()
     return registered_names()
+
+
+def exact_sampler_names() -> list[str]:
+    """Synthetic targets whose ``sample`` draws exact samples (the datasets an EBM can learn from)."""
+    _load_modules()
+    names = []
+    for name in registered_names():
+        if factory_module(name) != "boltzflow.targets.synthetic":
+            continue  # peptides: building one means OpenMM, and none has an exact sampler
+        if type(make(name)).sample is not Target.sample:
+            names.append(name)
+    return names

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["Target", "register", "registered_names", "make"]
+__all__ = ["Target", "register", "registered_names", "factory_module", "make"]
 
 
 class Target(abc.ABC):
@@ -91,6 +91,11 @@ def register(*names: str) -> Callable[[Callable[..., Target]], Callable[..., Tar
 
 def registered_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def factory_module(name: str) -> str:
+    """The module that registered target ``name``."""
+    return _REGISTRY[name].__module__
 
 
 def make(name: str, **overrides: Any) -> Target:
