@@ -136,3 +136,40 @@ def test_saved_model_round_trips_and_bad_files_are_named(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ArtifactError, match="junk.pt: not a readable EBM checkpoint"):
         load_ebm_model(tmp_path / "junk.pt")
+
+
+def test_command_line_runs_one_ebm_and_names_bad_input(tmp_path, capsys):
+    """python -m boltzflow.ebm_run: a tiny run writes the rules' outputs; a wrong key, an unknown
+    dataset and a bad --epochs each stop it before training, naming what is wrong."""
+    import json
+
+    from boltzflow.ebm_run import ebm_section, main
+    from boltzflow.io import read_table
+
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("ebm:\n  n_data: 256\n  train: {epochs: 1, batch_size: 64, n_persistent: 64, history_every: 2}\n"
+                    "  flowmc: {n_cycles: 1, n_local: 2, n_particles: 4}\n"
+                    "  evaluation: {grid_points: 20, history_grid_points: 10, n_eval: 32, rhat_chains: 8, rhat_cycles: 2}\n")
+    # layered on config/config.yaml key by key: the default's gmm4_d16 settings survive, ours win
+    cfg = ebm_section([tiny])
+    assert cfg["n_data"] == 256 and cfg["per_dataset"]["gmm4_d16"]["n_data"] == 50000
+    out = tmp_path / "run"
+    assert main(["--configfile", str(tiny), "--dataset", "mixture2d_weights", "--method", "flowmc",
+                 "--epochs", "0.5", "--out", str(out)]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["dim"] == 2 and 0 <= row["mse_ebm"] < 1
+    history, meta = read_table(out / "history.parquet")
+    assert history["iteration"].iloc[-1] == 2 and meta["rule"] == "train_ebm"  # 0.5 * 256 / 64
+    metrics, _ = read_table(out / "metrics.parquet")
+    assert metrics["rhat_max"].iloc[0] == pytest.approx(row["rhat_max"])
+    assert {p.name for p in out.iterdir()} == {"model.pt", "history.parquet", "chains.parquet", "metrics.parquet",
+                                              "density.parquet"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ebm: {train: {epochz: 3}}\n")
+    for argv, message in (([f"--configfile={bad}", "--dataset", "rings"], "ebm.train.epochz"),
+                          (["--dataset", "ringz"], "unknown dataset 'ringz'"),
+                          (["--dataset", "rings", "--epochs", "-1"], "--epochs must be > 0")):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, "--method", "ula", "--out", str(tmp_path / "never")])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

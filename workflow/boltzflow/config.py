@@ -16,7 +16,7 @@ from typing import Any, Iterable, MutableMapping
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "DEFAULT_SCHEMA", "load_schema", "validate_config", "system_names"]
+__all__ = ["ConfigError", "DEFAULT_SCHEMA", "load_schema", "validate_config", "validate_section", "system_names"]
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -190,3 +190,22 @@ def validate_config(
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+def validate_section(config: MutableMapping[str, Any], section: str,
+                     schema: str | Path | dict[str, Any] = DEFAULT_SCHEMA) -> dict[str, Any]:
+    """Validate one top-level section of ``config`` alone (defaults filled) and return it.
+
+    For tools that use one stage only (``python -m boltzflow.ebm_run``): the other sections and
+    the checks across them, some of which need OpenMM, are left out."""
+    if not isinstance(schema, dict):
+        schema = load_schema(schema)
+    sub = {"$defs": schema.get("$defs", {}), "type": "object",
+           "properties": {section: schema["properties"][section]}}
+    instance = {section: copy.deepcopy(config.get(section, {}))}
+    validator = jsonschema.Draft202012Validator(sub)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    _fill_defaults(instance, sub)
+    return instance[section]

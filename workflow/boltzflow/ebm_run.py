@@ -1,0 +1,162 @@
+"""One EBM run end to end: train (rule ``train_ebm``), then the paper's metrics (rule ``evaluate_ebm``).
+
+The two rule scripts call :func:`train_run` and :func:`evaluate_run`; so does the command line,
+which runs one (dataset, method, seed) without Snakemake, for a machine where only the library is
+installed (a GPU node, a notebook)::
+
+    python -m boltzflow.ebm_run --configfile config/paper/ebm.yaml --dataset gmm4_d16 \\
+        --method flowmc --out results/one_ebm/gmm4_d16-flowmc [--epochs 20] [--threads 2]
+
+Config files are layered on ``config/config.yaml`` as Snakemake layers them, and the ``ebm``
+section is checked against its schema (defaults filled, unknown keys named) before anything runs.
+The outputs are those of the rules: ``model.pt``, ``history.parquet``, ``chains.parquet``,
+``metrics.parquet``, ``density.parquet``; an interrupted run resumes from ``checkpoint/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from boltzflow.ebm import (RunConfig, evaluate_ebm, known_dataset_names, load_dataset, load_ebm_model, resolve_run,
+                           save_ebm_model, train_ebm)
+from boltzflow.io import ArtifactError, config_hash, provenance, read_table, write_table
+
+__all__ = ["train_run", "evaluate_run", "ebm_section", "main"]
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def train_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int, *, model: str | Path,
+              history: str | Path, chains: str | Path, checkpoint_dir: str | Path, rule: str = "train_ebm",
+              log: logging.Logger | None = None) -> RunConfig:
+    """Train one EBM and its flow; write the model, the history and the persistent chains.
+
+    The checkpoint folder is removed once the model is written (nothing is left to resume)."""
+    log = log or logging.getLogger("boltzflow.ebm")
+    run = resolve_run(ebm_cfg, dataset, method, seed)
+    data = load_dataset(ebm_cfg, dataset, run.n_data)
+    log.info("%s: %d points in %d dimensions; %d iterations (%g epochs) of %s", dataset, len(data.x),
+             data.x.shape[1], run.settings.iterations, run.epochs, method)
+    options = {"dataset": dataset, "run": run.as_dict(), "user_data": ebm_cfg["user_data"].get(dataset),
+               "mixture_weights": ebm_cfg["mixture_weights"] if dataset == "mixture2d_weights" else None}
+    ebm, flow, bank, table, summary = train_ebm(
+        torch.as_tensor(data.x), run.settings, run.energy, run.flow, checkpoint_dir,
+        centres=data.centres, box=data.box, grid_points=ebm_cfg["evaluation"]["history_grid_points"],
+        identity=config_hash(options), log=log)
+    meta = provenance(rule, options, seed=seed, dataset=dataset, method=method, dim=int(data.x.shape[1]),
+                      summary=summary)
+    write_table(history, table, meta)
+    frame = pd.DataFrame(bank.to(torch.float64).numpy(), columns=[f"x{i}" for i in range(bank.shape[1])])
+    write_table(chains, frame, meta)
+    save_ebm_model(model, ebm, flow, extra={"settings": json.dumps(run.as_dict()),
+                                            "local_state": json.dumps(summary["local_state"]),
+                                            "provenance": json.dumps(meta, default=str)})
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return run
+
+
+def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int, *, model: str | Path,
+                 chains: str | Path, metrics: str | Path, density: str | Path, rule: str = "evaluate_ebm",
+                 log: logging.Logger | None = None) -> dict[str, Any]:
+    """The paper's metrics of a trained EBM (see :func:`boltzflow.ebm.evaluate_ebm`); writes one
+    metrics row and the 2-D density grid (empty in other dimensions) and returns the row."""
+    log = log or logging.getLogger("boltzflow.ebm")
+    run = resolve_run(ebm_cfg, dataset, method, seed)
+    data = load_dataset(ebm_cfg, dataset, run.n_data)
+    ebm, flow, saved = load_ebm_model(model)
+    frame, _ = read_table(chains)
+    bank = torch.tensor(frame.to_numpy(), dtype=torch.float32)
+    if bank.shape[1] != ebm.dim:
+        raise ValueError(f"{chains}: chains have {bank.shape[1]} coordinates, the EBM in {model} has {ebm.dim}")
+    ev = ebm_cfg["evaluation"]
+    values, grid = evaluate_ebm(ebm, flow, bank, run.settings, centres=data.centres, true_weights=data.weights,
+                                true_log_prob=data.log_prob, box=data.box, grid_points=ev["grid_points"],
+                                n_eval=ev["n_eval"], rhat_chains=ev["rhat_chains"], rhat_cycles=ev["rhat_cycles"],
+                                support_fraction=ev["support_fraction"], seed=ev["seed"],
+                                local_state=json.loads(saved["local_state"]) if "local_state" in saved else None)
+    log.info("%s %s seed %d: %s", dataset, method, seed, {k: round(v, 6) for k, v in values.items()})
+    meta = provenance(rule, {"run": run.as_dict(), "evaluation": ev}, seed=seed, dataset=dataset, method=method)
+    row = {"dataset": dataset, "method": method, "seed": seed, "dim": ebm.dim, **values}
+    write_table(metrics, pd.DataFrame([row]), meta)
+    empty = pd.DataFrame({"x": [], "y": [], "log_p_model": []})
+    write_table(density, grid if grid is not None else empty, meta)
+    return row
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def ebm_section(configfiles: Sequence[str | Path], base: str | Path | None = _ROOT / "config/config.yaml",
+                schema: str | Path | None = None) -> dict[str, Any]:
+    """The validated ``ebm`` section of ``base`` with ``configfiles`` layered on top (later files
+    win, key by key, as with ``snakemake --configfile``); raises ``ConfigError`` naming the key."""
+    import yaml
+
+    from boltzflow.config import DEFAULT_SCHEMA, validate_section
+
+    config: dict[str, Any] = {}
+    for path in ([base] if base else []) + list(configfiles):
+        with open(path) as handle:
+            _merge(config, yaml.safe_load(handle) or {})
+    return validate_section(config, "ebm", schema or DEFAULT_SCHEMA)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m boltzflow.ebm_run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", nargs="*", default=[], help="config files layered on config/config.yaml")
+    parser.add_argument("--dataset", required=True, help="an ebm.datasets name (a synthetic target or user data)")
+    parser.add_argument("--method", required=True, choices=["flowmc", "ula"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=float, help="override the run's number of epochs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", required=True, help="output folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        cfg = ebm_section(args.configfile)
+    except (OSError, ValueError) as err:  # ConfigError is a ValueError
+        parser.exit(2, f"error: {err}\n")
+    known = known_dataset_names(cfg)
+    if args.dataset not in known:
+        parser.error(f"--dataset: unknown dataset {args.dataset!r}; known: {', '.join(sorted(known))}")
+    if args.epochs is not None:
+        if not args.epochs > 0:
+            parser.error(f"--epochs must be > 0, got {args.epochs}")
+        cfg.setdefault("per_dataset", {}).setdefault(args.dataset, {}).setdefault("train", {})["epochs"] = args.epochs
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        _run(cfg, args, out)
+    except (ArtifactError, ValueError) as err:
+        parser.exit(1, f"error: {err}\n")
+    return 0
+
+
+def _run(cfg: Mapping[str, Any], args: argparse.Namespace, out: Path) -> None:
+    train_run(cfg, args.dataset, args.method, args.seed, model=out / "model.pt", history=out / "history.parquet",
+              chains=out / "chains.parquet", checkpoint_dir=out / "checkpoint")
+    row = evaluate_run(cfg, args.dataset, args.method, args.seed, model=out / "model.pt",
+                       chains=out / "chains.parquet", metrics=out / "metrics.parquet", density=out / "density.parquet")
+    print(json.dumps(row, default=float))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
