@@ -291,7 +291,7 @@ def train_ebm(
     persistent chains) and of the persistent chains. ``checkpoint_dir/ebm_state.pt`` is written
     every ``checkpoint_every`` iterations; a run with the same ``identity`` resumes from it.
     """
-    from boltzflow.io import atomic_path
+    from boltzflow.io import atomic_path, load_resume_state
 
     log = log or logging.getLogger("boltzflow.ebm")
     data = torch.as_tensor(data, dtype=torch.float32)
@@ -308,25 +308,17 @@ def train_ebm(
     local_state: dict[str, Any] = {}
     it, rows = 0, []
     ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME
-    if ck_path.exists():
-        state = None
-        try:
-            state = torch.load(ck_path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            log.warning("checkpoint %s is unreadable (%s); training from scratch", ck_path, err)
-        if state is not None and state.get("identity") != identity:
-            log.warning("checkpoint %s belongs to another run; training from scratch", ck_path)
-            state = None
-        if state is not None:
-            ebm.load_state_dict(state["ebm"])
-            flow.load_state_dict(state["flow"])
-            opt_ebm.load_state_dict(state["opt_ebm"])
-            opt_flow.load_state_dict(state["opt_flow"])
-            bank = state["bank"]
-            local_state = dict(state["local"])
-            it = int(state["iteration"])
-            rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
-            log.info("resuming from %s at iteration %d of %d", ck_path, it, settings.iterations)
+    state = load_resume_state(ck_path, identity, log)
+    if state is not None:
+        ebm.load_state_dict(state["ebm"])
+        flow.load_state_dict(state["flow"])
+        opt_ebm.load_state_dict(state["opt_ebm"])
+        opt_flow.load_state_dict(state["opt_flow"])
+        bank = state["bank"]
+        local_state = dict(state["local"])
+        it = int(state["iteration"])
+        rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
+        log.info("resuming from %s at iteration %d of %d", ck_path, it, settings.iterations)
     sampler = ebm_sampler(settings, flow, local_state)
 
     def save_checkpoint() -> None:
@@ -358,28 +350,10 @@ def train_ebm(
         terms = {"loss_ebm": float(loss.detach()), "energy_pos": float(e_pos.detach().mean()),
                  "energy_neg": float(e_neg.detach().mean()), "global_acceptance": run.global_acceptance,
                  "local_acceptance": run.local_acceptance, "step_size": float(sampler.local.step_size)}
-        opt_ebm.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(ebm.parameters(), settings.grad_clip)
-            if torch.isfinite(norm):
-                opt_ebm.step()
-            else:
-                skipped += 1
-        else:
-            skipped += 1
+        skipped += not _guarded_step(loss, opt_ebm, ebm, settings.grad_clip)
         if settings.uses_flow:
             nll = -flow.log_prob(neg).mean()
-            opt_flow.zero_grad(set_to_none=True)
-            if torch.isfinite(nll):
-                nll.backward()
-                norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), settings.grad_clip)
-                if torch.isfinite(norm):
-                    opt_flow.step()
-                else:
-                    skipped += 1
-            else:
-                skipped += 1
+            skipped += not _guarded_step(nll, opt_flow, flow, settings.grad_clip)
             terms["flow_nll"] = float(nll.detach())
         for key, value in terms.items():
             window.setdefault(key, []).append(value)
@@ -408,6 +382,20 @@ def train_ebm(
                "base_scale": scale, "final_step_size": float(sampler.local.step_size),
                "local_state": sampler.local.state_dict()}
     return ebm, flow, bank, history, summary
+
+
+def _guarded_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module, clip: float) -> bool:
+    """One clipped optimizer step on ``loss``; skipped (returns False) when the loss or the
+    gradient norm is not finite, so one bad batch cannot put a NaN into the weights."""
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return False
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not torch.isfinite(norm):
+        return False
+    optimizer.step()
+    return True
 
 
 def _ebm_mode_weights(ebm: TiltedEBM, bank: torch.Tensor, centres: np.ndarray,

@@ -89,6 +89,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def load_resume_state(path: str | os.PathLike, identity: str, log, map_location: Any = "cpu") -> dict[str, Any] | None:
+    """The training checkpoint at ``path`` if it exists, is readable (``weights_only=True``) and was
+    written by the run called ``identity``; otherwise ``None``, with a warning saying why."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        log.warning("checkpoint %s is unreadable (%s); training from scratch", path, err)
+        return None
+    if not isinstance(state, dict) or state.get("identity") != identity:
+        log.warning("checkpoint %s belongs to another run; training from scratch", path)
+        return None
+    return state
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     """A short, stable hash of a JSON-serialisable config (key order does not matter)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()

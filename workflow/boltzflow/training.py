@@ -207,7 +207,7 @@ def train(
     training resumes from it and ends with the same weights as an uninterrupted run. A checkpoint
     of another run is ignored with a warning.
     """
-    from boltzflow.io import atomic_path
+    from boltzflow.io import atomic_path, load_resume_state
 
     log = log or logging.getLogger("boltzflow.training")
     names = list(data)
@@ -223,22 +223,14 @@ def train(
     ema = EMA(model, settings.ema_decay)
     ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME
     step, rows, skipped_total = 0, [], 0
-    if ck_path.exists():
-        state = None
-        try:
-            state = torch.load(ck_path, map_location=device, weights_only=True)
-        except Exception as err:
-            log.warning("checkpoint %s is unreadable (%s); training from scratch", ck_path, err)
-        if state is not None and state.get("identity") != identity:
-            log.warning("checkpoint %s belongs to another run; training from scratch", ck_path)
-            state = None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            ema.load(state["ema"])
-            step, skipped_total = int(state["step"]), int(state["skipped"])
-            rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
-            log.info("resuming from %s at step %d of %d", ck_path, step, settings.steps)
+    state = load_resume_state(ck_path, identity, log, map_location=device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load(state["ema"])
+        step, skipped_total = int(state["step"]), int(state["skipped"])
+        rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
+        log.info("resuming from %s at step %d of %d", ck_path, step, settings.steps)
 
     def save_checkpoint() -> None:
         columns = list(rows[0]) if rows else []
