@@ -268,6 +268,14 @@ _EBM_COLOURS = {"flowmc": "tab:blue", "ula": "tab:orange"}
 _EBM_NAMES = {"flowmc": "flowMC-EBM", "ula": "ULA-EBM"}
 
 
+def _note_figure(text: str, paths: Sequence[str | os.PathLike]) -> None:
+    """A figure holding only a note, for an output whose data this run does not have."""
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    save_figure(fig, paths)
+
+
 def _mode_columns(frame: pd.DataFrame, prefix: str) -> list[str]:
     return sorted((c for c in frame.columns if c.startswith(f"{prefix}_w")), key=lambda c: int(c.rsplit("w", 1)[1]))
 
@@ -280,10 +288,7 @@ def ebm_mode_weights_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame, pd
     with_modes = [r for r in runs if _mode_columns(r[3], "ebm") and len(_mode_columns(r[3], "ebm")) <= max_modes]
     datasets = list(dict.fromkeys(r[0] for r in with_modes))
     if not datasets:
-        fig, ax = plt.subplots(figsize=(5, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no dataset with known modes in this run", ha="center", va="center")
-        save_figure(fig, paths)
+        _note_figure("no dataset with known modes in this run", paths)
         return
     n_modes = max(len(_mode_columns(r[3], "ebm")) for r in with_modes)
     fig, axes = plt.subplots(len(datasets), n_modes, figsize=(2.6 * n_modes, 2.3 * len(datasets)), squeeze=False,
@@ -316,10 +321,7 @@ def ebm_densities_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame, pd.Da
     two_d = [r for r in runs if len(r[3])]
     datasets = list(dict.fromkeys(r[0] for r in two_d))
     if not datasets:
-        fig, ax = plt.subplots(figsize=(5, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no 2-D dataset in this run", ha="center", va="center")
-        save_figure(fig, paths)
+        _note_figure("no 2-D dataset in this run", paths)
         return
     n_cols = 1 + max(sum(r[0] == d for r in two_d) for d in datasets)
     fig, axes = plt.subplots(len(datasets), n_cols, figsize=(2.8 * n_cols, 2.8 * len(datasets)), squeeze=False,

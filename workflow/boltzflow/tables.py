@@ -10,7 +10,7 @@ mean), and flags a group when any of its models failed the invertibility check.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,24 @@ TABLE_METRICS = (("ess", "ESS", "higher"), ("e_w1", "E-W1", "lower"), ("e_w2", "
                  ("sampling_s_per_200k", "sample 200k s", "lower"))
 
 
+def _seed_columns(group: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
+    """``<column>_mean``, ``_low``, ``_high`` over the seeds in ``group`` (a 95 % bootstrap interval
+    of the mean); a column with a non-finite value gives its plain mean, min and max, so that an
+    infinite distance (no finite-weight sample) stays visible; absent or all-null columns are left out."""
+    out: dict[str, float] = {}
+    for column in columns:
+        if column not in group or group[column].isna().all():
+            continue
+        values = group[column].to_numpy(dtype=np.float64)
+        if np.isfinite(values).all():
+            summary = seed_summary(values)
+        else:
+            summary = {"mean": float(np.mean(values)), "low": float(np.min(values)), "high": float(np.max(values))}
+        out.update({f"{column}_mean": summary["mean"], f"{column}_low": summary["low"],
+                    f"{column}_high": summary["high"]})
+    return out
+
+
 def flow_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """One row per (system, architecture, method): ``<metric>_mean``, ``_low``, ``_high`` for every
     metric of :data:`TABLE_METRICS` present, ``seeds``, and ``invertibility_flagged``."""
@@ -37,27 +55,18 @@ def flow_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     for (system, arch, method), group in data.groupby(["system", "architecture", "method"], sort=True):
         row = {"system": system, "architecture": arch, "method": method, "seeds": len(group),
                "invertibility_flagged": bool(group["invertibility_flagged"].any())}
-        for column, _, _ in TABLE_METRICS:
-            if column not in group:
-                continue
-            values = group[column].to_numpy(dtype=np.float64)
-            finite = values[np.isfinite(values)]
-            if len(finite) < len(values):  # an infinite distance (no finite-weight sample) stays visible
-                row.update({f"{column}_mean": float(np.mean(values)), f"{column}_low": float(np.min(values)),
-                            f"{column}_high": float(np.max(values))})
-                continue
-            summary = seed_summary(finite)
-            row.update({f"{column}_mean": summary["mean"], f"{column}_low": summary["low"],
-                        f"{column}_high": summary["high"]})
+        row.update(_seed_columns(group, [c for c, _, _ in TABLE_METRICS]))
         out.append(row)
     return pd.DataFrame(out)
 
 
-def _cell(row: pd.Series, column: str) -> str:
+def _cell(row: pd.Series, column: str, digits: int | None = None) -> str:
+    """``mean [low, high]`` (the interval only with several seeds); ``-`` when missing; 4
+    significant digits below 1 and 3 above unless ``digits`` is given."""
     mean = row.get(f"{column}_mean")
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
-    digits = 4 if abs(mean) < 1 else 3
+    digits = digits or (4 if abs(mean) < 1 else 3)
     text = f"{mean:.{digits}g}"
     if row["seeds"] > 1:
         text += f" [{row[f'{column}_low']:.{digits}g}, {row[f'{column}_high']:.{digits}g}]"
@@ -103,26 +112,13 @@ def ebm_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     out = []
     for (dataset, method), group in data.groupby(["dataset", "method"], sort=True):
         row = {"dataset": dataset, "method": method, "dim": int(group["dim"].iloc[0]), "seeds": len(group)}
-        for column, _ in EBM_METRICS:
-            if column not in group or group[column].isna().all():
-                continue
-            values = group[column].to_numpy(dtype=np.float64)
-            summary = seed_summary(values[np.isfinite(values)]) if np.isfinite(values).all() else \
-                {"mean": float(np.mean(values)), "low": float(np.min(values)), "high": float(np.max(values))}
-            row.update({f"{column}_mean": summary["mean"], f"{column}_low": summary["low"],
-                        f"{column}_high": summary["high"]})
+        row.update(_seed_columns(group, [c for c, _ in EBM_METRICS]))
         out.append(row)
     return pd.DataFrame(out)
 
 
 def _ebm_cell(row: pd.Series, column: str) -> str:
-    mean = row.get(f"{column}_mean")
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    text = f"{mean:.3g}"
-    if row["seeds"] > 1:
-        text += f" [{row[f'{column}_low']:.3g}, {row[f'{column}_high']:.3g}]"
-    return text
+    return _cell(row, column, digits=3)
 
 
 def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
