@@ -19,9 +19,23 @@ def _load_modules() -> None:
     # Importing the modules registers their targets.
     global _LOADED
     if not _LOADED:
-        from boltzflow.targets import peptide, synthetic  # noqa: F401
+        from boltzflow.targets import synthetic  # noqa: F401
 
+        try:
+            from boltzflow.targets import peptide  # noqa: F401
+        except ModuleNotFoundError as err:  # synthetic targets work without OpenMM (e.g. an EBM on a GPU node)
+            if err.name not in ("openmm", "mdtraj"):
+                raise
+            _register_unavailable(("al2", "al3", "al4", "peptide"), err.name)
         _LOADED = True
+
+
+def _register_unavailable(names: tuple[str, ...], package: str) -> None:
+    from boltzflow.targets.base import register
+
+    @register(*names)
+    def _unavailable(name: str, **overrides: Any) -> Target:
+        raise ModuleNotFoundError(f"target {name!r} needs the package {package}, which is not installed")
 
 
 def load_target(name: str, **overrides: Any) -> Target:
