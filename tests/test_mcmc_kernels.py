@@ -328,6 +328,9 @@ def test_global_local_reports_acceptances_and_keeps_every_state():
     assert math.isnan(local_only.global_acceptance) and local_only.local_acceptance == 1.0
     none_kind = GlobalLocal(MALA(0.1), BroadGaussian(), "none", n_local=2).run(x0, mixture_log_prob, 2, generator=gen(16))
     assert math.isnan(none_kind.global_acceptance) and none_kind.n_steps == 4
+    thinned = sampler.run(x0, mixture_log_prob, 4, generator=gen(16), keep="all", keep_every=3)
+    assert thinned.states.shape == (7, 200, 2)  # steps 0, 3, ..., 18 of 20
+    assert torch.equal(thinned.states, run.states[::3]) and torch.equal(thinned.x, run.x)
 
 
 class SpyProposal(BroadGaussian):

@@ -419,7 +419,8 @@ def evaluate_ebm(
     grid_points: int = 300,
     n_eval: int = 4096,
     rhat_chains: int = 128,
-    rhat_cycles: int = 8,
+    rhat_cycles: int = 32,
+    rhat_max_draws: int = 512,
     support_fraction: float = 1e-3,
     seed: int = 0,
     local_state: Mapping[str, Any] | None = None,
@@ -427,8 +428,10 @@ def evaluate_ebm(
     """The paper's metrics of a trained EBM; returns ``(metrics, grid_table_or_None)``.
 
     - ``rhat_max``: maximum over coordinates of the split R-hat of ``rhat_chains`` chains started
-      from the persistent bank and run for ``rhat_cycles`` sampler cycles (every state kept);
-      ``global_acceptance`` / ``local_acceptance`` of that run.
+      from the persistent bank and run for ``rhat_cycles`` sampler cycles, the states thinned
+      evenly to at most ``rhat_max_draws`` per chain; ``global_acceptance`` / ``local_acceptance``
+      of that run. The run must be long: with 8 cycles of 1 i-SIR + 8 MALA steps even an exact
+      proposal gives R-hat 1.08 (d = 16) and 1.10 (d = 64), with 32 cycles 1.02.
     - With ``centres``: mode weights of the EBM (grid integration in 2-D, else from the R-hat
       run's final states), of the chains' initialisation (flow samples for a flow method, else the
       persistent bank), of the negatives (``n_eval`` bank chains after one sampler call), and the
@@ -443,7 +446,9 @@ def evaluate_ebm(
     sampler = ebm_sampler(settings, flow, local_state)
     metrics: dict[str, float] = {}
     start = bank[torch.randperm(len(bank), generator=gen)[: min(rhat_chains, len(bank))]]
-    run = sampler.run(start, ebm.log_prob, rhat_cycles, generator=gen, keep="all")
+    steps = rhat_cycles * (sampler.n_global + sampler.n_local)
+    run = sampler.run(start, ebm.log_prob, rhat_cycles, generator=gen, keep="all",
+                      keep_every=math.ceil(steps / rhat_max_draws))
     states = run.states.detach().to(torch.float64).numpy().transpose(1, 0, 2)  # (chains, draws, d)
     metrics["rhat_max"] = float(split_rhat(states).max())
     metrics["global_acceptance"] = run.global_acceptance

@@ -82,6 +82,7 @@ def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: in
     values, grid = evaluate_ebm(ebm, flow, bank, run.settings, centres=data.centres, true_weights=data.weights,
                                 true_log_prob=data.log_prob, box=data.box, grid_points=ev["grid_points"],
                                 n_eval=ev["n_eval"], rhat_chains=ev["rhat_chains"], rhat_cycles=ev["rhat_cycles"],
+                                rhat_max_draws=ev["rhat_max_draws"],
                                 support_fraction=ev["support_fraction"], seed=ev["seed"],
                                 local_state=json.loads(saved["local_state"]) if "local_state" in saved else None)
     log.info("%s %s seed %d: %s", dataset, method, seed, {k: round(v, 6) for k, v in values.items()})

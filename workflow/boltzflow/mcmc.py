@@ -321,12 +321,15 @@ class GlobalLocal:
             raise ValueError("a cycle needs at least one step")
 
     def run(self, x: torch.Tensor, log_prob: LogProb, n_cycles: int, generator: torch.Generator | None = None,
-            keep: str = "last") -> SamplerRun:
-        """Advance chains ``x`` by ``n_cycles`` cycles; ``keep="all"`` also returns every state
-        ``(n_cycles * (n_global + n_local), B, d)``."""
+            keep: str = "last", keep_every: int = 1) -> SamplerRun:
+        """Advance chains ``x`` by ``n_cycles`` cycles; ``keep="all"`` also returns the states after
+        every ``keep_every``-th step, ``(ceil(n_cycles * (n_global + n_local) / keep_every), B, d)``."""
         _check_points(x)
         if keep not in ("last", "all"):
             raise ValueError(f"keep must be last or all, got {keep!r}")
+        if keep_every < 1:
+            raise ValueError(f"keep_every must be >= 1, got {keep_every}")
+        step = 0
         state = init_state(x, log_prob, with_grad=self.n_local > 0)
         states: list[torch.Tensor] = []
         g_acc, g_n, l_acc, l_n = 0.0, 0, 0.0, 0
@@ -339,15 +342,17 @@ class GlobalLocal:
                     state, accepted, log_q = imh_step(state, log_prob, self.proposal, generator, log_q)
                 g_acc += float(accepted.to(torch.float64).sum())
                 g_n += len(accepted)
-                if keep == "all":
+                if keep == "all" and step % keep_every == 0:
                     states.append(state.x)
+                step += 1
             for _ in range(self.n_local):
                 state, accepted = self.local.step(state, log_prob, generator)
                 log_q = None if bool(accepted.any()) else log_q
                 l_acc += float(accepted.to(torch.float64).sum())
                 l_n += len(accepted)
-                if keep == "all":
+                if keep == "all" and step % keep_every == 0:
                     states.append(state.x)
+                step += 1
         return SamplerRun(state.x, torch.stack(states) if keep == "all" and states else None,
                           g_acc / g_n if g_n else float("nan"), l_acc / l_n if l_n else float("nan"),
                           int(n_cycles) * (self.n_global + self.n_local))
