@@ -432,8 +432,8 @@ def evaluate_ebm(
       evenly to at most ``rhat_max_draws`` per chain; ``global_acceptance`` / ``local_acceptance``
       of that run. The run must be long: with 8 cycles of 1 i-SIR + 8 MALA steps even an exact
       proposal gives R-hat 1.08 (d = 16) and 1.10 (d = 64), with 32 cycles 1.02.
-    - With ``centres``: mode weights of the EBM (grid integration in 2-D, else from the R-hat
-      run's final states), of the chains' initialisation (flow samples for a flow method, else the
+    - With ``centres``: mode weights of the EBM (grid integration in 2-D, else from every kept
+      state of the R-hat run), of the chains' initialisation (flow samples for a flow method, else the
       persistent bank), of the negatives (``n_eval`` bank chains after one sampler call), and the
       MSEs ``mse_init`` (init vs EBM), ``mse_negatives`` (negatives vs EBM), ``mse_ebm`` (EBM vs
       ``true_weights``), plus each against the truth.
@@ -468,7 +468,7 @@ def evaluate_ebm(
         if grid is not None:
             w_ebm = mode_weights(grid, centres, log_w=lp)
         else:
-            w_ebm = mode_weights(run.x.detach().numpy(), centres)
+            w_ebm = mode_weights(run.states.reshape(-1, ebm.dim).detach().numpy(), centres)  # every kept state
         take = bank[torch.randperm(len(bank), generator=gen)[: min(n_eval, len(bank))]]
         if settings.uses_flow:
             with torch.no_grad():
