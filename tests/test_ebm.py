@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -209,3 +210,15 @@ def test_rhat_run_of_an_exact_sampler_passes_and_of_stuck_chains_fails():
                       n_local=64, global_kind="none", local_kernel="ula", step_size=1e-2)
     stuck, _ = evaluate_ebm(TrueEBM(), ExactFlow(), modes, ula, rhat_chains=128, rhat_cycles=4)
     assert stuck["rhat_max"] > 1.5  # measured 2.07
+
+
+def test_late_training_mse_reads_the_history():
+    from boltzflow.ebm import late_training_mse
+
+    truth = np.array([0.1, 0.2, 0.3, 0.4])
+    rows = [{"iteration": i, **{f"ebm_w{k}": w for k, w in enumerate(truth + (0.1 if i == 90 else 0.0) * np.array([1, -1, 0, 0]))}}
+            for i in range(10, 101, 10)]
+    late = late_training_mse(pd.DataFrame(rows), truth)  # the last 20 %: iterations 80, 90, 100
+    assert late["late_rows"] == 3 and late["mse_ebm_late_median"] == 0.0
+    assert late["mse_ebm_late_max"] == pytest.approx(0.02 / 4)
+    assert late_training_mse(pd.DataFrame({"iteration": [1]}), truth) == {}

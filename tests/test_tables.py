@@ -28,5 +28,5 @@ def test_ebm_table_summarises_seeds_and_keeps_non_finite_values_visible():
     rhat = markdown_ebm_rhat(table)
     assert "| flowMC-EBM | 1.02 [1.01, 1.03] | - |" in rhat and "| ULA-EBM | - | inf [7, inf] |" in rhat
     weights = markdown_ebm_mode_weights(table)
-    assert "| mixture2d_weights | flowMC-EBM | - | - | 0.0002 [0.0001, 0.0003] |" in weights
+    assert "| mixture2d_weights | flowMC-EBM | - | - | 0.0002 [0.0001, 0.0003] | - |" in weights
     assert "| gmm4_d16 |" not in weights

@@ -43,7 +43,8 @@ from boltzflow.mcmc import MALA, ULA, GlobalLocal
 
 __all__ = ["EnergyNet", "TiltedEBM", "EBMSettings", "METHODS", "build_ebm", "ebm_sampler", "train_ebm",
            "save_ebm_model", "load_ebm_model", "grid_log_density", "evaluate_ebm", "CHECKPOINT_NAME",
-           "METHOD_DEFAULTS", "RunConfig", "resolve_run", "Dataset", "load_dataset", "known_dataset_names", "check_overrides"]
+           "METHOD_DEFAULTS", "RunConfig", "resolve_run", "Dataset", "load_dataset", "known_dataset_names", "check_overrides",
+           "late_training_mse"]
 
 METHODS = ("flowmc", "ula")
 CHECKPOINT_NAME = "ebm_state.pt"
@@ -490,6 +491,23 @@ def evaluate_ebm(
             metrics["mse_init_truth"] = float(np.mean((w_init - truth) ** 2))
             metrics["mse_negatives_truth"] = float(np.mean((w_neg - truth) ** 2))
     return metrics, table
+
+
+def late_training_mse(history: pd.DataFrame, true_weights: np.ndarray, fraction: float = 0.2) -> dict[str, float]:
+    """The mode-weight MSE of the EBM against the truth at every history row of the last
+    ``fraction`` of training: its median and maximum (``mse_ebm_late_median``,
+    ``mse_ebm_late_max``) and the number of rows (``late_rows``). The EBM's weights move from
+    batch to batch, so the last model alone can be lucky or unlucky; these say how it fared late
+    in training. Empty when the history has no ``ebm_w*`` columns."""
+    truth = np.asarray(true_weights, dtype=np.float64)
+    columns = [f"ebm_w{k}" for k in range(len(truth))]
+    if history.empty or not set(columns) <= set(history.columns):
+        return {}
+    last = float(history["iteration"].max())
+    late = history[history["iteration"] >= (1.0 - fraction) * last]
+    errors = ((late[columns].to_numpy(dtype=np.float64) - truth) ** 2).mean(axis=1)
+    return {"mse_ebm_late_median": float(np.median(errors)), "mse_ebm_late_max": float(errors.max()),
+            "late_rows": int(len(errors))}
 
 
 # ---- configuration and datasets ----

@@ -27,8 +27,8 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
-from boltzflow.ebm import (RunConfig, evaluate_ebm, known_dataset_names, load_dataset, load_ebm_model, resolve_run,
-                           save_ebm_model, train_ebm)
+from boltzflow.ebm import (RunConfig, evaluate_ebm, known_dataset_names, late_training_mse, load_dataset,
+                           load_ebm_model, resolve_run, save_ebm_model, train_ebm)
 from boltzflow.io import ArtifactError, config_hash, provenance, read_table, write_table
 
 __all__ = ["train_run", "evaluate_run", "ebm_section", "main"]
@@ -66,10 +66,11 @@ def train_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int, 
 
 
 def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int, *, model: str | Path,
-                 chains: str | Path, metrics: str | Path, density: str | Path, rule: str = "evaluate_ebm",
-                 log: logging.Logger | None = None) -> dict[str, Any]:
-    """The paper's metrics of a trained EBM (see :func:`boltzflow.ebm.evaluate_ebm`); writes one
-    metrics row and the 2-D density grid (empty in other dimensions) and returns the row."""
+                 chains: str | Path, history: str | Path, metrics: str | Path, density: str | Path,
+                 rule: str = "evaluate_ebm", log: logging.Logger | None = None) -> dict[str, Any]:
+    """The paper's metrics of a trained EBM (see :func:`boltzflow.ebm.evaluate_ebm`), plus the
+    late-training spread of its mode-weight MSE from the history (:func:`boltzflow.ebm.late_training_mse`);
+    writes one metrics row and the 2-D density grid (empty in other dimensions) and returns the row."""
     log = log or logging.getLogger("boltzflow.ebm")
     run = resolve_run(ebm_cfg, dataset, method, seed)
     data = load_dataset(ebm_cfg, dataset, run.n_data)
@@ -85,6 +86,8 @@ def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: in
                                 rhat_max_draws=ev["rhat_max_draws"],
                                 support_fraction=ev["support_fraction"], seed=ev["seed"],
                                 local_state=json.loads(saved["local_state"]) if "local_state" in saved else None)
+    if data.weights is not None:
+        values.update(late_training_mse(read_table(history)[0], data.weights))
     log.info("%s %s seed %d: %s", dataset, method, seed, {k: round(v, 6) for k, v in values.items()})
     meta = provenance(rule, {"run": run.as_dict(), "evaluation": ev}, seed=seed, dataset=dataset, method=method)
     row = {"dataset": dataset, "method": method, "seed": seed, "dim": ebm.dim, **values}
@@ -155,7 +158,8 @@ def _run(cfg: Mapping[str, Any], args: argparse.Namespace, out: Path) -> None:
     train_run(cfg, args.dataset, args.method, args.seed, model=out / "model.pt", history=out / "history.parquet",
               chains=out / "chains.parquet", checkpoint_dir=out / "checkpoint")
     row = evaluate_run(cfg, args.dataset, args.method, args.seed, model=out / "model.pt",
-                       chains=out / "chains.parquet", metrics=out / "metrics.parquet", density=out / "density.parquet")
+                       chains=out / "chains.parquet", history=out / "history.parquet", metrics=out / "metrics.parquet",
+                       density=out / "density.parquet")
     print(json.dumps(row, default=float))
 
 

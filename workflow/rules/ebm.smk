@@ -31,6 +31,7 @@ rule evaluate_ebm:
         unpack(ebm_user_data),
         model=f"{OUT}/ebm/{{dataset}}/{{ebm_method}}-seed{{seed}}/model.pt",
         chains=f"{OUT}/ebm/{{dataset}}/{{ebm_method}}-seed{{seed}}/chains.parquet",
+        history=f"{OUT}/ebm/{{dataset}}/{{ebm_method}}-seed{{seed}}/history.parquet",
     output:
         metrics=f"{OUT}/ebm/{{dataset}}/{{ebm_method}}-seed{{seed}}/metrics.parquet",
         density=f"{OUT}/ebm/{{dataset}}/{{ebm_method}}-seed{{seed}}/density.parquet",

@@ -9,5 +9,5 @@ smk = snakemake  # noqa: F821
 log = setup_logging(smk)
 torch.set_num_threads(smk.threads)
 evaluate_run(smk.params.ebm, smk.wildcards.dataset, smk.wildcards.ebm_method, int(smk.wildcards.seed),
-             model=smk.input.model, chains=smk.input.chains, metrics=smk.output.metrics,
+             model=smk.input.model, chains=smk.input.chains, history=smk.input.history, metrics=smk.output.metrics,
              density=smk.output.density, rule=smk.rule, log=log)
