@@ -64,7 +64,7 @@ def test_user_data_is_read_and_checked(tmp_path):
         load_dataset(cfg, "lj13", 10)
 
 
-def _short_run(tmp_path, method="flowmc", iterations=150, identity="a", **over):
+def _short_run(tmp_path, method="flowmc", iterations=150, identity="a", log=None, **over):
     cfg = ebm_config(n_data=8192, train={"batch_size": 128, "n_persistent": 1024, "history_every": 25,
                                          "checkpoint_every": 50, "lr_ebm": 3e-3, "lr_flow": 3e-3},
                      flowmc={"n_cycles": 2, "n_local": 6, "n_particles": 16})
@@ -72,7 +72,7 @@ def _short_run(tmp_path, method="flowmc", iterations=150, identity="a", **over):
     run = resolve_run(cfg, "mixture2d_weights", method, 0)
     settings = EBMSettings(**{**run.settings.__dict__, "iterations": iterations, **over})
     out = train_ebm(torch.as_tensor(data.x), settings, run.energy, run.flow, tmp_path / "ck", centres=data.centres,
-                    box=data.box, grid_points=60, identity=identity)
+                    box=data.box, grid_points=60, identity=identity, log=log)
     return data, settings, out
 
 
@@ -107,6 +107,28 @@ def test_training_resumes_to_the_same_result(tmp_path):
     for p, q in zip(ebm_a.state_dict().values(), ebm_b.state_dict().values()):
         assert torch.equal(p, q)
     np.testing.assert_array_equal(hist_a["loss_ebm"].to_numpy(), hist_b["loss_ebm"].to_numpy())
+
+
+def test_a_killed_run_with_the_cosine_schedule_resumes_to_the_same_result(tmp_path):
+    import logging
+
+    class Kill(Exception):
+        pass
+
+    class KillAt75(logging.Logger):  # dies after the checkpoint of iteration 50, at the history row of 75
+        def info(self, msg, *args, **kwargs):
+            if args and args[0] == 75:
+                raise Kill
+
+    _, _, (ebm_a, _, bank_a, hist_a, _) = _short_run(tmp_path / "a", iterations=100, lr_schedule="cosine")
+    with pytest.raises(Kill):
+        _short_run(tmp_path / "b", iterations=100, lr_schedule="cosine", log=KillAt75("kill"))
+    _, _, (ebm_b, _, bank_b, hist_b, _) = _short_run(tmp_path / "b", iterations=100, lr_schedule="cosine")
+    assert torch.equal(bank_a, bank_b)
+    for p, q in zip(ebm_a.state_dict().values(), ebm_b.state_dict().values()):
+        assert torch.equal(p, q)
+    np.testing.assert_array_equal(hist_a["lr_ebm"].to_numpy(), hist_b["lr_ebm"].to_numpy())
+    assert hist_a["lr_ebm"].iloc[-1] < 0.1 * hist_a["lr_ebm"].iloc[0]
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog):
@@ -222,3 +244,13 @@ def test_late_training_mse_reads_the_history():
     assert late["late_rows"] == 3 and late["mse_ebm_late_median"] == 0.0
     assert late["mse_ebm_late_max"] == pytest.approx(0.02 / 4)
     assert late_training_mse(pd.DataFrame({"iteration": [1]}), truth) == {}
+
+
+def test_cosine_schedule_runs_from_the_rate_to_its_final_fraction():
+    settings = EBMSettings(method="flowmc", iterations=101, lr_schedule="cosine", lr_final_fraction=0.05)
+    factors = [settings.lr_factor(i) for i in range(101)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.05) and factors[50] == pytest.approx(0.525)
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert EBMSettings(method="flowmc", iterations=101).lr_factor(100) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        EBMSettings(method="flowmc", iterations=5, lr_schedule="step")

@@ -136,6 +136,8 @@ class EBMSettings:
     n_persistent: int = 8192
     lr_ebm: float = 1e-3
     lr_flow: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.01
     l2_energy: float = 0.0
     grad_clip: float = 100.0
     # sampler: n_cycles x (n_global global steps, then n_local local steps)
@@ -164,6 +166,8 @@ class EBMSettings:
             (self.global_kind in ("isir", "imh", "none"), f"global_kind must be isir, imh or none, got {self.global_kind!r}"),
             (self.local_kernel in ("mala", "ula"), f"local_kernel must be mala or ula, got {self.local_kernel!r}"),
             (self.negatives in ("all", "last"), f"negatives must be all or last, got {self.negatives!r}"),
+            (self.lr_schedule in ("constant", "cosine"), f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}"),
+            (0 < self.lr_final_fraction <= 1, f"lr_final_fraction must be in (0, 1], got {self.lr_final_fraction}"),
             (self.init in ("flow", "uniform"), f"init must be flow or uniform, got {self.init!r}"),
             (self.n_cycles >= 1 and self.n_local >= 0 and self.n_global >= 0 and self.n_global + self.n_local >= 1,
              "the sampler needs n_cycles >= 1 and at least one step per cycle"),
@@ -178,6 +182,13 @@ class EBMSettings:
     @property
     def uses_flow(self) -> bool:
         return self.global_kind != "none"
+
+    def lr_factor(self, iteration: int) -> float:
+        """The factor on both learning rates at ``iteration`` (0-based)."""
+        if self.lr_schedule == "constant" or self.iterations <= 1:
+            return 1.0
+        progress = min(iteration / (self.iterations - 1), 1.0)
+        return self.lr_final_fraction + (1.0 - self.lr_final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "EBMSettings":
@@ -336,6 +347,10 @@ def train_ebm(
     wall_offset = rows[-1]["wall_s"] if rows else 0.0
     skipped = 0
     while it < settings.iterations:
+        factor = settings.lr_factor(it)  # set from the iteration alone, so a resumed run follows the same schedule
+        for optimizer, lr in ((opt_ebm, settings.lr_ebm), (opt_flow, settings.lr_flow)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
         gen = _generator(settings.seed, it)
         pos = data[torch.randint(0, n, (settings.batch_size,), generator=gen)]
         idx = torch.randperm(settings.n_persistent, generator=gen)[: settings.batch_size]
@@ -350,7 +365,8 @@ def train_ebm(
             loss = loss + settings.l2_energy * (e_pos.square().mean() + e_neg.square().mean())
         terms = {"loss_ebm": float(loss.detach()), "energy_pos": float(e_pos.detach().mean()),
                  "energy_neg": float(e_neg.detach().mean()), "global_acceptance": run.global_acceptance,
-                 "local_acceptance": run.local_acceptance, "step_size": float(sampler.local.step_size)}
+                 "local_acceptance": run.local_acceptance, "step_size": float(sampler.local.step_size),
+                 "lr_ebm": settings.lr_ebm * factor}
         skipped += not _guarded_step(loss, opt_ebm, ebm, settings.grad_clip)
         if settings.uses_flow:
             nll = -flow.log_prob(neg).mean()
