@@ -86,7 +86,7 @@ def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: in
                                 rhat_max_draws=ev["rhat_max_draws"],
                                 support_fraction=ev["support_fraction"], seed=ev["seed"],
                                 local_state=json.loads(saved["local_state"]) if "local_state" in saved else None)
-    if data.weights is not None:
+    if data.weights is not None and ebm.dim == 2:  # history weights are grid integrals of the EBM only in 2-D
         values.update(late_training_mse(read_table(history)[0], data.weights))
     log.info("%s %s seed %d: %s", dataset, method, seed, {k: round(v, 6) for k, v in values.items()})
     meta = provenance(rule, {"run": run.as_dict(), "evaluation": ev}, seed=seed, dataset=dataset, method=method)
