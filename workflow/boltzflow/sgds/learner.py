@@ -1,0 +1,196 @@
+"""The SGDS Learner: a diffusion sampler on [0, 1] trained by trajectory balance.
+
+Kim et al., "On scalable and efficient training of diffusion samplers" (NeurIPS 2025, arXiv
+2505.19552), after PIS (Zhang & Chen 2022) and the GFlowNet view of diffusion samplers
+(Sendera et al. 2024). With ``T`` steps of ``dt = 1 / T`` and times ``t_k = k dt``:
+
+- the **forward policy** starts at ``x_0 = 0`` and takes Euler-Maruyama steps
+  ``x_{k+1} = x_k + dt u_theta(x_k, t_k) + sigma sqrt(dt) xi``, a Gaussian kernel
+  ``P_F(x_{k+1} | x_k) = N(x_k + dt u, sigma^2 dt I)`` with a learned drift and a fixed variance;
+- the **backward policy** is the Brownian bridge to 0,
+  ``P_B(x_k | x_{k+1}) = N((t_k / t_{k+1}) x_{k+1}, (t_k / t_{k+1}) sigma^2 dt I)`` (``x_0 = 0``
+  surely), the exact time reversal of the drift-free walk;
+- a trajectory's **log-weight** is ``log w = log R(x_T) + sum log P_B - sum log P_F`` with
+  ``log R = -E``; the **trajectory-balance** loss is ``(log Z_theta - log w)^2`` with a learned
+  scalar ``log Z_theta``; ``E_{P_F}[log w] <= log Z <= E_{P_B, x_T ~ p}[log w]`` (ELBO and EUBO).
+
+Every log-density here is accumulated in float64 whatever the network's dtype. Energy calls are
+counted by the caller (a :class:`boltzflow.mcmc.CountingLogProb` or the trainer's counter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "log_weights", "elbo_eubo"]
+
+Energy = Callable[[torch.Tensor], torch.Tensor]
+
+
+class DriftMLP(nn.Module):
+    """PIS-style drift ``u(x, t)``: ``x`` and sinusoidal time features through an MLP of ``depth``
+    hidden layers (SiLU) whose last layer starts at zero, so a new sampler is plain Brownian motion."""
+
+    def __init__(self, dim: int, hidden: int = 256, depth: int = 2, harmonics: int = 64):
+        super().__init__()
+        if min(dim, hidden, depth, harmonics) < 1:
+            raise ValueError(f"dim, hidden, depth and harmonics must be >= 1, got {dim}, {hidden}, {depth}, {harmonics}")
+        self.dim = dim
+        self.register_buffer("frequencies", torch.linspace(0.1, 100.0, harmonics))
+        layers: list[nn.Module] = []
+        width = dim + 2 * harmonics
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        angles = t.reshape(-1, 1).to(x.dtype) * self.frequencies.to(x.dtype)
+        features = torch.cat([x, torch.sin(angles).expand(len(x), -1), torch.cos(angles).expand(len(x), -1)], dim=1)
+        return self.out(self.body(features))
+
+
+@dataclass
+class Trajectories:
+    """States ``x`` ``(B, T + 1, d)`` (``x[:, 0] = 0``) and per-step ``log P_F`` and ``log P_B``
+    ``(B, T)`` in float64 (step ``k`` is the transition between ``x_k`` and ``x_{k+1}``)."""
+
+    x: torch.Tensor
+    log_pf: torch.Tensor
+    log_pb: torch.Tensor
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.x[:, -1]
+
+
+def _gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | float) -> torch.Tensor:
+    """``log N(x; mean, var I)`` summed over the last axis, in float64."""
+    x64, mean64 = x.to(torch.float64), mean.to(torch.float64)
+    var64 = torch.as_tensor(var, dtype=torch.float64, device=x.device)
+    d = x.shape[-1]
+    return -0.5 * ((x64 - mean64).square().sum(-1) / var64 + d * torch.log(2.0 * math.pi * var64))
+
+
+class DiffusionSampler(nn.Module):
+    """Forward policy (a drift network), Brownian-bridge backward policy and a learned ``log Z``."""
+
+    def __init__(self, drift: nn.Module, dim: int, sigma: float = 1.0, n_steps: int = 100, log_z: float = 0.0):
+        super().__init__()
+        if not (sigma > 0 and n_steps >= 1 and dim >= 1):
+            raise ValueError(f"need sigma > 0, n_steps >= 1 and dim >= 1, got {sigma}, {n_steps}, {dim}")
+        self.drift = drift
+        self.dim = int(dim)
+        self.sigma = float(sigma)
+        self.n_steps = int(n_steps)
+        self.log_z = nn.Parameter(torch.tensor(float(log_z), dtype=torch.float64))
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.n_steps
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.drift.parameters()).dtype
+
+    def _device(self) -> torch.device:
+        return next(self.drift.parameters()).device
+
+    def _forward_mean(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        t = torch.full((1,), k * self.dt, dtype=x.dtype, device=x.device)
+        return x + self.dt * self.drift(x, t)
+
+    def sample_trajectories(self, n: int, generator: torch.Generator | None = None,
+                            exploration_std: float = 0.0) -> Trajectories:
+        """``n`` on-policy trajectories (graph kept for training). ``exploration_std`` adds to the
+        noise std of the sampling kernel only, not to ``log P_F`` (off-policy exploration)."""
+        dtype, device = self._dtype(), self._device()
+        var = self.sigma**2 * self.dt
+        x = torch.zeros(n, self.dim, dtype=dtype, device=device)
+        states, log_pf, log_pb = [x], [], []
+        for k in range(self.n_steps):
+            mean = self._forward_mean(x, k)
+            noise = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
+            x_next = mean.detach() + (math.sqrt(var) + exploration_std) * noise
+            log_pf.append(_gaussian_log_density(x_next, mean, var))
+            log_pb.append(self._bridge_log_density(x, x_next, k))
+            states.append(x_next)
+            x = x_next
+        return Trajectories(torch.stack(states, 1), torch.stack(log_pf, 1), torch.stack(log_pb, 1))
+
+    def _bridge_log_density(self, x: torch.Tensor, x_next: torch.Tensor, k: int) -> torch.Tensor:
+        """``log P_B(x_k = x | x_{k+1} = x_next)``; 0 for ``k = 0`` (``x_0 = 0`` surely)."""
+        if k == 0:
+            return torch.zeros(len(x), dtype=torch.float64, device=x.device)
+        ratio = k / (k + 1)
+        return _gaussian_log_density(x, ratio * x_next, ratio * self.sigma**2 * self.dt)
+
+    def backward_trajectories(self, x_final: torch.Tensor, generator: torch.Generator | None = None) -> Trajectories:
+        """Trajectories drawn backwards from ``x_final`` ``(B, d)`` by the Brownian bridge, with
+        ``log P_F`` of every step under the current drift (graph kept for training)."""
+        if x_final.ndim != 2 or x_final.shape[1] != self.dim:
+            raise ValueError(f"x_final must be (B, {self.dim}), got {tuple(x_final.shape)}")
+        dtype, device = self._dtype(), self._device()
+        x_next = x_final.to(dtype=dtype, device=device)
+        var = self.sigma**2 * self.dt
+        states, log_pf, log_pb = [x_next], [], []
+        for k in range(self.n_steps - 1, -1, -1):
+            if k == 0:
+                x = torch.zeros_like(x_next)
+            else:
+                ratio = k / (k + 1)
+                noise = torch.randn(x_next.shape, generator=generator, dtype=dtype, device=device)
+                x = ratio * x_next + math.sqrt(ratio * var) * noise
+            log_pb.append(self._bridge_log_density(x, x_next, k))
+            log_pf.append(_gaussian_log_density(x_next, self._forward_mean(x, k), var))
+            states.append(x)
+            x_next = x
+        flip = lambda items: torch.stack(items[::-1], 1)  # noqa: E731
+        return Trajectories(flip(states), flip(log_pf), flip(log_pb))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` samples ``x_T`` of the forward policy."""
+        return self.sample_trajectories(n, generator).final.detach()
+
+
+def log_weights(traj: Trajectories, log_reward: torch.Tensor) -> torch.Tensor:
+    """``log R(x_T) + sum log P_B - sum log P_F`` per trajectory, float64."""
+    return log_reward.to(torch.float64) + traj.log_pb.sum(1) - traj.log_pf.sum(1)
+
+
+def trajectory_balance_loss(sampler: DiffusionSampler, traj: Trajectories, log_reward: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``(log Z_theta + sum log P_F - sum log P_B - log R)^2`` (float64)."""
+    residual = sampler.log_z - log_weights(traj, log_reward)
+    return residual.square().mean()
+
+
+@torch.no_grad()
+def elbo_eubo(sampler: DiffusionSampler, energy: Energy, n: int, reference: torch.Tensor | None = None,
+              generator: torch.Generator | None = None, batch: int = 1000) -> dict[str, float]:
+    """ELBO from ``n`` forward trajectories and, with ``reference`` samples of the target, EUBO
+    from backward trajectories started at them; both with their standard errors, and the gap."""
+    def mean_and_se(values: list[torch.Tensor]) -> tuple[float, float]:
+        w = torch.cat(values)
+        return float(w.mean()), float(w.std() / math.sqrt(len(w))) if len(w) > 1 else float("nan")
+
+    forward = []
+    for start in range(0, n, batch):
+        traj = sampler.sample_trajectories(min(batch, n - start), generator)
+        forward.append(log_weights(traj, -energy(traj.final.to(torch.float64))))
+    out = dict(zip(("elbo", "elbo_se"), mean_and_se(forward)))
+    if reference is not None:
+        backward = []
+        for rows in reference.split(batch):
+            traj = sampler.backward_trajectories(rows, generator)
+            backward.append(log_weights(traj, -energy(traj.final.to(torch.float64))))
+        out.update(zip(("eubo", "eubo_se"), mean_and_se(backward)))
+        out["gap"] = out["eubo"] - out["elbo"]
+    return out
