@@ -145,3 +145,38 @@ def test_rnd_novelty_falls_where_it_was_trained():
     x = seen[:4].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(rnd.novelty(x).sum(), x)
     assert torch.isfinite(grad).all() and all(p.grad is None for p in rnd.target.parameters())
+
+
+TINY = dict(n_steps=10, sigma=10.0, hidden=32, harmonics=8, batch_size=32, searcher_chains=20, searcher_steps=60,
+            searcher_burn_in=30, searcher_prior_std=21.0, searcher_step_size=1.0, rnd_hidden=16, history_every=10)
+
+
+def test_sgds_rounds_count_every_energy_call_and_keep_log_z_and_the_buffer():
+    from boltzflow.sgds import SGDSSettings, reinitialise, train_sgds
+
+    target = load_target("gmm40")
+    torch.set_num_threads(1)
+    settings = SGDSSettings(iterations=(40, 20), **TINY)
+    sampler, buffer, history, summary = train_sgds(target.energy, 2, settings)
+    # searcher: chains x (steps + 1) per round; learner: batch x on-policy (even) iterations only
+    assert summary["searcher_calls"] == 2 * 20 * (60 + 1)
+    assert summary["learner_calls"] == 32 * (20 + 10)
+    assert summary["energy_calls"] == summary["searcher_calls"] + summary["learner_calls"]
+    assert history["energy_calls"].iloc[-1] == summary["energy_calls"]
+    assert len(buffer) == sum(summary["buffer_added"]) and min(summary["buffer_added"]) > 0  # nothing dropped
+    assert history["buffer_size"].is_monotonic_increasing and list(history["round"].unique()) == [1, 2]
+    fresh = reinitialise(sampler, settings)
+    assert float(fresh.log_z) == float(sampler.log_z)
+    assert torch.all(fresh.drift.out.weight == 0) and not torch.all(sampler.drift.out.weight == 0)
+    assert not torch.equal(fresh.drift.body[0].weight, sampler.drift.body[0].weight)
+
+
+def test_on_policy_tb_baseline_uses_no_searcher():
+    from boltzflow.sgds import SGDSSettings, train_sgds
+
+    settings = SGDSSettings(method="tb", iterations=(30, 99), **TINY)
+    _, buffer, history, summary = train_sgds(load_target("gmm40").energy, 2, settings)
+    assert summary["searcher_calls"] == 0 and summary["learner_calls"] == 30 * 32 and len(buffer) == 0
+    assert list(history["round"].unique()) == [1]
+    with pytest.raises(ValueError, match="method must be one of"):
+        SGDSSettings(method="pis")

@@ -2,14 +2,18 @@
 
 - :mod:`boltzflow.sgds.learner`: the diffusion sampler, trajectory balance, ELBO and EUBO;
 - :mod:`boltzflow.sgds.buffer`: the rank-prioritised replay buffer of Searcher samples;
-- :mod:`boltzflow.sgds.rnd`: random network distillation, the Searcher's novelty bonus.
+- :mod:`boltzflow.sgds.rnd`: random network distillation, the Searcher's novelty bonus;
+- :mod:`boltzflow.sgds.train`: the rounds (MALA Searcher, TB Learner, re-initialisation) and the
+  on-policy TB baseline, with every energy call counted.
 
-The Searchers (MALA, AIS, MD) and the training rounds are not built yet.
+Not built yet: the AIS and MD Searchers, PIS, the E(n)-equivariant network, the workflow rules.
 """
 
 from .buffer import RankedReplayBuffer
 from .learner import DiffusionSampler, DriftMLP, Trajectories, elbo_eubo, log_weights, trajectory_balance_loss
 from .rnd import RandomNetworkDistillation
+from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
 
 __all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "log_weights", "trajectory_balance_loss",
-           "RankedReplayBuffer", "RandomNetworkDistillation"]
+           "RankedReplayBuffer", "RandomNetworkDistillation", "SGDS_METHODS", "EnergyCounter", "SGDSSettings",
+           "reinitialise", "run_searcher", "train_sgds"]
