@@ -65,6 +65,7 @@ __all__ = [
     "log_z_importance",
     "energy_wasserstein",
     "torus_wasserstein2",
+    "wasserstein2",
     "chirality_centres",
     "chirality_signs",
     "fix_chirality",
@@ -260,6 +261,23 @@ def torus_wasserstein2(angles_a: Any, angles_b: Any, *, max_points: int = 10_000
     for col in range(a.shape[1]):  # one angle at a time: never an (N, M, k) array
         d = np.mod(a[:, col, None] - b[None, :, col], two_pi)
         cost += np.minimum(d, two_pi - d) ** 2
+    w2 = ot.emd2(np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b)), cost, numItermax=10**9)
+    return float(math.sqrt(max(float(w2), 0.0)))
+
+
+def wasserstein2(x_a: Any, x_b: Any, *, max_points: int = 5_000, seed: int = 0) -> float:
+    """Wasserstein-2 distance between two point sets ``(N, d)`` and ``(M, d)`` with the squared
+    Euclidean cost: exact OT (``ot.emd2``) between the uniform distributions, square root. Sets
+    larger than ``max_points`` are subsampled at random as in :func:`torus_wasserstein2`."""
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 1:
+        raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
+    a = _finite(x_a, "x_a", "(N, d)", 2)
+    b = _finite(x_b, "x_b", f"(M, {a.shape[1]})", 2)
+    if b.shape[1] != a.shape[1]:
+        raise ValueError(f"x_b has shape {b.shape}, expected (M, {a.shape[1]}) like x_a {a.shape}")
+    rng = np.random.default_rng(seed)
+    a, b = _subsample(a, int(max_points), rng), _subsample(b, int(max_points), rng)
+    cost = ot.dist(a, b, metric="sqeuclidean")
     w2 = ot.emd2(np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b)), cost, numItermax=10**9)
     return float(math.sqrt(max(float(w2), 0.0)))
 

@@ -10,10 +10,12 @@ Not built yet: the AIS and MD Searchers, PIS, the E(n)-equivariant network, the 
 """
 
 from .buffer import RankedReplayBuffer
-from .learner import DiffusionSampler, DriftMLP, Trajectories, elbo_eubo, log_weights, trajectory_balance_loss
+from .learner import (DiffusionSampler, DriftMLP, Trajectories, elbo_eubo, evaluate_sampler, log_weights,
+                      trajectory_balance_loss)
 from .rnd import RandomNetworkDistillation
 from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
 
-__all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "log_weights", "trajectory_balance_loss",
+__all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "evaluate_sampler", "log_weights",
+           "trajectory_balance_loss",
            "RankedReplayBuffer", "RandomNetworkDistillation", "SGDS_METHODS", "EnergyCounter", "SGDSSettings",
            "reinitialise", "run_searcher", "train_sgds"]

@@ -27,7 +27,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "log_weights", "elbo_eubo"]
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "log_weights", "elbo_eubo",
+           "evaluate_sampler"]
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -173,24 +174,67 @@ def trajectory_balance_loss(sampler: DiffusionSampler, traj: Trajectories, log_r
 
 
 @torch.no_grad()
+def forward_log_weights(sampler: DiffusionSampler, energy: Energy, n: int, generator: torch.Generator | None = None,
+                        batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` forward samples ``x_T`` (float64) and their trajectories' log-weights, in batches."""
+    samples, log_w = [], []
+    for start in range(0, n, batch):
+        traj = sampler.sample_trajectories(min(batch, n - start), generator)
+        samples.append(traj.final.to(torch.float64))
+        log_w.append(log_weights(traj, -energy(samples[-1])))
+    return torch.cat(samples), torch.cat(log_w)
+
+
+@torch.no_grad()
+def backward_log_weights(sampler: DiffusionSampler, energy: Energy, reference: torch.Tensor,
+                         generator: torch.Generator | None = None, batch: int = 1000) -> torch.Tensor:
+    """Log-weights of Brownian-bridge trajectories drawn backwards from the ``reference`` points."""
+    values = []
+    for rows in reference.split(batch):
+        traj = sampler.backward_trajectories(rows, generator)
+        values.append(log_weights(traj, -energy(rows.to(torch.float64))))
+    return torch.cat(values)
+
+
+def _mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    return float(values.mean()), float(values.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+@torch.no_grad()
 def elbo_eubo(sampler: DiffusionSampler, energy: Energy, n: int, reference: torch.Tensor | None = None,
               generator: torch.Generator | None = None, batch: int = 1000) -> dict[str, float]:
     """ELBO from ``n`` forward trajectories and, with ``reference`` samples of the target, EUBO
     from backward trajectories started at them; both with their standard errors, and the gap."""
-    def mean_and_se(values: list[torch.Tensor]) -> tuple[float, float]:
-        w = torch.cat(values)
-        return float(w.mean()), float(w.std() / math.sqrt(len(w))) if len(w) > 1 else float("nan")
-
-    forward = []
-    for start in range(0, n, batch):
-        traj = sampler.sample_trajectories(min(batch, n - start), generator)
-        forward.append(log_weights(traj, -energy(traj.final.to(torch.float64))))
-    out = dict(zip(("elbo", "elbo_se"), mean_and_se(forward)))
+    _, forward = forward_log_weights(sampler, energy, n, generator, batch)
+    out = dict(zip(("elbo", "elbo_se"), _mean_and_se(forward)))
     if reference is not None:
-        backward = []
-        for rows in reference.split(batch):
-            traj = sampler.backward_trajectories(rows, generator)
-            backward.append(log_weights(traj, -energy(traj.final.to(torch.float64))))
-        out.update(zip(("eubo", "eubo_se"), mean_and_se(backward)))
+        out.update(zip(("eubo", "eubo_se"), _mean_and_se(backward_log_weights(sampler, energy, reference, generator, batch))))
         out["gap"] = out["eubo"] - out["elbo"]
     return out
+
+
+@torch.no_grad()
+def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, reference: torch.Tensor | None = None,
+                     log_z: float | None = None, generator: torch.Generator | None = None,
+                     w2_points: int = 2000) -> dict[str, float]:
+    """The SGDS paper's metrics of a trained Learner from ``n`` forward trajectories: ELBO, the
+    importance-sampling estimate ``log Z_IS`` (log-mean-exp of the log-weights) and the learned
+    ``log Z_theta``; with ``reference`` samples EUBO, the gap, W2 of the coordinates and W2 of the
+    energies (``w2_points`` a side); with the true ``log_z`` the errors of both estimates."""
+    from boltzflow.evaluation import energy_wasserstein, wasserstein2
+
+    x, lw = forward_log_weights(sampler, energy, n, generator)
+    metrics = dict(zip(("elbo", "elbo_se"), _mean_and_se(lw)))
+    metrics["log_z_is"] = float(torch.logsumexp(lw, 0) - math.log(len(lw)))
+    metrics["log_z_learned"] = float(sampler.log_z.detach())
+    if log_z is not None:
+        metrics["log_z_is_error"] = abs(metrics["log_z_is"] - log_z)
+        metrics["log_z_learned_error"] = abs(metrics["log_z_learned"] - log_z)
+    if reference is not None:
+        ref = reference.to(torch.float64)
+        metrics.update(zip(("eubo", "eubo_se"), _mean_and_se(backward_log_weights(sampler, energy, ref, generator))))
+        metrics["gap"] = metrics["eubo"] - metrics["elbo"]
+        metrics["w2"] = wasserstein2(x.numpy(), ref.numpy(), max_points=w2_points)
+        u = energy(x)
+        metrics["energy_w2"] = energy_wasserstein(u[torch.isfinite(u)].numpy(), energy(ref).numpy(), p=2)
+    return metrics
