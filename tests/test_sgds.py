@@ -201,3 +201,38 @@ def test_evaluation_of_a_sampler_equal_to_its_target():
     assert m["w2"] < 1.5 * floor and m["energy_w2"] < 0.1, (m["w2"], floor)
     shifted = reference + torch.tensor([3.0, 4.0], dtype=torch.float64)
     assert wasserstein2(reference.numpy(), shifted.numpy()) == pytest.approx(5.0, rel=1e-9)  # a translation moves every point by 5
+
+
+def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path):
+    """Killed in round 2 (after its searcher ran and a checkpoint was written), the run resumes
+    from the checkpoint: same Learner, same buffer, same energy calls as the uninterrupted run."""
+    import logging
+
+    from boltzflow.sgds import SGDSSettings, train_sgds
+
+    class Kill(Exception):
+        pass
+
+    class KillInRoundTwo(logging.Logger):
+        def info(self, msg, *args, **kwargs):
+            if msg.startswith("round %d iteration") and args[:2] == (2, 70):
+                raise Kill
+
+    target = load_target("gmm40")
+    torch.set_num_threads(1)
+    settings = SGDSSettings(iterations=(40, 40), checkpoint_every=20, **TINY)
+    whole, buffer_a, hist_a, summary_a = train_sgds(target.energy, 2, settings, tmp_path / "a", identity="x")
+    with pytest.raises(Kill):
+        train_sgds(target.energy, 2, settings, tmp_path / "b", identity="x", log=KillInRoundTwo("kill"))
+    calls = []
+
+    def counted(x):
+        calls.append(len(x))
+        return target.energy(x)
+
+    resumed, buffer_b, hist_b, summary_b = train_sgds(counted, 2, settings, tmp_path / "b", identity="x")
+    assert sum(calls) == 10 * 32  # only round 2's last 20 iterations ran (10 on-policy batches of 32)
+    for p, q in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p, q)
+    assert torch.equal(buffer_a.x, buffer_b.x) and summary_a["energy_calls"] == summary_b["energy_calls"]
+    assert hist_a["loss"].tolist() == hist_b["loss"].tolist()

@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -41,6 +42,7 @@ from boltzflow.sgds.rnd import RandomNetworkDistillation
 __all__ = ["SGDSSettings", "SGDS_METHODS", "EnergyCounter", "run_searcher", "reinitialise", "train_sgds"]
 
 SGDS_METHODS = ("sgds", "tb", "tb_buffer")
+CHECKPOINT_NAME = "sgds_state.pt"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class SGDSSettings:
     rnd_alpha: float = 100.0
     rnd_hidden: int = 256
     history_every: int = 100
+    checkpoint_every: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -153,11 +156,17 @@ def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim
 
 
 def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, settings: SGDSSettings,
-               log: logging.Logger | None = None) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
+               checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None
+               ) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
     """Train a Learner by ``settings.method``; returns ``(sampler, buffer, history, summary)``.
 
     ``summary`` holds the energy calls (total, searcher, learner), the searcher's step sizes and
-    how many points each round added to the buffer."""
+    how many points each round added to the buffer. With ``checkpoint_dir`` the whole state
+    (networks, optimisers, buffer, RND, random generators, counters, history) is written every
+    ``checkpoint_every`` iterations and at the end of each round; a run with the same
+    ``identity`` resumes from it to the same result."""
+    from boltzflow.io import atomic_path, load_resume_state
+
     log = log or logging.getLogger("boltzflow.sgds")
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -169,9 +178,45 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden) if settings.method == "sgds" else None
     rows: list[dict[str, float]] = []
     summary: dict[str, Any] = {"settings": asdict(settings), "searcher_step_sizes": [], "buffer_added": []}
-    start, it_total = time.time(), 0
-    for round_index in range(settings.rounds):
-        if uses_searcher:
+    round_index, it, it_total, wall_offset = 0, 0, 0, 0.0
+    ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    state = load_resume_state(ck_path, identity, log) if ck_path is not None else None
+    if state is not None:
+        round_index, it, it_total = int(state["round"]), int(state["iteration"]), int(state["iteration_total"])
+        sampler.load_state_dict(state["sampler"])
+        optimizer.load_state_dict(state["optimizer"])
+        if rnd is not None:
+            rnd.load_state_dict(state["rnd"])
+            rnd.optimizer.load_state_dict(state["rnd_optimizer"])
+        buffer.load_state_dict(state["buffer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        counter.calls = {"searcher": int(state["searcher_calls"]), "learner": int(state["learner_calls"])}
+        summary["searcher_step_sizes"] = [float(v) for v in state["searcher_step_sizes"]]
+        summary["buffer_added"] = [int(v) for v in state["buffer_added"]]
+        rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
+        wall_offset = rows[-1]["wall_s"] if rows else 0.0
+        log.info("resuming from %s at round %d, iteration %d", ck_path, round_index + 1, it)
+
+    def save_checkpoint() -> None:
+        if ck_path is None:
+            return
+        columns = list(rows[0]) if rows else []
+        payload = {"identity": identity, "round": round_index, "iteration": it, "iteration_total": it_total,
+                   "sampler": sampler.state_dict(), "optimizer": optimizer.state_dict(), "buffer": buffer.state_dict(),
+                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                   "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
+                   "searcher_step_sizes": summary["searcher_step_sizes"], "buffer_added": summary["buffer_added"],
+                   "history_columns": columns, "history": [[float(r[c]) for c in columns] for r in rows]}
+        if rnd is not None:
+            payload.update({"rnd": rnd.state_dict(), "rnd_optimizer": rnd.optimizer.state_dict()})
+        ck_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(ck_path) as tmp:
+            torch.save(payload, tmp)
+
+    start = time.time()
+    while round_index < settings.rounds:
+        if it == 0 and uses_searcher:
             bonus = rnd if (rnd is not None and round_index > 0) else None
             x, log_r, step = run_searcher(counter, dim, settings, bonus, generator)
             added = buffer.add(x, log_r)
@@ -187,9 +232,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 optimizer = _optimizer(sampler, settings)
                 rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden)
         window: list[float] = []
-        for it in range(settings.iterations[round_index]):
-            off_policy = uses_searcher and it % 2 == 1 and len(buffer) > 0
-            if off_policy:
+        while it < settings.iterations[round_index]:
+            if uses_searcher and it % 2 == 1 and len(buffer) > 0:  # off-policy: backward from the buffer
                 x_final, log_r = buffer.sample(settings.batch_size, generator)
                 traj = sampler.backward_trajectories(x_final, generator)
                 if rnd is not None:
@@ -204,15 +248,20 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 torch.nn.utils.clip_grad_norm_(sampler.drift.parameters(), settings.grad_clip)
                 optimizer.step()
             window.append(float(loss.detach()))
+            it += 1
             it_total += 1
             if it_total % settings.history_every == 0:
                 rows.append({"round": round_index + 1, "iteration": it_total, "loss": float(np.nanmean(window)),
                              "log_z": float(sampler.log_z.detach()), "energy_calls": counter.total,
                              "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
-                             "buffer_size": len(buffer), "wall_s": time.time() - start})
+                             "buffer_size": len(buffer), "wall_s": wall_offset + time.time() - start})
                 window = []
-                log.info("round %d iteration %d: TB loss %.4g, log Z %.4f, %d energy calls", round_index + 1, it_total,
-                         rows[-1]["loss"], rows[-1]["log_z"], counter.total)
+                log.info("round %d iteration %d: TB loss %.4g, log Z %.4f, %d energy calls", round_index + 1,
+                         it_total, rows[-1]["loss"], rows[-1]["log_z"], counter.total)
+            if it % settings.checkpoint_every == 0 and it < settings.iterations[round_index]:
+                save_checkpoint()
+        round_index, it = round_index + 1, 0
+        save_checkpoint()
     summary.update({"energy_calls": counter.total, "searcher_calls": counter.calls["searcher"],
-                    "learner_calls": counter.calls["learner"], "wall_s": time.time() - start})
+                    "learner_calls": counter.calls["learner"], "wall_s": wall_offset + time.time() - start})
     return sampler, buffer, pd.DataFrame(rows), summary
