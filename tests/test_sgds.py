@@ -157,7 +157,10 @@ def test_sgds_rounds_count_every_energy_call_and_keep_log_z_and_the_buffer():
     target = load_target("gmm40")
     torch.set_num_threads(1)
     settings = SGDSSettings(iterations=(40, 20), **TINY)
-    sampler, buffer, history, summary = train_sgds(target.energy, 2, settings)
+    reference = target.sample(500, generator=gen(18))
+    monitor = lambda s: elbo_eubo(s, target.energy, 200, reference, generator=gen(19))  # noqa: E731
+    sampler, buffer, history, summary = train_sgds(target.energy, 2, settings, monitor=monitor)
+    assert {"elbo", "eubo", "gap"} <= set(history) and (history["elbo"] < history["eubo"]).all()
     # searcher: chains x (steps + 1) per round; learner: batch x on-policy (even) iterations only
     assert summary["searcher_calls"] == 2 * 20 * (60 + 1)
     assert summary["learner_calls"] == 32 * (20 + 10)
@@ -236,3 +239,24 @@ def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path):
         assert torch.equal(p, q)
     assert torch.equal(buffer_a.x, buffer_b.x) and summary_a["energy_calls"] == summary_b["energy_calls"]
     assert hist_a["loss"].tolist() == hist_b["loss"].tolist()
+
+
+def test_saved_sampler_round_trips_and_bad_files_are_named(tmp_path):
+    from boltzflow.io import ArtifactError
+    from boltzflow.sgds import load_sampler, save_sampler
+
+    torch.manual_seed(6)
+    drift = DriftMLP(3, hidden=16, depth=3, harmonics=4)
+    torch.nn.init.normal_(drift.out.weight)
+    sampler = DiffusionSampler(drift, 3, sigma=0.7, n_steps=12, log_z=1.25)
+    save_sampler(tmp_path / "s.pt", sampler, extra={"energy_calls": 123})
+    loaded, extra = load_sampler(tmp_path / "s.pt")
+    assert extra == {"energy_calls": 123} and (loaded.sigma, loaded.n_steps) == (0.7, 12)
+    torch.testing.assert_close(loaded.sample(5, gen(17)), sampler.sample(5, gen(17)))
+    assert float(loaded.log_z) == 1.25
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ArtifactError, match="junk.pt: not a readable sampler checkpoint"):
+        load_sampler(tmp_path / "junk.pt")
+    torch.save({"config": {"dim": 3}, "state": {}}, tmp_path / "part.pt")
+    with pytest.raises(ArtifactError, match="part.pt: the saved weights do not fit"):
+        load_sampler(tmp_path / "part.pt")

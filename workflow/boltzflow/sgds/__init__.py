@@ -10,12 +10,12 @@ Not built yet: the AIS and MD Searchers, PIS, the E(n)-equivariant network, the 
 """
 
 from .buffer import RankedReplayBuffer
-from .learner import (DiffusionSampler, DriftMLP, Trajectories, elbo_eubo, evaluate_sampler, log_weights,
-                      trajectory_balance_loss)
+from .learner import (DiffusionSampler, DriftMLP, Trajectories, build_sampler, elbo_eubo, evaluate_sampler, load_sampler,
+                      log_weights, save_sampler, trajectory_balance_loss)
 from .rnd import RandomNetworkDistillation
 from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
 
 __all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "evaluate_sampler", "log_weights",
-           "trajectory_balance_loss",
+           "trajectory_balance_loss", "build_sampler", "load_sampler", "save_sampler",
            "RankedReplayBuffer", "RandomNetworkDistillation", "SGDS_METHODS", "EnergyCounter", "SGDSSettings",
            "reinitialise", "run_searcher", "train_sgds"]

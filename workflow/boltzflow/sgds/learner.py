@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 __all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "log_weights", "elbo_eubo",
-           "evaluate_sampler"]
+           "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_sampler",
+           "save_sampler", "load_sampler"]
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -238,3 +239,45 @@ def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, refer
         u = energy(x)
         metrics["energy_w2"] = energy_wasserstein(u[torch.isfinite(u)].numpy(), energy(ref).numpy(), p=2)
     return metrics
+
+
+def sampler_config(sampler: DiffusionSampler) -> dict:
+    """The JSON-able architecture of a sampler with a :class:`DriftMLP` drift (for :func:`build_sampler`)."""
+    drift = sampler.drift
+    if not isinstance(drift, DriftMLP):
+        raise TypeError(f"only DriftMLP drifts can be saved, got {type(drift).__name__}")
+    return {"dim": sampler.dim, "sigma": sampler.sigma, "n_steps": sampler.n_steps, "hidden": drift.out.in_features,
+            "depth": sum(isinstance(m, nn.Linear) for m in drift.body), "harmonics": len(drift.frequencies)}
+
+
+def build_sampler(config: dict) -> DiffusionSampler:
+    drift = DriftMLP(int(config["dim"]), int(config["hidden"]), int(config["depth"]), int(config["harmonics"]))
+    return DiffusionSampler(drift, int(config["dim"]), float(config["sigma"]), int(config["n_steps"]))
+
+
+def save_sampler(path, sampler: DiffusionSampler, extra: dict | None = None) -> None:
+    """Write the sampler as plain tensors plus its architecture (atomically)."""
+    from boltzflow.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"config": sampler_config(sampler), "state": sampler.state_dict(), **(extra or {})}, tmp)
+
+
+def load_sampler(path) -> tuple[DiffusionSampler, dict]:
+    """``(sampler, rest_of_payload)`` from :func:`save_sampler` (``weights_only=True``); a file
+    that is not such a checkpoint raises ``ArtifactError`` naming it."""
+    from boltzflow.io import ArtifactError
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ArtifactError(f"{path}: not a readable sampler checkpoint ({err})") from err
+    if not isinstance(payload, dict) or not {"config", "state"} <= set(payload):
+        raise ArtifactError(f"{path}: a sampler checkpoint needs entries config and state")
+    try:
+        sampler = build_sampler(payload["config"])
+        sampler.load_state_dict(payload["state"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise ArtifactError(f"{path}: the saved weights do not fit the saved architecture ({err})") from err
+    sampler.eval()
+    return sampler, {k: v for k, v in payload.items() if k not in ("config", "state")}

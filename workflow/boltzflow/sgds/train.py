@@ -156,7 +156,8 @@ def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim
 
 
 def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, settings: SGDSSettings,
-               checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None
+               checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None,
+               monitor: Callable[[DiffusionSampler], dict[str, float]] | None = None
                ) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
     """Train a Learner by ``settings.method``; returns ``(sampler, buffer, history, summary)``.
 
@@ -164,7 +165,9 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     how many points each round added to the buffer. With ``checkpoint_dir`` the whole state
     (networks, optimisers, buffer, RND, random generators, counters, history) is written every
     ``checkpoint_every`` iterations and at the end of each round; a run with the same
-    ``identity`` resumes from it to the same result."""
+    ``identity`` resumes from it to the same result. ``monitor(sampler)``, when given, adds its
+    values (ELBO, EUBO, ... from its own random generator, its energy calls not counted) to every
+    history row: the gap against energy calls spent."""
     from boltzflow.io import atomic_path, load_resume_state
 
     log = log or logging.getLogger("boltzflow.sgds")
@@ -255,6 +258,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                              "log_z": float(sampler.log_z.detach()), "energy_calls": counter.total,
                              "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
                              "buffer_size": len(buffer), "wall_s": wall_offset + time.time() - start})
+                if monitor is not None:
+                    rows[-1].update(monitor(sampler))
                 window = []
                 log.info("round %d iteration %d: TB loss %.4g, log Z %.4f, %d energy calls", round_index + 1,
                          it_total, rows[-1]["loss"], rows[-1]["log_z"], counter.total)
