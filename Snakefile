@@ -19,6 +19,7 @@ include: "workflow/rules/flows.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/ebm.smk"
+include: "workflow/rules/sgds.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bench.smk"
 

@@ -33,8 +33,8 @@ def test_dry_run_of_every_config(tmp_path, config):
     settings = yaml.safe_load((ROOT / config).read_text())
     if settings.get("systems", ["al2"]):
         assert "md_torch" in proc.stdout or "md_replica" in proc.stdout
-    else:  # an EBM-only config
-        assert "train_ebm" in proc.stdout and "md_torch" not in proc.stdout
+    else:  # an EBM-only or SGDS-only config
+        assert ("train_ebm" in proc.stdout or "train_sgds" in proc.stdout) and "md_torch" not in proc.stdout
     assert not (repo / "results").exists()
 
 
@@ -141,6 +141,9 @@ def test_rerun_does_nothing_when_complete(smoke_run):
     ({"ebm": {"datasets": ["rings"], "per_dataset": {"rings": {"train": {"epochz": 1}}}}},
      "ebm.per_dataset.rings.train: unknown key(s) epochz"),
     ({"ebm": {"datasets": ["rings"], "per_dataset": {"ringz": {}}}}, "ebm.per_dataset.ringz"),
+    ({"sgds": {"settings": {"n_stepz": 3}}}, "'sgds.settings.n_stepz'"),
+    ({"sgds": {"targets": ["lj13"]}}, "sgds.targets: 'lj13' has no exact sampler"),
+    ({"sgds": {"targets": ["gmm40"], "settings": {"searcher_burn_in": 5000}}}, "searcher_burn_in < searcher_steps"),
 ])
 def test_malformed_config_fails_before_any_job(tmp_path, bad, key):
     repo = workflow_copy(tmp_path)
@@ -412,6 +415,31 @@ def test_smoke_ebm(smoke_run):
     assert "| mixture2d_weights | ULA-EBM |" in (out / "tables/ebm_mode_weights.md").read_text()
     for name in ("mode_weights", "densities"):
         assert (out / f"figures/ebm_{name}.png").stat().st_size > 10_000
+
+
+def test_smoke_sgds(smoke_run):
+    """SGDS and on-policy TB on gmm40: samplers, histories with the gap, metrics, the table, figures."""
+    repo, _ = smoke_run
+    out = repo / "results/smoke"
+    from boltzflow.sgds import load_sampler
+
+    calls = {}
+    for method in ("sgds", "tb"):
+        run = out / f"sgds/gmm40/{method}-seed0"
+        sampler, saved = load_sampler(run / "model.pt")
+        assert sampler.dim == 2 and sampler.n_steps == 10
+        history, meta = read_table(run / "history.parquet", required=("iteration", "loss", "energy_calls", "gap"))
+        assert meta["method"] == method and history["iteration"].iloc[-1] == (60 if method == "sgds" else 40)
+        metrics, _ = read_table(run / "metrics.parquet", required=("elbo", "eubo", "gap", "w2", "energy_calls"))
+        row = metrics.iloc[0]
+        assert row["elbo"] < 0.0 < row["eubo"]  # gmm40: log Z = 0
+        calls[method] = int(row["energy_calls"])
+        assert calls[method] == saved["energy_calls"]
+        assert not (run / "checkpoint").exists()
+    assert calls == {"sgds": 2 * 20 * 61 + 32 * 30, "tb": 32 * 40}  # searcher chains x (steps + 1), learner batches
+    assert "| gmm40 | SGDS |" in (out / "tables/sgds.md").read_text()
+    for name in ("gap", "samples"):
+        assert (out / f"figures/sgds_{name}.png").stat().st_size > 10_000
 
 
 def test_ebm_on_user_data(tmp_path):

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from boltzflow.convergence import ROW_STATES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
-__all__ = ["ablation_figure", "ebm_densities_figure", "ebm_mode_weights_figure", "energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure"]
+__all__ = ["ablation_figure", "ebm_densities_figure", "ebm_mode_weights_figure", "energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure", "sgds_gap_figure", "sgds_samples_figure"]
 
 
 def save_figure(fig: plt.Figure, paths: Sequence[str | os.PathLike]) -> None:
@@ -352,4 +352,63 @@ def ebm_densities_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame, pd.Da
         for ax in axes[i, len(rows) + 1:]:
             ax.axis("off")
     fig.suptitle("EBM densities (white: persistent chains)", fontsize=10)
+    save_figure(fig, paths)
+
+
+_SGDS_COLOURS = {"sgds": "tab:blue", "tb": "tab:red", "tb_buffer": "tab:green"}
+_SGDS_NAMES = {"sgds": "SGDS", "tb": "TB (on-policy)", "tb_buffer": "TB + MALA buffer"}
+
+
+def sgds_gap_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: Sequence[str | os.PathLike]) -> None:
+    """EUBO - ELBO against the energy calls spent during training (the SGDS paper's Fig. 2), one
+    panel per target; ``runs`` holds ``(target, method, seed, history)`` (histories need the
+    monitor's ``gap`` column)."""
+    with_gap = [r for r in runs if "gap" in r[3] and len(r[3])]
+    targets = list(dict.fromkeys(r[0] for r in with_gap))
+    if not targets:
+        _note_figure("no training history with the gap (sgds.evaluation.monitor_samples = 0)", paths)
+        return
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.0 * len(targets), 3.2), squeeze=False, layout="constrained")
+    for ax, target in zip(axes[0], targets):
+        for _, method, seed, history in (r for r in with_gap if r[0] == target):
+            ax.plot(history["energy_calls"], history["gap"], color=_SGDS_COLOURS.get(method, "k"), lw=1.2,
+                    label=f"{_SGDS_NAMES.get(method, method)} (seed {seed})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("energy calls")
+        ax.set_ylabel("EUBO - ELBO")
+        ax.set_title(target, fontsize=10)
+        ax.legend(fontsize=7)
+    save_figure(fig, paths)
+
+
+def sgds_samples_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: Sequence[str | os.PathLike],
+                        n_reference: int = 2000, max_points: int = 2000) -> None:
+    """Samples of each sampler in the plane of the first two coordinates beside exact samples of
+    the target (the SGDS paper's Fig. 1), one row per target; ``runs`` holds ``(target, method,
+    seed, samples)``."""
+    import torch
+
+    from boltzflow.targets import load_target
+
+    targets = list(dict.fromkeys(r[0] for r in runs))
+    if not targets:
+        _note_figure("no SGDS run in this config", paths)
+        return
+    n_cols = 1 + max(sum(r[0] == t for r in runs) for t in targets)
+    fig, axes = plt.subplots(len(targets), n_cols, figsize=(2.8 * n_cols, 2.8 * len(targets)), squeeze=False,
+                             layout="constrained", sharex="row", sharey="row")
+    for i, name in enumerate(targets):
+        exact = load_target(name).sample(n_reference, generator=torch.Generator().manual_seed(0)).numpy()
+        axes[i, 0].scatter(exact[:max_points, 0], exact[:max_points, 1], s=1, c="k", alpha=0.4, linewidths=0)
+        axes[i, 0].set_title(f"{name}: exact", fontsize=9)
+        rows = [r for r in runs if r[0] == name]
+        for j, (_, method, seed, samples) in enumerate(rows, start=1):
+            x = samples.to_numpy()[:max_points]
+            axes[i, j].scatter(exact[:max_points, 0], exact[:max_points, 1], s=1, c="0.8", linewidths=0)
+            axes[i, j].scatter(x[:, 0], x[:, 1], s=1, c=_SGDS_COLOURS.get(method, "k"), alpha=0.6, linewidths=0)
+            axes[i, j].set_title(f"{_SGDS_NAMES.get(method, method)} (seed {seed})", fontsize=9)
+        for ax in axes[i, len(rows) + 1:]:
+            ax.axis("off")
+    fig.suptitle("Samples, first two coordinates (grey: exact samples)", fontsize=10)
     save_figure(fig, paths)

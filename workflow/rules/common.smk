@@ -18,6 +18,7 @@ FIG_FORMATS = config["figures"]["formats"]
 FLOWS = config["flows"]
 FLOW_SYSTEMS = SYSTEMS if FLOWS["systems"] is None else FLOWS["systems"]
 EBM = config["ebm"]
+SGDS = config["sgds"]
 FEP_SYSTEMS = FLOW_SYSTEMS if config["fep"]["systems"] is None else config["fep"]["systems"]
 
 
@@ -33,6 +34,7 @@ wildcard_constraints:
     variant=r"lam[0-9.e+-]+|pairs[0-9]+",
     dataset=r"[A-Za-z0-9_]+",
     ebm_method=r"flowmc|ula",
+    sgds_method=r"sgds|tb|tb_buffer",
 
 
 def system_spec(wildcards):
@@ -136,6 +138,26 @@ def check_ebm_config():
 check_ebm_config()
 
 
+def check_sgds_config():
+    """Resolve every SGDS run's settings and target now, so that a wrong key or target fails first."""
+    from boltzflow.sgds.run import resolve_sgds_run, sgds_target
+
+    for name in SGDS["per_target"]:
+        resolve_sgds_run(SGDS, name, SGDS["methods"][0], 0)
+    for target in SGDS["targets"]:
+        sgds_target(target)
+        for method in SGDS["methods"]:
+            resolve_sgds_run(SGDS, target, method, SGDS["seeds"][0])
+
+
+check_sgds_config()
+
+
+def sgds_runs():
+    """``{target}/{method}-seed{seed}`` of every SGDS run the config asks for."""
+    return [f"{t}/{m}-seed{s}" for t in SGDS["targets"] for m in SGDS["methods"] for s in SGDS["seeds"]]
+
+
 def ebm_runs():
     """``{dataset}/{method}-seed{seed}`` of every EBM run the config asks for."""
     return [f"{d}/{m}-seed{s}" for d in EBM["datasets"] for m in EBM["methods"] for s in EBM["seeds"]]
@@ -178,4 +200,7 @@ def all_outputs():
     if ebm_runs():
         targets += [f"{OUT}/tables/ebm_summary.md", f"{OUT}/tables/ebm_mode_weights.md", f"{OUT}/tables/ebm_rhat.md"]
         targets += [f"{OUT}/figures/ebm_{name}.{ext}" for name in ("mode_weights", "densities") for ext in FIG_FORMATS]
+    if sgds_runs():
+        targets += [f"{OUT}/tables/sgds.md"]
+        targets += [f"{OUT}/figures/sgds_{name}.{ext}" for name in ("gap", "samples") for ext in FIG_FORMATS]
     return targets

@@ -50,3 +50,13 @@ def load_built(inputs):
     with open(inputs.spec) as handle:
         spec = PeptideSpec(**json.load(handle))
     return load_system(inputs.pdb, inputs.xml, spec)
+
+
+def run_keys(runs):
+    """``(name, method, seed)`` of run names ``{name}/{method}-seed{seed}`` (EBM and SGDS rules)."""
+    keys = []
+    for run in runs:
+        name, rest = run.split("/", 1)
+        method, seed = rest.rsplit("-seed", 1)
+        keys.append((name, method, int(seed)))
+    return keys

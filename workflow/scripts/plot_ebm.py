@@ -1,14 +1,13 @@
 """Rule plot_ebm: EBM mode weights over training and the learned 2-D densities."""
 
-from _common import setup_logging
+from _common import run_keys, setup_logging
 
 from boltzflow.io import read_table
 from boltzflow.plots import ebm_densities_figure, ebm_mode_weights_figure
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)
-keys = [(run.split("/")[0], run.split("/")[1].rsplit("-seed", 1)[0], int(run.rsplit("-seed", 1)[1]))
-        for run in smk.params.runs]
+keys = run_keys(smk.params.runs)
 histories = [read_table(p)[0] for p in smk.input.histories]
 metrics = [read_table(p)[0] for p in smk.input.metrics]
 densities = [read_table(p)[0] for p in smk.input.densities]

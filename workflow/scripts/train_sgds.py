@@ -1,0 +1,13 @@
+"""Rule train_sgds: one diffusion sampler trained by SGDS or a trajectory-balance baseline."""
+
+import torch
+from _common import setup_logging
+
+from boltzflow.sgds.run import train_run
+
+smk = snakemake  # noqa: F821
+log = setup_logging(smk)
+torch.set_num_threads(smk.threads)
+train_run(smk.params.sgds, smk.wildcards.target, smk.wildcards.sgds_method, int(smk.wildcards.seed),
+          model=smk.output.model, history=smk.output.history, checkpoint_dir=smk.params.checkpoint_dir,
+          rule=smk.rule, log=log)
