@@ -143,6 +143,7 @@ def test_rerun_does_nothing_when_complete(smoke_run):
     ({"ebm": {"datasets": ["rings"], "per_dataset": {"ringz": {}}}}, "ebm.per_dataset.ringz"),
     ({"sgds": {"settings": {"n_stepz": 3}}}, "'sgds.settings.n_stepz'"),
     ({"sgds": {"targets": ["lj13"]}}, "sgds.targets: 'lj13' has no exact sampler"),
+    ({"sgds": {"per_target": {"gmm4O": {"sigma": 2.0}}}}, "sgds.per_target.gmm4O: unknown target"),
     ({"sgds": {"targets": ["gmm40"], "settings": {"searcher_burn_in": 5000}}}, "searcher_burn_in < searcher_steps"),
 ])
 def test_malformed_config_fails_before_any_job(tmp_path, bad, key):

@@ -141,8 +141,12 @@ check_ebm_config()
 def check_sgds_config():
     """Resolve every SGDS run's settings and target now, so that a wrong key or target fails first."""
     from boltzflow.sgds.run import resolve_sgds_run, sgds_target
+    from boltzflow.targets import exact_sampler_names
 
+    known = exact_sampler_names()
     for name in SGDS["per_target"]:
+        if name not in known:
+            raise ValueError(f"sgds.per_target.{name}: unknown target; known: {', '.join(known)}")
         resolve_sgds_run(SGDS, name, SGDS["methods"][0], 0)
     for target in SGDS["targets"]:
         sgds_target(target)
