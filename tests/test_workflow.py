@@ -458,6 +458,8 @@ def test_ebm_on_user_data(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics, _ = read_table(repo / target)
     assert "mse_ebm" not in metrics and np.isfinite(metrics["rhat_max"].iloc[0])
+    history, _ = read_table(repo / "results/mine/ebm/mine/flowmc-seed0/history.parquet")
+    assert history["iteration"].iloc[-1] == 6  # one epoch of the array's 300 rows in batches of 50
     (repo / "mine.npy").write_bytes(b"junk")
     proc = snakemake(repo, target, "--forceall", "--cores", "1", "--configfile", "mine.yaml")
     assert proc.returncode != 0 and "mine.npy: cannot read user data" in proc.stderr + proc.stdout

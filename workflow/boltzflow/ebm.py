@@ -568,9 +568,11 @@ def check_overrides(ebm_cfg: Mapping[str, Any], dataset: str) -> None:
                              f"known: {', '.join(sorted(known))}")
 
 
-def resolve_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int) -> RunConfig:
+def resolve_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int,
+                n_data: int | None = None) -> RunConfig:
     """Merge ``ebm.*``, the method's defaults and ``ebm.per_dataset.<dataset>`` into one run's
-    settings; unknown keys raise ``ValueError`` naming the config path."""
+    settings; unknown keys raise ``ValueError`` naming the config path. ``n_data`` (the size of a
+    user's array) replaces the configured number of points, which sets the iterations per epoch."""
     if method not in METHODS:
         raise ValueError(f"ebm.methods: unknown method {method!r}; known: {', '.join(METHODS)}")
     check_overrides(ebm_cfg, dataset)
@@ -579,7 +581,7 @@ def resolve_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int
     sampler = {**METHOD_DEFAULTS[method], **ebm_cfg.get(method, {}), **over.get(method, {})}
     energy = {**ebm_cfg["energy"], **over.get("energy", {})}
     flow = {**ebm_cfg["flow"], **over.get("flow", {})}
-    n_data = int(over.get("n_data", ebm_cfg["n_data"]))
+    n_data = int(n_data if n_data is not None else over.get("n_data", ebm_cfg["n_data"]))
     epochs = float(train.pop("epochs"))
     iterations = max(1, math.ceil(epochs * n_data / int(train["batch_size"])))
     try:

@@ -36,6 +36,15 @@ __all__ = ["train_run", "evaluate_run", "ebm_section", "main"]
 _ROOT = Path(__file__).resolve().parents[2]
 
 
+def _run_and_data(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int):
+    """The run's settings and its data; for a user's array the epochs count its own rows."""
+    run = resolve_run(ebm_cfg, dataset, method, seed)
+    data = load_dataset(ebm_cfg, dataset, run.n_data)
+    if dataset in ebm_cfg.get("user_data", {}):
+        run = resolve_run(ebm_cfg, dataset, method, seed, n_data=len(data.x))
+    return run, data
+
+
 def train_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int, *, model: str | Path,
               history: str | Path, chains: str | Path, checkpoint_dir: str | Path, rule: str = "train_ebm",
               log: logging.Logger | None = None) -> RunConfig:
@@ -43,8 +52,7 @@ def train_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int, 
 
     The checkpoint folder is removed once the model is written (nothing is left to resume)."""
     log = log or logging.getLogger("boltzflow.ebm")
-    run = resolve_run(ebm_cfg, dataset, method, seed)
-    data = load_dataset(ebm_cfg, dataset, run.n_data)
+    run, data = _run_and_data(ebm_cfg, dataset, method, seed)
     log.info("%s: %d points in %d dimensions; %d iterations (%g epochs) of %s", dataset, len(data.x),
              data.x.shape[1], run.settings.iterations, run.epochs, method)
     options = {"dataset": dataset, "run": run.as_dict(), "user_data": ebm_cfg["user_data"].get(dataset),
@@ -72,8 +80,7 @@ def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: in
     late-training spread of its mode-weight MSE from the history (:func:`boltzflow.ebm.late_training_mse`);
     writes one metrics row and the 2-D density grid (empty in other dimensions) and returns the row."""
     log = log or logging.getLogger("boltzflow.ebm")
-    run = resolve_run(ebm_cfg, dataset, method, seed)
-    data = load_dataset(ebm_cfg, dataset, run.n_data)
+    run, data = _run_and_data(ebm_cfg, dataset, method, seed)
     ebm, flow, saved = load_ebm_model(model)
     frame, _ = read_table(chains)
     bank = torch.tensor(frame.to_numpy(), dtype=torch.float32)
