@@ -232,6 +232,25 @@ def _subsample(x: np.ndarray, max_points: int, rng: np.random.Generator) -> np.n
     return x[np.sort(rng.choice(len(x), size=max_points, replace=False))]
 
 
+def _point_sets(x_a: Any, x_b: Any, names: tuple[str, str], max_points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two finite ``(N, k)`` and ``(M, k)`` arrays, each randomly subsampled to ``max_points`` rows."""
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 1:
+        raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
+    a = _finite(x_a, names[0], "(N, k)", 2)
+    b = _finite(x_b, names[1], f"(M, {a.shape[1]})", 2)
+    if b.shape[1] != a.shape[1]:
+        raise ValueError(f"{names[1]} has shape {b.shape}, expected (M, {a.shape[1]}) like {names[0]} {a.shape}")
+    rng = np.random.default_rng(seed)
+    return _subsample(a, int(max_points), rng), _subsample(b, int(max_points), rng)
+
+
+def _sqrt_uniform_ot(cost: np.ndarray) -> float:
+    """The square root of the exact OT cost between uniform distributions on the rows and columns."""
+    n, m = cost.shape
+    w2 = ot.emd2(np.full(n, 1.0 / n), np.full(m, 1.0 / m), cost, numItermax=10**9)
+    return float(math.sqrt(max(float(w2), 0.0)))
+
+
 def torus_wasserstein2(angles_a: Any, angles_b: Any, *, max_points: int = 10_000, seed: int = 0) -> float:
     """Torus Wasserstein-2 distance T-W2 between two sets of dihedral vectors.
 
@@ -248,38 +267,21 @@ def torus_wasserstein2(angles_a: Any, angles_b: Any, *, max_points: int = 10_000
     whatever the row order (e.g. samples sorted by weight or concatenated by batch). The cost
     matrix holds ``N * M`` float64 numbers (800 MB at 10 000 x 10 000).
     """
-    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 1:
-        raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
-    a = _finite(angles_a, "angles_a", "(N, k)", 2)
-    b = _finite(angles_b, "angles_b", f"(M, {a.shape[1]})", 2)
-    if b.shape[1] != a.shape[1]:
-        raise ValueError(f"angles_b has shape {b.shape}, expected (M, {a.shape[1]}) like angles_a {a.shape}")
-    rng = np.random.default_rng(seed)
-    a, b = _subsample(a, int(max_points), rng), _subsample(b, int(max_points), rng)
+    a, b = _point_sets(angles_a, angles_b, ("angles_a", "angles_b"), max_points, seed)
     two_pi = 2.0 * math.pi
     cost = np.zeros((len(a), len(b)))
     for col in range(a.shape[1]):  # one angle at a time: never an (N, M, k) array
         d = np.mod(a[:, col, None] - b[None, :, col], two_pi)
         cost += np.minimum(d, two_pi - d) ** 2
-    w2 = ot.emd2(np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b)), cost, numItermax=10**9)
-    return float(math.sqrt(max(float(w2), 0.0)))
+    return _sqrt_uniform_ot(cost)
 
 
 def wasserstein2(x_a: Any, x_b: Any, *, max_points: int = 5_000, seed: int = 0) -> float:
     """Wasserstein-2 distance between two point sets ``(N, d)`` and ``(M, d)`` with the squared
     Euclidean cost: exact OT (``ot.emd2``) between the uniform distributions, square root. Sets
     larger than ``max_points`` are subsampled at random as in :func:`torus_wasserstein2`."""
-    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 1:
-        raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
-    a = _finite(x_a, "x_a", "(N, d)", 2)
-    b = _finite(x_b, "x_b", f"(M, {a.shape[1]})", 2)
-    if b.shape[1] != a.shape[1]:
-        raise ValueError(f"x_b has shape {b.shape}, expected (M, {a.shape[1]}) like x_a {a.shape}")
-    rng = np.random.default_rng(seed)
-    a, b = _subsample(a, int(max_points), rng), _subsample(b, int(max_points), rng)
-    cost = ot.dist(a, b, metric="sqeuclidean")
-    w2 = ot.emd2(np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b)), cost, numItermax=10**9)
-    return float(math.sqrt(max(float(w2), 0.0)))
+    a, b = _point_sets(x_a, x_b, ("x_a", "x_b"), max_points, seed)
+    return _sqrt_uniform_ot(ot.dist(a, b, metric="sqeuclidean"))
 
 
 # --------------------------------------------------------------------------------------------
