@@ -176,6 +176,29 @@ def test_sgds_rounds_count_every_energy_call_and_keep_log_z_and_the_buffer():
     assert not torch.equal(fresh.drift.body[0].weight, sampler.drift.body[0].weight)
 
 
+def test_ais_searcher_fills_the_buffer_with_final_states_and_starts_log_z_at_its_estimate():
+    """Manywell in d = 4: the AIS Searcher costs chains x (steps + 1) calls per round, adds every
+    final state with its true log-reward (the round-2 RND bonus taken off again), and its log Z
+    estimate (close to the closed form) is where log Z_theta starts."""
+    from boltzflow.sgds import SGDSSettings, train_sgds
+    from boltzflow.targets.synthetic import ManyWell
+
+    target = ManyWell("manywell4", 4)
+    torch.set_num_threads(1)
+    settings = SGDSSettings(iterations=(2, 2), **{**TINY, "sigma": 1.0, "searcher": "ais", "searcher_chains": 800,
+                                                   "searcher_steps": 100, "searcher_burn_in": 0,
+                                                   "searcher_prior_std": 1.0, "searcher_step_size": 1e-2,
+                                                   "searcher_adapt_factor": 1.1, "lr_log_z": 1e-9})
+    sampler, buffer, _, summary = train_sgds(target.energy, 4, settings)
+    assert summary["searcher_calls"] == 2 * 800 * 101
+    assert summary["buffer_added"] == [800, 800] and len(buffer) == 1600
+    torch.testing.assert_close(buffer.log_reward, -target.energy(buffer.x.to(torch.float64)), rtol=0, atol=1e-3)
+    assert abs(summary["searcher_log_z"][0] - target.log_z) < 0.3, (summary["searcher_log_z"], target.log_z)
+    assert float(sampler.log_z.detach()) == pytest.approx(summary["searcher_log_z"][0], abs=1e-6)
+    with pytest.raises(ValueError, match="searcher must be one of"):
+        SGDSSettings(searcher="hmc")
+
+
 def test_on_policy_tb_baseline_uses_no_searcher():
     from boltzflow.sgds import SGDSSettings, train_sgds
 

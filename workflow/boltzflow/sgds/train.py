@@ -2,12 +2,14 @@
 
 For each round ``r = 1 .. rounds``:
 
-1. **Searcher**: ``searcher_chains`` MALA chains on ``E`` (round 1) or on the novelty-augmented
-   ``E(x) - alpha * RND(x)`` (later rounds), started from ``N(0, prior_std^2 I)``; the step size
-   adapts by a factor ``1 +- 0.01`` per step toward 57.4 % acceptance; the accepted proposals
-   after ``searcher_burn_in`` steps go into the buffer with their true log-reward ``-E``. In
-   round 1, ``log Z_theta`` starts at the log-mean-exp of those log-rewards (a rough guess, as in
-   the authors' code).
+1. **Searcher** on ``E`` (round 1) or on the novelty-augmented ``E(x) - alpha * RND(x)`` (later
+   rounds), from ``N(0, prior_std^2 I)``. ``mala``: ``searcher_chains`` MALA chains whose step
+   size adapts by a factor ``1 +- 0.01`` per step toward 57.4 % acceptance; the accepted proposals
+   after ``searcher_burn_in`` steps go into the buffer. ``ais`` (Manywell in the paper):
+   ``searcher_chains`` annealed-importance-sampling runs of ``searcher_steps`` MALA steps from the
+   prior; their final states go into the buffer. Buffer points carry their true log-reward ``-E``.
+   In round 1, ``log Z_theta`` starts at the Searcher's estimate of ``log Z`` (AIS: unbiased in
+   ``Z``; MALA: the log-mean-exp of the kept log-rewards, a rough guess as in the authors' code).
 2. **Learner**: ``iterations[r]`` steps of trajectory balance; even steps on-policy (``B`` new
    trajectories, ``B`` energy calls), odd steps backward trajectories from rank-sampled buffer
    points (their stored log-rewards: no energy call). The RND predictor trains on the same
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from boltzflow.mcmc import MALA, init_state
+from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
 from boltzflow.sgds.buffer import RankedReplayBuffer
 from boltzflow.sgds.learner import DiffusionSampler, DriftMLP, trajectory_balance_loss
 from boltzflow.sgds.rnd import RandomNetworkDistillation
@@ -42,6 +44,7 @@ from boltzflow.sgds.rnd import RandomNetworkDistillation
 __all__ = ["SGDSSettings", "SGDS_METHODS", "EnergyCounter", "run_searcher", "reinitialise", "train_sgds"]
 
 SGDS_METHODS = ("sgds", "tb", "tb_buffer")
+SEARCHERS = ("mala", "ais")
 CHECKPOINT_NAME = "sgds_state.pt"
 
 
@@ -62,13 +65,15 @@ class SGDSSettings:
     # buffer
     buffer_capacity: int = 600_000
     rank_weight: float = 1e-2
-    # searcher (MALA)
+    # searcher: MALA chains, or AIS (annealed importance sampling from the prior)
+    searcher: str = "mala"
     searcher_chains: int = 300
     searcher_steps: int = 4000
     searcher_burn_in: int = 2000
     searcher_step_size: float = 1e-3
     searcher_prior_std: float = 1.0
     target_acceptance: float = 0.574
+    searcher_adapt_factor: float = 1.01
     # novelty bonus
     rnd_alpha: float = 100.0
     rnd_hidden: int = 256
@@ -81,8 +86,10 @@ class SGDSSettings:
             (self.method in SGDS_METHODS, f"method must be one of {', '.join(SGDS_METHODS)}, got {self.method!r}"),
             (len(self.iterations) >= 1 and all(i >= 1 for i in self.iterations), "iterations: one count >= 1 per round"),
             (self.n_steps >= 1 and self.sigma > 0 and self.batch_size >= 1, "need n_steps >= 1, sigma > 0, batch_size >= 1"),
+            (self.searcher in SEARCHERS, f"searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
             (0 <= self.searcher_burn_in < self.searcher_steps and self.searcher_chains >= 1,
              "need 0 <= searcher_burn_in < searcher_steps and searcher_chains >= 1"),
+            (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
             (self.searcher_step_size > 0 and self.searcher_prior_std > 0 and self.rnd_alpha >= 0,
              "searcher_step_size and searcher_prior_std must be > 0, rnd_alpha >= 0"),
         ]
@@ -112,32 +119,45 @@ class EnergyCounter:
 
 
 def run_searcher(counter: EnergyCounter, dim: int, settings: SGDSSettings, rnd: RandomNetworkDistillation | None,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """MALA on ``E - alpha * RND`` (or ``E``); returns the accepted points after burn-in, their
-    true log-rewards ``-E`` (float64) and the final step size."""
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """The Searcher on ``E - alpha * RND`` (or on ``E`` when ``rnd`` is None).
+
+    Returns the points for the buffer, their true log-rewards ``-E`` (float64), the final step
+    size and an estimate of ``log Z`` of the searched density. ``mala``: the accepted proposals
+    after ``searcher_burn_in`` steps, and the log-mean-exp of their log-rewards (a rough guess, as
+    in the authors' code). ``ais``: the final states of ``searcher_chains`` annealing runs of
+    ``searcher_steps`` steps, and the AIS estimate of ``log Z``."""
     alpha = settings.rnd_alpha if rnd is not None else 0.0
 
+    def bonus(x: torch.Tensor) -> torch.Tensor:
+        return alpha * rnd.novelty(x).to(x.dtype) if alpha else torch.zeros(len(x), dtype=x.dtype)
+
     def log_prob(x: torch.Tensor) -> torch.Tensor:
-        value = -counter(x, "searcher").to(x.dtype)
-        if alpha:
-            value = value + alpha * rnd.novelty(x).to(x.dtype)
-        return value
+        return -counter(x, "searcher").to(x.dtype) + bonus(x)
 
     # float64 chains: the buffer keeps their log-rewards
     x0 = settings.searcher_prior_std * torch.randn(settings.searcher_chains, dim, generator=generator, dtype=torch.float64)
-    mala = MALA(settings.searcher_step_size, target_acceptance=settings.target_acceptance, adapt_factor=1.01,
-                tolerance=0.0)
+    if settings.searcher == "ais":
+        result = annealed_importance_sampling(log_prob, x0, settings.searcher_prior_std, settings.searcher_steps,
+                                              settings.searcher_step_size, generator, settings.target_acceptance,
+                                              settings.searcher_adapt_factor)
+        keep = torch.isfinite(result.log_target)
+        x = result.x[keep]
+        return x.detach(), (result.log_target[keep] - bonus(x).detach().to(torch.float64)).detach(), \
+            float("nan"), result.log_z
+    mala = MALA(settings.searcher_step_size, target_acceptance=settings.target_acceptance,
+                adapt_factor=settings.searcher_adapt_factor, tolerance=0.0)
     state = init_state(x0, log_prob)
-    kept_x, kept_bonus = [], []
+    kept_x, kept_log_r = [], []
     for step in range(settings.searcher_steps):
         state, accepted = mala.step(state, log_prob, generator)
         if step >= settings.searcher_burn_in and bool(accepted.any()):
             kept_x.append(state.x[accepted])
-            bonus = alpha * rnd.novelty(state.x[accepted]).detach().to(torch.float64) if alpha else 0.0
-            kept_bonus.append(state.log_prob[accepted].to(torch.float64) - bonus)  # back to -E
+            kept_log_r.append(state.log_prob[accepted].to(torch.float64) - bonus(state.x[accepted]).detach().to(torch.float64))
     if not kept_x:
-        return torch.empty(0, dim), torch.empty(0, dtype=torch.float64), mala.step_size
-    return torch.cat(kept_x).detach(), torch.cat(kept_bonus).detach(), mala.step_size
+        return torch.empty(0, dim), torch.empty(0, dtype=torch.float64), mala.step_size, float("nan")
+    log_r = torch.cat(kept_log_r).detach()
+    return torch.cat(kept_x).detach(), log_r, mala.step_size, float(torch.logsumexp(log_r, 0) - math.log(len(log_r)))
 
 
 def _new_learner(dim: int, settings: SGDSSettings, log_z: float) -> DiffusionSampler:
@@ -180,7 +200,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     optimizer = _optimizer(sampler, settings)
     rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden) if settings.method == "sgds" else None
     rows: list[dict[str, float]] = []
-    summary: dict[str, Any] = {"settings": asdict(settings), "searcher_step_sizes": [], "buffer_added": []}
+    summary: dict[str, Any] = {"settings": asdict(settings), "searcher_step_sizes": [], "buffer_added": [],
+                               "searcher_log_z": []}
     round_index, it, it_total, wall_offset = 0, 0, 0, 0.0
     ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     state = load_resume_state(ck_path, identity, log) if ck_path is not None else None
@@ -197,6 +218,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
         counter.calls = {"searcher": int(state["searcher_calls"]), "learner": int(state["learner_calls"])}
         summary["searcher_step_sizes"] = [float(v) for v in state["searcher_step_sizes"]]
         summary["buffer_added"] = [int(v) for v in state["buffer_added"]]
+        summary["searcher_log_z"] = [float(v) for v in state["searcher_log_z"]]
         rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
         wall_offset = rows[-1]["wall_s"] if rows else 0.0
         log.info("resuming from %s at round %d, iteration %d", ck_path, round_index + 1, it)
@@ -210,6 +232,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                    "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
                    "searcher_step_sizes": summary["searcher_step_sizes"], "buffer_added": summary["buffer_added"],
+                   "searcher_log_z": summary["searcher_log_z"],
                    "history_columns": columns, "history": [[float(r[c]) for c in columns] for r in rows]}
         if rnd is not None:
             payload.update({"rnd": rnd.state_dict(), "rnd_optimizer": rnd.optimizer.state_dict()})
@@ -221,15 +244,17 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     while round_index < settings.rounds:
         if it == 0 and uses_searcher:
             bonus = rnd if (rnd is not None and round_index > 0) else None
-            x, log_r, step = run_searcher(counter, dim, settings, bonus, generator)
+            x, log_r, step, log_z_hat = run_searcher(counter, dim, settings, bonus, generator)
             added = buffer.add(x, log_r)
             summary["searcher_step_sizes"].append(step)
             summary["buffer_added"].append(added)
-            if round_index == 0 and added:
+            summary["searcher_log_z"].append(log_z_hat)
+            if round_index == 0 and added and math.isfinite(log_z_hat):
                 with torch.no_grad():
-                    sampler.log_z.fill_(float(torch.logsumexp(log_r, 0) - math.log(len(log_r))))
-            log.info("round %d: searcher added %d points (buffer %d), step size %.3g, %d energy calls so far",
-                     round_index + 1, added, len(buffer), step, counter.total)
+                    sampler.log_z.fill_(log_z_hat)
+            log.info("round %d: %s searcher added %d points (buffer %d), step size %.3g, log Z estimate %.4g, "
+                     "%d energy calls so far", round_index + 1, settings.searcher, added, len(buffer), step, log_z_hat,
+                     counter.total)
             if round_index > 0 and settings.method == "sgds":
                 sampler = reinitialise(sampler, settings)
                 optimizer = _optimizer(sampler, settings)
