@@ -16,9 +16,11 @@ from typing import Any, Iterable, MutableMapping
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "DEFAULT_SCHEMA", "load_schema", "validate_config", "validate_section", "system_names"]
+__all__ = ["ConfigError", "DEFAULT_SCHEMA", "DEFAULT_CONFIG", "load_schema", "validate_config", "validate_section",
+           "layered_section", "system_names"]
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -209,3 +211,23 @@ def validate_section(config: MutableMapping[str, Any], section: str,
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
     _fill_defaults(instance, sub)
     return instance[section]
+
+
+def _merge(base: dict, update: Any) -> dict:
+    for key, value in (update or {}).items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def layered_section(configfiles: Iterable[str | Path], section: str, base: str | Path | None = DEFAULT_CONFIG,
+                    schema: str | Path | None = None) -> dict[str, Any]:
+    """The validated ``section`` of ``base`` with ``configfiles`` layered on top (later files win,
+    key by key, as with ``snakemake --configfile``); raises ``ConfigError`` naming the key."""
+    config: dict[str, Any] = {}
+    for path in ([base] if base else []) + list(configfiles):
+        with open(path) as handle:
+            _merge(config, yaml.safe_load(handle))
+    return validate_section(config, section, schema or DEFAULT_SCHEMA)

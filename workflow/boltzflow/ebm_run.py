@@ -16,7 +16,6 @@ The outputs are those of the rules: ``model.pt``, ``history.parquet``, ``chains.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import shutil
@@ -104,28 +103,12 @@ def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: in
     return row
 
 
-def _merge(base: dict, update: Mapping) -> dict:
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 def ebm_section(configfiles: Sequence[str | Path], base: str | Path | None = _ROOT / "config/config.yaml",
                 schema: str | Path | None = None) -> dict[str, Any]:
-    """The validated ``ebm`` section of ``base`` with ``configfiles`` layered on top (later files
-    win, key by key, as with ``snakemake --configfile``); raises ``ConfigError`` naming the key."""
-    import yaml
+    """The validated ``ebm`` section of ``base`` with ``configfiles`` layered on top."""
+    from boltzflow.config import layered_section
 
-    from boltzflow.config import DEFAULT_SCHEMA, validate_section
-
-    config: dict[str, Any] = {}
-    for path in ([base] if base else []) + list(configfiles):
-        with open(path) as handle:
-            _merge(config, yaml.safe_load(handle) or {})
-    return validate_section(config, "ebm", schema or DEFAULT_SCHEMA)
+    return layered_section(configfiles, "ebm", base, schema)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from boltzflow.convergence import ROW_STATES  # noqa: E402
+from boltzflow.tables import SGDS_METHOD_NAMES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
 __all__ = ["ablation_figure", "ebm_densities_figure", "ebm_mode_weights_figure", "energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure", "sgds_gap_figure", "sgds_samples_figure"]
@@ -355,8 +356,7 @@ def ebm_densities_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame, pd.Da
     save_figure(fig, paths)
 
 
-_SGDS_COLOURS = {"sgds": "tab:blue", "tb": "tab:red", "tb_buffer": "tab:green"}
-_SGDS_NAMES = {"sgds": "SGDS", "tb": "TB (on-policy)", "tb_buffer": "TB + MALA buffer"}
+_SGDS_COLOURS = {"sgds": "tab:blue", "tb": "tab:red", "tb_buffer": "tab:green", "pis": "tab:purple"}
 
 
 def sgds_gap_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: Sequence[str | os.PathLike]) -> None:
@@ -372,7 +372,7 @@ def sgds_gap_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: S
     for ax, target in zip(axes[0], targets):
         for _, method, seed, history in (r for r in with_gap if r[0] == target):
             ax.plot(history["energy_calls"], history["gap"], color=_SGDS_COLOURS.get(method, "k"), lw=1.2,
-                    label=f"{_SGDS_NAMES.get(method, method)} (seed {seed})")
+                    label=f"{SGDS_METHOD_NAMES.get(method, method)} (seed {seed})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("energy calls")
@@ -407,7 +407,7 @@ def sgds_samples_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], path
             x = samples.to_numpy()[:max_points]
             axes[i, j].scatter(exact[:max_points, 0], exact[:max_points, 1], s=1, c="0.8", linewidths=0)
             axes[i, j].scatter(x[:, 0], x[:, 1], s=1, c=_SGDS_COLOURS.get(method, "k"), alpha=0.6, linewidths=0)
-            axes[i, j].set_title(f"{_SGDS_NAMES.get(method, method)} (seed {seed})", fontsize=9)
+            axes[i, j].set_title(f"{SGDS_METHOD_NAMES.get(method, method)} (seed {seed})", fontsize=9)
         for ax in axes[i, len(rows) + 1:]:
             ax.axis("off")
     fig.suptitle("Samples, first two coordinates (grey: exact samples)", fontsize=10)

@@ -34,7 +34,7 @@ wildcard_constraints:
     variant=r"lam[0-9.e+-]+|pairs[0-9]+",
     dataset=r"[A-Za-z0-9_]+",
     ebm_method=r"flowmc|ula",
-    sgds_method=r"sgds|tb|tb_buffer",
+    sgds_method=r"sgds|tb|tb_buffer|pis",
 
 
 def system_spec(wildcards):

@@ -3,19 +3,19 @@
 - :mod:`boltzflow.sgds.learner`: the diffusion sampler, trajectory balance, ELBO and EUBO;
 - :mod:`boltzflow.sgds.buffer`: the rank-prioritised replay buffer of Searcher samples;
 - :mod:`boltzflow.sgds.rnd`: random network distillation, the Searcher's novelty bonus;
-- :mod:`boltzflow.sgds.train`: the rounds (MALA Searcher, TB Learner, re-initialisation) and the
-  on-policy TB baseline, with every energy call counted.
-
-Not built yet: the AIS and MD Searchers, PIS, the E(n)-equivariant network, the workflow rules.
+- :mod:`boltzflow.sgds.train`: the rounds (MALA or AIS Searcher, TB Learner, re-initialisation)
+  and the baselines (on-policy TB, TB with a Searcher buffer, PIS), with every energy call counted;
+- :mod:`boltzflow.sgds.run`: one run of the workflow (rules ``train_sgds``, ``evaluate_sgds``) and
+  its command line.
 """
 
 from .buffer import RankedReplayBuffer
 from .learner import (DiffusionSampler, DriftMLP, Trajectories, build_sampler, elbo_eubo, evaluate_sampler, load_sampler,
-                      log_weights, save_sampler, trajectory_balance_loss)
+                      log_weights, pis_loss, save_sampler, trajectory_balance_loss)
 from .rnd import RandomNetworkDistillation
 from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
 
 __all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "evaluate_sampler", "log_weights",
-           "trajectory_balance_loss", "build_sampler", "load_sampler", "save_sampler",
+           "trajectory_balance_loss", "pis_loss", "build_sampler", "load_sampler", "save_sampler",
            "RankedReplayBuffer", "RandomNetworkDistillation", "SGDS_METHODS", "EnergyCounter", "SGDSSettings",
            "reinitialise", "run_searcher", "train_sgds"]

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "log_weights", "elbo_eubo",
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "pis_loss", "log_weights", "elbo_eubo",
            "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_sampler",
            "save_sampler", "load_sampler"]
 
@@ -110,9 +110,12 @@ class DiffusionSampler(nn.Module):
         return x + self.dt * self.drift(x, t)
 
     def sample_trajectories(self, n: int, generator: torch.Generator | None = None,
-                            exploration_std: float = 0.0) -> Trajectories:
+                            exploration_std: float = 0.0, reparameterise: bool = False) -> Trajectories:
         """``n`` on-policy trajectories (graph kept for training). ``exploration_std`` adds to the
-        noise std of the sampling kernel only, not to ``log P_F`` (off-policy exploration)."""
+        noise std of the sampling kernel only, not to ``log P_F`` (off-policy exploration).
+        ``reparameterise``: the states stay functions of the drift (``x_{k+1} = mean + noise`` with
+        the graph through ``mean``), for the path-wise gradient of PIS; trajectory balance
+        detaches them."""
         dtype, device = self._dtype(), self._device()
         var = self.sigma**2 * self.dt
         x = torch.zeros(n, self.dim, dtype=dtype, device=device)
@@ -120,7 +123,7 @@ class DiffusionSampler(nn.Module):
         for k in range(self.n_steps):
             mean = self._forward_mean(x, k)
             noise = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
-            x_next = mean.detach() + (math.sqrt(var) + exploration_std) * noise
+            x_next = (mean if reparameterise else mean.detach()) + (math.sqrt(var) + exploration_std) * noise
             log_pf.append(_gaussian_log_density(x_next, mean, var))
             log_pb.append(self._bridge_log_density(x, x_next, k))
             states.append(x_next)
@@ -172,6 +175,15 @@ def trajectory_balance_loss(sampler: DiffusionSampler, traj: Trajectories, log_r
     """Mean over the batch of ``(log Z_theta + sum log P_F - sum log P_B - log R)^2`` (float64)."""
     residual = sampler.log_z - log_weights(traj, log_reward)
     return residual.square().mean()
+
+
+def pis_loss(sampler: DiffusionSampler, traj: Trajectories, log_reward: torch.Tensor) -> torch.Tensor:
+    """The path integral sampler's objective (Zhang & Chen 2022): the reverse KL of the path
+    measures, ``E[log P_F - log P_B - log R] = log Z - ELBO``, estimated on reparameterised
+    trajectories (``reparameterise=True``; ``log_reward`` differentiable in ``x_T``), plus
+    ``(log Z_theta - log w)^2`` with ``log w`` detached, which only fits ``log Z_theta``."""
+    log_w = log_weights(traj, log_reward)
+    return -log_w.mean() + (sampler.log_z - log_w.detach()).square().mean()
 
 
 @torch.no_grad()

@@ -18,8 +18,10 @@ For each round ``r = 1 .. rounds``:
    ``log Z_theta`` and the buffer are kept.
 
 Methods: ``sgds`` (the above), ``tb`` (on-policy trajectory balance only: no Searcher, no
-buffer, one round) and ``tb_buffer`` (SGDS without the novelty bonus and without
-re-initialisation: trajectory balance with a MALA-filled buffer). Energy calls are counted in
+buffer, one round), ``tb_buffer`` (SGDS without the novelty bonus and without
+re-initialisation: trajectory balance with a Searcher-filled buffer) and ``pis`` (the path
+integral sampler: the reverse KL of path measures by the path-wise gradient, which needs the
+energy's gradient; one round, on-policy). Energy calls are counted in
 ``energy_calls`` (searcher and learner separately in the history).
 """
 
@@ -38,12 +40,12 @@ import torch
 
 from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
 from boltzflow.sgds.buffer import RankedReplayBuffer
-from boltzflow.sgds.learner import DiffusionSampler, DriftMLP, trajectory_balance_loss
+from boltzflow.sgds.learner import DiffusionSampler, DriftMLP, pis_loss, trajectory_balance_loss
 from boltzflow.sgds.rnd import RandomNetworkDistillation
 
 __all__ = ["SGDSSettings", "SGDS_METHODS", "EnergyCounter", "run_searcher", "reinitialise", "train_sgds"]
 
-SGDS_METHODS = ("sgds", "tb", "tb_buffer")
+SGDS_METHODS = ("sgds", "tb", "tb_buffer", "pis")
 SEARCHERS = ("mala", "ais")
 CHECKPOINT_NAME = "sgds_state.pt"
 
@@ -99,7 +101,7 @@ class SGDSSettings:
 
     @property
     def rounds(self) -> int:
-        return 1 if self.method == "tb" else len(self.iterations)
+        return 1 if self.method in ("tb", "pis") else len(self.iterations)
 
 
 class EnergyCounter:
@@ -266,10 +268,13 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 traj = sampler.backward_trajectories(x_final, generator)
                 if rnd is not None:
                     rnd.update(x_final)
+            elif settings.method == "pis":  # path-wise gradient through the trajectories and the energy
+                traj = sampler.sample_trajectories(settings.batch_size, generator, reparameterise=True)
+                log_r = -counter(traj.final.to(torch.float64), "learner")
             else:
                 traj = sampler.sample_trajectories(settings.batch_size, generator)
                 log_r = -counter(traj.final.detach().to(torch.float64), "learner")
-            loss = trajectory_balance_loss(sampler, traj, log_r)
+            loss = (pis_loss if settings.method == "pis" else trajectory_balance_loss)(sampler, traj, log_r)
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
                 loss.backward()
