@@ -291,3 +291,71 @@ def test_saved_sampler_round_trips_and_bad_files_are_named(tmp_path):
     torch.save({"config": {"dim": 3}, "state": {}}, tmp_path / "part.pt")
     with pytest.raises(ArtifactError, match="part.pt: the saved weights do not fit"):
         load_sampler(tmp_path / "part.pt")
+
+
+def test_egnn_drift_is_equivariant_starts_at_zero_and_keeps_the_centre_of_mass():
+    """Rotating or permuting the particles rotates or permutes the drift; translating them changes
+    nothing; the drift has zero centre of mass; a fresh network has zero drift and is trainable."""
+    from boltzflow.sgds.egnn import EGNNDrift
+
+    torch.manual_seed(20)
+    n, s = 5, 3
+    fresh = EGNNDrift(n, s, hidden=16, layers=3, harmonics=4).double()
+    x = torch.randn(7, n * s, dtype=torch.float64)
+    t = torch.tensor([0.3], dtype=torch.float64)
+    assert torch.all(fresh(x, t) == 0)
+    net = EGNNDrift(n, s, hidden=16, layers=3, harmonics=4).double()
+    for layer in net.layers:  # give the coordinate heads weights, as training would
+        torch.nn.init.normal_(layer.coordinate[-1].weight, std=0.3)
+    u = net(x, t).reshape(7, n, s)
+    assert u.abs().max() > 1e-3
+    torch.testing.assert_close(u.sum(1), torch.zeros(7, s, dtype=torch.float64), atol=1e-12, rtol=0)
+    q, _ = torch.linalg.qr(torch.randn(s, s, dtype=torch.float64))  # a random rotation or reflection
+    rotated = (x.reshape(7, n, s) @ q.T).reshape(7, -1)
+    torch.testing.assert_close(net(rotated, t).reshape(7, n, s), u @ q.T, atol=1e-10, rtol=0)
+    perm = torch.randperm(n)
+    permuted = x.reshape(7, n, s)[:, perm].reshape(7, -1)
+    torch.testing.assert_close(net(permuted, t).reshape(7, n, s), u[:, perm], atol=1e-10, rtol=0)
+    shifted = x + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64).repeat(n)
+    torch.testing.assert_close(net(shifted, t).reshape(7, n, s), u, atol=1e-10, rtol=0)
+    other_time = net(x, torch.tensor([0.8], dtype=torch.float64)).reshape(7, n, s)
+    assert (other_time - u).abs().max() > 1e-6
+    at_origin = torch.zeros(2, n * s, dtype=torch.float64)  # where every trajectory starts
+    (net(x, t).square().sum() + net(at_origin, t).sum()).backward()  # zero distances: finite gradients
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_particle_sampler_walks_on_the_centre_of_mass_free_subspace(tmp_path):
+    """With particles, a drift-free walk is Brownian motion on the (n - 1) s-dimensional subspace:
+    log P_F - log P_B is the subspace Gaussian's log-density, forward and backward, so TB is 0 at
+    its log Z; every state has zero centre of mass."""
+    from boltzflow.sgds.egnn import EGNNDrift
+
+    n, s, sigma = 4, 3, 0.7
+    dof = (n - 1) * s
+    torch.manual_seed(21)
+    log_z = 0.5 * dof * math.log(2 * math.pi * sigma**2)
+    sampler = DiffusionSampler(EGNNDrift(n, s, hidden=8, layers=2, harmonics=4), n * s, sigma=sigma, n_steps=12,
+                               log_z=log_z, particles=(n, s)).double()
+    energy = gaussian_energy(sigma)
+    forward = sampler.sample_trajectories(300, gen(22))
+    com = forward.x.reshape(300, 13, n, s).mean(2)
+    assert com.abs().max() < 1e-12
+    torch.testing.assert_close(forward.log_pf.sum(1) - forward.log_pb.sum(1), -energy(forward.final) - log_z,
+                               rtol=0, atol=1e-9)
+    assert float(trajectory_balance_loss(sampler, forward, -energy(forward.final)).detach()) < 1e-16
+    reference = sampler.project(sigma * torch.randn(300, n * s, generator=gen(23), dtype=torch.float64))
+    backward = sampler.backward_trajectories(reference, gen(24))
+    assert float(trajectory_balance_loss(sampler, backward, -energy(reference)).detach()) < 1e-16
+    # |x_T|^2 / sigma^2 is chi-square with dof = 9 degrees of freedom, not n s = 12: its mean is 9
+    assert abs(float((forward.final.square().sum(1) / sigma**2).mean()) - dof) < 0.6
+    # an EGNN sampler round-trips through its checkpoint
+    from boltzflow.sgds import load_sampler, save_sampler
+
+    for layer in sampler.drift.layers:
+        torch.nn.init.normal_(layer.coordinate[-1].weight, std=0.3)
+    save_sampler(tmp_path / "egnn.pt", sampler)
+    loaded, _ = load_sampler(tmp_path / "egnn.pt")
+    assert loaded.particles == (n, s) and loaded.dof == dof
+    x, t = forward.final[:5], torch.tensor([0.5], dtype=torch.float64)
+    torch.testing.assert_close(loaded.double().drift(x, t), sampler.drift(x, t))

@@ -419,7 +419,8 @@ def test_smoke_ebm(smoke_run):
 
 
 def test_smoke_sgds(smoke_run):
-    """SGDS and on-policy TB on gmm40: samplers, histories with the gap, metrics, the table, figures."""
+    """SGDS and on-policy TB on gmm40 and dw4 (EGNN): samplers, histories with the gap, metrics, the
+    table, figures."""
     repo, _ = smoke_run
     out = repo / "results/smoke"
     from boltzflow.sgds import load_sampler
@@ -439,8 +440,16 @@ def test_smoke_sgds(smoke_run):
         assert not (run / "checkpoint").exists()
     assert calls == {"sgds": 2 * 20 * 61 + 32 * 30, "tb": 32 * 40}  # searcher chains x (steps + 1), learner batches
     assert "| gmm40 | SGDS |" in (out / "tables/sgds.md").read_text()
-    for name in ("gap", "samples"):
+    for name in ("gap", "samples", "particles"):
         assert (out / f"figures/sgds_{name}.png").stat().st_size > 10_000
+    # dw4: an EGNN Learner on the centre-of-mass-free subspace, reference samples from the PT rule
+    sampler, _ = load_sampler(out / "sgds/dw4/sgds-seed0/model.pt")
+    assert sampler.particles == (4, 2) and type(sampler.drift).__name__ == "EGNNDrift"
+    row = read_table(out / "sgds/dw4/sgds-seed0/metrics.parquet", required=("gap", "w2", "distance_w1"))[0].iloc[0]
+    assert row["eubo"] > row["elbo"] and row["distance_w1"] > 0 and np.isnan(row["log_z_true"])
+    x = read_table(out / "sgds/dw4/sgds-seed0/samples.parquet")[0].to_numpy().reshape(-1, 4, 2)
+    assert np.abs(x.mean(1)).max() < 1e-5  # zero centre of mass
+    assert "| dw4 | SGDS | 8 |" in (out / "tables/sgds.md").read_text()
 
 
 def test_ebm_on_user_data(tmp_path):

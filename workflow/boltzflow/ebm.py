@@ -40,6 +40,7 @@ from torch import nn
 from boltzflow.evaluation import mode_weights, split_rhat
 from boltzflow.flows import build_flow
 from boltzflow.mcmc import MALA, ULA, GlobalLocal
+from boltzflow.training import guarded_step
 
 __all__ = ["EnergyNet", "TiltedEBM", "EBMSettings", "METHODS", "build_ebm", "ebm_sampler", "train_ebm",
            "save_ebm_model", "load_ebm_model", "grid_log_density", "evaluate_ebm", "CHECKPOINT_NAME",
@@ -367,10 +368,10 @@ def train_ebm(
                  "energy_neg": float(e_neg.detach().mean()), "global_acceptance": run.global_acceptance,
                  "local_acceptance": run.local_acceptance, "step_size": float(sampler.local.step_size),
                  "lr_ebm": settings.lr_ebm * factor}
-        skipped += not _guarded_step(loss, opt_ebm, ebm, settings.grad_clip)
+        skipped += not guarded_step(loss, opt_ebm, ebm.parameters(), settings.grad_clip)
         if settings.uses_flow:
             nll = -flow.log_prob(neg).mean()
-            skipped += not _guarded_step(nll, opt_flow, flow, settings.grad_clip)
+            skipped += not guarded_step(nll, opt_flow, flow.parameters(), settings.grad_clip)
             terms["flow_nll"] = float(nll.detach())
         for key, value in terms.items():
             window.setdefault(key, []).append(value)
@@ -399,20 +400,6 @@ def train_ebm(
                "base_scale": scale, "final_step_size": float(sampler.local.step_size),
                "local_state": sampler.local.state_dict()}
     return ebm, flow, bank, history, summary
-
-
-def _guarded_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module, clip: float) -> bool:
-    """One clipped optimizer step on ``loss``; skipped (returns False) when the loss or the
-    gradient norm is not finite, so one bad batch cannot put a NaN into the weights."""
-    optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
-        return False
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    if not torch.isfinite(norm):
-        return False
-    optimizer.step()
-    return True
 
 
 def _ebm_mode_weights(ebm: TiltedEBM, bank: torch.Tensor, centres: np.ndarray,

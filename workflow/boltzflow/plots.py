@@ -386,14 +386,16 @@ def sgds_samples_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], path
                         n_reference: int = 2000, max_points: int = 2000) -> None:
     """Samples of each sampler in the plane of the first two coordinates beside exact samples of
     the target (the SGDS paper's Fig. 1), one row per target; ``runs`` holds ``(target, method,
-    seed, samples)``."""
+    seed, samples)``; particle targets (no exact sampler) are left to :func:`sgds_particle_figure`."""
     import torch
 
+    from boltzflow.sgds.run import needs_reference_file
     from boltzflow.targets import load_target
 
+    runs = [r for r in runs if not needs_reference_file(r[0])]
     targets = list(dict.fromkeys(r[0] for r in runs))
     if not targets:
-        _note_figure("no SGDS run in this config", paths)
+        _note_figure("no SGDS run on a target with an exact sampler in this config", paths)
         return
     n_cols = 1 + max(sum(r[0] == t for r in runs) for t in targets)
     fig, axes = plt.subplots(len(targets), n_cols, figsize=(2.8 * n_cols, 2.8 * len(targets)), squeeze=False,
@@ -411,4 +413,54 @@ def sgds_samples_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], path
         for ax in axes[i, len(rows) + 1:]:
             ax.axis("off")
     fig.suptitle("Samples, first two coordinates (grey: exact samples)", fontsize=10)
+    save_figure(fig, paths)
+
+
+def sgds_particle_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], references: dict[str, np.ndarray],
+                         paths: Sequence[str | os.PathLike], bins: int = 60) -> None:
+    """Energy and interatomic-distance histograms of each sampler beside the reference samples
+    (the SGDS paper's Fig. 3), one row per particle target; ``runs`` holds ``(target, method, seed,
+    samples)``, ``references`` the reference configurations of each target. The bins span the
+    reference's range widened by a fifth; the legend gives the share of a sampler's energies
+    outside it (collapsed clusters have huge energies)."""
+    import torch
+
+    from boltzflow.targets import load_target
+
+    targets = [t for t in dict.fromkeys(r[0] for r in runs) if t in references]
+    if not targets:
+        _note_figure("no particle target in this config", paths)
+        return
+    fig, axes = plt.subplots(len(targets), 2, figsize=(9.0, 3.0 * len(targets)), squeeze=False, layout="constrained")
+    for i, name in enumerate(targets):
+        target = load_target(name)
+
+        def energy_and_distances(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.no_grad():
+                xt = torch.as_tensor(x, dtype=torch.float64)
+                return target.energy(xt).numpy(), target.squared_distances(xt).sqrt().reshape(-1).numpy()
+
+        ref_u, ref_d = energy_and_distances(references[name])
+        ranges = []
+        for values in (ref_u, ref_d):
+            lo, hi = np.quantile(values[np.isfinite(values)], [0.001, 0.999])
+            ranges.append((lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo)))
+        for ax, values, span in zip(axes[i], (ref_u, ref_d), ranges):
+            ax.hist(values, bins=bins, range=span, density=True, color="0.8", label="reference")
+        for _, method, seed, samples in (r for r in runs if r[0] == name):
+            u, d = energy_and_distances(samples.to_numpy())
+            outside = float(np.mean(~((u >= ranges[0][0]) & (u <= ranges[0][1]))))
+            colour = _SGDS_COLOURS.get(method, "k")
+            label = f"{SGDS_METHOD_NAMES.get(method, method)} (seed {seed})"
+            for ax, values, span, text in ((axes[i, 0], u, ranges[0], f"{label}, {100 * outside:.0f} % outside"),
+                                           (axes[i, 1], d, ranges[1], label)):
+                # normalised by all samples, so the area shown is the share inside the range
+                width = (span[1] - span[0]) / bins
+                ax.hist(values, bins=bins, range=span, weights=np.full(len(values), 1.0 / (len(values) * width)),
+                        histtype="step", lw=1.3, color=colour, label=text)
+        axes[i, 0].set_xlabel(f"{name}: energy (reduced units)")
+        axes[i, 1].set_xlabel(f"{name}: interatomic distance")
+        for ax in axes[i]:
+            ax.set_ylabel("density")
+            ax.legend(fontsize=7)
     save_figure(fig, paths)

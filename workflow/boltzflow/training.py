@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 __all__ = ["TrainSettings", "regflow_loss", "mle_loss", "train", "invertibility_report", "EMA",
-           "REGULARISERS", "METHODS"]
+           "REGULARISERS", "METHODS", "guarded_step"]
 
 METHODS = ("regflow", "mle")
 REGULARISERS = ("logdet", "fwdbwd", "none")
@@ -323,3 +323,19 @@ def invertibility_report(flow: nn.Module, n: int = 10_000, seed: int = 0, tolera
         report[f"nonfinite_{name}"] = int((~finite).any(dim=1).sum())
     report["flagged"] = bool(report["max_error_float32"] > tolerance or report["nonfinite_float32"] > 0)
     return report
+
+
+def guarded_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters, clip: float) -> bool:
+    """One optimizer step on ``loss`` with the gradient norm of ``parameters`` clipped to ``clip``;
+    skipped (returns False) when the loss or the gradient norm is not finite, so one bad batch
+    cannot put a NaN into the weights."""
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return False
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(list(parameters), clip)
+    if not torch.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    optimizer.step()
+    return True

@@ -140,10 +140,9 @@ check_ebm_config()
 
 def check_sgds_config():
     """Resolve every SGDS run's settings and target now, so that a wrong key or target fails first."""
-    from boltzflow.sgds.run import resolve_sgds_run, sgds_target
-    from boltzflow.targets import exact_sampler_names
+    from boltzflow.sgds.run import resolve_sgds_run, sgds_target, sgds_target_names
 
-    known = exact_sampler_names()
+    known = sgds_target_names()
     for name in SGDS["per_target"]:
         if name not in known:
             raise ValueError(f"sgds.per_target.{name}: unknown target; known: {', '.join(known)}")
@@ -157,9 +156,25 @@ def check_sgds_config():
 check_sgds_config()
 
 
-def sgds_runs():
-    """``{target}/{method}-seed{seed}`` of every SGDS run the config asks for."""
-    return [f"{t}/{m}-seed{s}" for t in SGDS["targets"] for m in SGDS["methods"] for s in SGDS["seeds"]]
+def sgds_particle_targets():
+    """The SGDS targets that are particle systems (reference samples from rule reference_samples)."""
+    from boltzflow.sgds.run import needs_reference_file
+
+    return [t for t in SGDS["targets"] if needs_reference_file(t)]
+
+
+def sgds_runs(particles=False):
+    """``{target}/{method}-seed{seed}`` of every SGDS run the config asks for (``particles``: on
+    particle targets only)."""
+    targets = sgds_particle_targets() if particles else SGDS["targets"]
+    return [f"{t}/{m}-seed{s}" for t in targets for m in SGDS["methods"] for s in SGDS["seeds"]]
+
+
+def sgds_reference(wildcards):
+    """The reference sample set of an SGDS target without an exact sampler (LJ clusters), else none."""
+    from boltzflow.sgds.run import needs_reference_file
+
+    return [f"{OUT}/reference/{wildcards.target}.parquet"] if needs_reference_file(wildcards.target) else []
 
 
 def ebm_runs():
@@ -207,4 +222,6 @@ def all_outputs():
     if sgds_runs():
         targets += [f"{OUT}/tables/sgds.md"]
         targets += [f"{OUT}/figures/sgds_{name}.{ext}" for name in ("gap", "samples") for ext in FIG_FORMATS]
+    if sgds_particle_targets():
+        targets += [f"{OUT}/figures/sgds_particles.{ext}" for ext in FIG_FORMATS]
     return targets

@@ -1,8 +1,11 @@
-# SGDS and its trajectory-balance baselines on synthetic targets: training, the paper's metrics,
-# the table and the figures.
+# SGDS and its baselines (TB, TB + buffer, PIS) on synthetic targets: training, the paper's metrics,
+# the table and the figures. Particle targets (lj13, lj55, dw4) take their reference samples from
+# rule reference_samples.
 
 
 rule train_sgds:
+    input:
+        reference=sgds_reference,
     output:
         model=f"{OUT}/sgds/{{target}}/{{sgds_method}}-seed{{seed}}/model.pt",
         history=f"{OUT}/sgds/{{target}}/{{sgds_method}}-seed{{seed}}/history.parquet",
@@ -26,6 +29,7 @@ rule train_sgds:
 rule evaluate_sgds:
     input:
         model=f"{OUT}/sgds/{{target}}/{{sgds_method}}-seed{{seed}}/model.pt",
+        reference=sgds_reference,
     output:
         metrics=f"{OUT}/sgds/{{target}}/{{sgds_method}}-seed{{seed}}/metrics.parquet",
         samples=f"{OUT}/sgds/{{target}}/{{sgds_method}}-seed{{seed}}/samples.parquet",
@@ -76,3 +80,22 @@ rule plot_sgds:
         "SGDS figures (gap against energy calls, samples in 2-D projections)"
     script:
         "../scripts/plot_sgds.py"
+
+
+rule plot_sgds_particles:
+    input:
+        samples=lambda wc: [f"{OUT}/sgds/{run}/samples.parquet" for run in sgds_runs(particles=True)],
+        references=lambda wc: [f"{OUT}/reference/{t}.parquet" for t in sgds_particle_targets()],
+    output:
+        [f"{OUT}/figures/sgds_particles.{ext}" for ext in FIG_FORMATS],
+    params:
+        runs=lambda wc: sgds_runs(particles=True),
+        targets=lambda wc: sgds_particle_targets(),
+    log:
+        f"{OUT}/logs/plot_sgds_particles.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "SGDS figure for particle targets (energy and interatomic-distance histograms)"
+    script:
+        "../scripts/plot_sgds_particles.py"

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 __all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "pis_loss", "log_weights", "elbo_eubo",
-           "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_sampler",
+           "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_drift",
+           "build_sampler",
            "save_sampler", "load_sampler"]
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
@@ -74,23 +75,32 @@ class Trajectories:
         return self.x[:, -1]
 
 
-def _gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | float) -> torch.Tensor:
-    """``log N(x; mean, var I)`` summed over the last axis, in float64."""
+def _gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor | float,
+                          dof: int | None = None) -> torch.Tensor:
+    """``log N(x; mean, var I)`` summed over the last axis, in float64; with ``dof`` the isotropic
+    Gaussian on a ``dof``-dimensional linear subspace that holds ``x - mean``."""
     x64, mean64 = x.to(torch.float64), mean.to(torch.float64)
     var64 = torch.as_tensor(var, dtype=torch.float64, device=x.device)
-    d = x.shape[-1]
+    d = x.shape[-1] if dof is None else dof
     return -0.5 * ((x64 - mean64).square().sum(-1) / var64 + d * torch.log(2.0 * math.pi * var64))
 
 
 class DiffusionSampler(nn.Module):
     """Forward policy (a drift network), Brownian-bridge backward policy and a learned ``log Z``."""
 
-    def __init__(self, drift: nn.Module, dim: int, sigma: float = 1.0, n_steps: int = 100, log_z: float = 0.0):
+    def __init__(self, drift: nn.Module, dim: int, sigma: float = 1.0, n_steps: int = 100, log_z: float = 0.0,
+                 particles: tuple[int, int] | None = None):
         super().__init__()
         if not (sigma > 0 and n_steps >= 1 and dim >= 1):
             raise ValueError(f"need sigma > 0, n_steps >= 1 and dim >= 1, got {sigma}, {n_steps}, {dim}")
+        if particles is not None and (len(particles) != 2 or particles[0] * particles[1] != dim):
+            raise ValueError(f"particles (n, s) must have n * s = dim = {dim}, got {particles}")
         self.drift = drift
         self.dim = int(dim)
+        # particle systems: the walk stays on the centre-of-mass-free subspace (noise projected,
+        # densities on dim - s dimensions); the drift network must keep it there too
+        self.particles = None if particles is None else (int(particles[0]), int(particles[1]))
+        self.dof = self.dim if particles is None else self.dim - self.particles[1]
         self.sigma = float(sigma)
         self.n_steps = int(n_steps)
         self.log_z = nn.Parameter(torch.tensor(float(log_z), dtype=torch.float64))
@@ -104,6 +114,17 @@ class DiffusionSampler(nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.drift.parameters()).device
+
+    def _noise(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        noise = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+        return noise if self.particles is None else self.project(noise)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the walk's space: unchanged, or with the centre of mass removed for particles."""
+        if self.particles is None:
+            return x
+        pos = x.reshape(len(x), *self.particles)
+        return (pos - pos.mean(1, keepdim=True)).reshape(len(x), -1)
 
     def _forward_mean(self, x: torch.Tensor, k: int) -> torch.Tensor:
         t = torch.full((1,), k * self.dt, dtype=x.dtype, device=x.device)
@@ -122,9 +143,9 @@ class DiffusionSampler(nn.Module):
         states, log_pf, log_pb = [x], [], []
         for k in range(self.n_steps):
             mean = self._forward_mean(x, k)
-            noise = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
+            noise = self._noise(x, generator)
             x_next = (mean if reparameterise else mean.detach()) + (math.sqrt(var) + exploration_std) * noise
-            log_pf.append(_gaussian_log_density(x_next, mean, var))
+            log_pf.append(_gaussian_log_density(x_next, mean, var, self.dof))
             log_pb.append(self._bridge_log_density(x, x_next, k))
             states.append(x_next)
             x = x_next
@@ -135,15 +156,16 @@ class DiffusionSampler(nn.Module):
         if k == 0:
             return torch.zeros(len(x), dtype=torch.float64, device=x.device)
         ratio = k / (k + 1)
-        return _gaussian_log_density(x, ratio * x_next, ratio * self.sigma**2 * self.dt)
+        return _gaussian_log_density(x, ratio * x_next, ratio * self.sigma**2 * self.dt, self.dof)
 
     def backward_trajectories(self, x_final: torch.Tensor, generator: torch.Generator | None = None) -> Trajectories:
         """Trajectories drawn backwards from ``x_final`` ``(B, d)`` by the Brownian bridge, with
-        ``log P_F`` of every step under the current drift (graph kept for training)."""
+        ``log P_F`` of every step under the current drift (graph kept for training). Particle
+        configurations are moved to zero centre of mass first (their energies do not change)."""
         if x_final.ndim != 2 or x_final.shape[1] != self.dim:
             raise ValueError(f"x_final must be (B, {self.dim}), got {tuple(x_final.shape)}")
         dtype, device = self._dtype(), self._device()
-        x_next = x_final.to(dtype=dtype, device=device)
+        x_next = self.project(x_final.to(dtype=dtype, device=device))
         var = self.sigma**2 * self.dt
         states, log_pf, log_pb = [x_next], [], []
         for k in range(self.n_steps - 1, -1, -1):
@@ -151,10 +173,9 @@ class DiffusionSampler(nn.Module):
                 x = torch.zeros_like(x_next)
             else:
                 ratio = k / (k + 1)
-                noise = torch.randn(x_next.shape, generator=generator, dtype=dtype, device=device)
-                x = ratio * x_next + math.sqrt(ratio * var) * noise
+                x = ratio * x_next + math.sqrt(ratio * var) * self._noise(x_next, generator)
             log_pb.append(self._bridge_log_density(x, x_next, k))
-            log_pf.append(_gaussian_log_density(x_next, self._forward_mean(x, k), var))
+            log_pf.append(_gaussian_log_density(x_next, self._forward_mean(x, k), var, self.dof))
             states.append(x)
             x_next = x
         flip = lambda items: torch.stack(items[::-1], 1)  # noqa: E731
@@ -254,17 +275,42 @@ def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, refer
 
 
 def sampler_config(sampler: DiffusionSampler) -> dict:
-    """The JSON-able architecture of a sampler with a :class:`DriftMLP` drift (for :func:`build_sampler`)."""
+    """The JSON-able architecture of a sampler (for :func:`build_sampler`): a :class:`DriftMLP` or
+    an :class:`~boltzflow.sgds.egnn.EGNNDrift` drift."""
+    from boltzflow.sgds.egnn import EGNNDrift
+
     drift = sampler.drift
-    if not isinstance(drift, DriftMLP):
-        raise TypeError(f"only DriftMLP drifts can be saved, got {type(drift).__name__}")
-    return {"dim": sampler.dim, "sigma": sampler.sigma, "n_steps": sampler.n_steps, "hidden": drift.out.in_features,
-            "depth": sum(isinstance(m, nn.Linear) for m in drift.body), "harmonics": len(drift.frequencies)}
+    config = {"dim": sampler.dim, "sigma": sampler.sigma, "n_steps": sampler.n_steps,
+              "particles": list(sampler.particles) if sampler.particles else None}
+    if isinstance(drift, DriftMLP):
+        return {**config, "network": "mlp", "hidden": drift.out.in_features,
+                "depth": sum(isinstance(m, nn.Linear) for m in drift.body), "harmonics": len(drift.frequencies)}
+    if isinstance(drift, EGNNDrift):
+        return {**config, "network": "egnn", "hidden": drift.hidden, "depth": drift.layers_count,
+                "harmonics": len(drift.frequencies)}
+    raise TypeError(f"only DriftMLP and EGNNDrift drifts can be saved, got {type(drift).__name__}")
+
+
+def build_drift(network: str, dim: int, hidden: int, depth: int, harmonics: int,
+                particles: tuple[int, int] | None = None) -> nn.Module:
+    """A fresh drift network: ``mlp`` (:class:`DriftMLP`) or ``egnn`` (needs ``particles``)."""
+    from boltzflow.sgds.egnn import EGNNDrift
+
+    if network == "mlp":
+        return DriftMLP(dim, hidden=hidden, depth=depth, harmonics=harmonics)
+    if network == "egnn":
+        if particles is None:
+            raise ValueError("the egnn network needs a particle target (n_particles, spatial_dim)")
+        return EGNNDrift(particles[0], particles[1], hidden=hidden, layers=depth, harmonics=harmonics)
+    raise ValueError(f"network must be mlp or egnn, got {network!r}")
 
 
 def build_sampler(config: dict) -> DiffusionSampler:
-    drift = DriftMLP(int(config["dim"]), int(config["hidden"]), int(config["depth"]), int(config["harmonics"]))
-    return DiffusionSampler(drift, int(config["dim"]), float(config["sigma"]), int(config["n_steps"]))
+    particles = tuple(int(v) for v in config["particles"]) if config.get("particles") else None
+    drift = build_drift(config.get("network", "mlp"), int(config["dim"]), int(config["hidden"]), int(config["depth"]),
+                        int(config["harmonics"]), particles)
+    return DiffusionSampler(drift, int(config["dim"]), float(config["sigma"]), int(config["n_steps"]),
+                            particles=particles)
 
 
 def save_sampler(path, sampler: DiffusionSampler, extra: dict | None = None) -> None:

@@ -21,14 +21,18 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
+from boltzflow.evaluation import energy_wasserstein
 from boltzflow.io import config_hash, provenance, write_table
 from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, save_sampler
 from boltzflow.sgds.train import SGDSSettings, train_sgds
 
-__all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "train_run", "evaluate_run"]
+__all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "needs_reference_file", "particles_of",
+           "sgds_target_names", "pair_distances",
+           "train_run", "evaluate_run", "main"]
 
 
 def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed: int) -> SGDSSettings:
@@ -42,24 +46,65 @@ def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed
     if "iterations" in merged:
         merged["iterations"] = tuple(int(i) for i in merged["iterations"])
     try:
-        return SGDSSettings(**{**merged, "method": method, "seed": int(seed)})
+        settings = SGDSSettings(**{**merged, "method": method, "seed": int(seed)})
     except (TypeError, ValueError) as err:
         raise ValueError(f"sgds settings of target {target!r}, method {method!r}: {err}") from err
+    if settings.network == "egnn" and target not in PARTICLE_TARGETS:
+        raise ValueError(f"sgds settings of target {target!r}: network egnn needs a particle target "
+                         f"({', '.join(PARTICLE_TARGETS)})")
+    return settings
 
 
 def sgds_target(name: str):
-    """The synthetic target ``name``; it must have an exact sampler (for EUBO and W2)."""
-    from boltzflow.targets import exact_sampler_names, load_target
+    """The synthetic target ``name``: one with an exact sampler, or a particle target (lj13, lj55,
+    dw4) whose reference samples come from the ``reference_samples`` rule."""
+    from boltzflow.targets import load_target
 
-    known = exact_sampler_names()
+    known = sgds_target_names()
     if name not in known:
-        raise ValueError(f"sgds.targets: {name!r} has no exact sampler for reference samples; known: {', '.join(known)}")
+        raise ValueError(f"sgds.targets: {name!r} is not a synthetic target with exact or reference samples; "
+                         f"known: {', '.join(known)}")
     return load_target(name)
 
 
-def reference_samples(target, n: int, seed: int) -> torch.Tensor:
-    """``n`` exact samples of ``target`` (float64), seeded."""
-    return target.sample(int(n), generator=torch.Generator().manual_seed(int(seed) + 10_007)).to(torch.float64)
+#: Targets without an exact sampler whose reference samples the workflow makes by parallel tempering.
+PARTICLE_TARGETS = ("lj13", "lj55", "dw4")
+
+
+def sgds_target_names() -> list[str]:
+    """The targets an SGDS run can use."""
+    from boltzflow.targets import exact_sampler_names
+
+    return exact_sampler_names() + [n for n in PARTICLE_TARGETS if n not in exact_sampler_names()]
+
+
+def needs_reference_file(name: str) -> bool:
+    """Whether target ``name`` takes its reference samples from ``reference/{name}.parquet``."""
+    return name in PARTICLE_TARGETS
+
+
+def particles_of(target) -> tuple[int, int] | None:
+    """``(n_particles, spatial_dim)`` of a translation-invariant particle target, else None."""
+    return (target.n_particles, target.spatial_dim) if getattr(target, "com_free", False) else None
+
+
+def reference_samples(target, n: int, seed: int, path: str | Path | None = None) -> torch.Tensor:
+    """``n`` reference samples of ``target`` (float64): exact draws (seeded) or, for a target
+    without an exact sampler, ``n`` rows drawn without replacement from the sample set at
+    ``path`` (all of them if it has fewer)."""
+    from boltzflow.io import ArtifactError, read_sample_set
+
+    if not needs_reference_file(target.name):
+        return target.sample(int(n), generator=torch.Generator().manual_seed(int(seed) + 10_007)).to(torch.float64)
+    if path is None:
+        raise ValueError(f"target {target.name} has no exact sampler: give its reference sample set "
+                         f"(rule reference_samples writes reference/{target.name}.parquet)")
+    samples = read_sample_set(path, expected_dim=target.dim, expected_target=target.name)
+    x = torch.from_numpy(samples.x).to(torch.float64)
+    if len(x) < 2:
+        raise ArtifactError(f"{path}: {len(x)} reference sample(s); need at least 2")
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(int(seed) + 10_007))[: int(n)]
+    return x[rows]
 
 
 def _energy64(target):
@@ -67,8 +112,8 @@ def _energy64(target):
 
 
 def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: int, *, model: str | Path,
-              history: str | Path, checkpoint_dir: str | Path, rule: str = "train_sgds",
-              log: logging.Logger | None = None) -> SGDSSettings:
+              history: str | Path, checkpoint_dir: str | Path, reference: str | Path | None = None,
+              rule: str = "train_sgds", log: logging.Logger | None = None) -> SGDSSettings:
     """Train one Learner; write the model and the history (with ELBO / EUBO against energy calls
     when ``sgds.evaluation.monitor_samples`` > 0). The checkpoint folder is removed at the end."""
     import shutil
@@ -79,15 +124,16 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     ev = sgds_cfg["evaluation"]
     monitor = None
     if ev["monitor_samples"] > 0:
-        reference = reference_samples(target, ev["monitor_samples"], ev["seed"])
+        ref = reference_samples(target, ev["monitor_samples"], ev["seed"], reference)
         monitor_gen = torch.Generator().manual_seed(int(ev["seed"]) + 1)
-        monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], reference,  # noqa: E731
+        monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], ref,  # noqa: E731
                                       generator=monitor_gen)
     log.info("%s: %s, %d round(s) of %s iterations, batch %d", target_name, method, settings.rounds,
              list(settings.iterations[: settings.rounds]), settings.batch_size)
     options = {"target": target_name, "settings": asdict(settings), "monitor_samples": ev["monitor_samples"]}
     sampler, buffer, table, summary = train_sgds(_energy64(target), target.dim, settings, checkpoint_dir,
-                                                 identity=config_hash(options), log=log, monitor=monitor)
+                                                 identity=config_hash(options), log=log, monitor=monitor,
+                                                 particles=particles_of(target))
     meta = provenance(rule, options, seed=seed, target=target_name, method=method, dim=int(target.dim),
                       summary={k: v for k, v in summary.items() if k != "settings"})
     write_table(history, table, meta)
@@ -100,8 +146,8 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
 
 
 def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: int, *, model: str | Path,
-                 metrics: str | Path, samples: str | Path, rule: str = "evaluate_sgds",
-                 log: logging.Logger | None = None) -> dict[str, Any]:
+                 metrics: str | Path, samples: str | Path, reference: str | Path | None = None,
+                 rule: str = "evaluate_sgds", log: logging.Logger | None = None) -> dict[str, Any]:
     """ELBO, EUBO, gap, log Z errors, W2 and energy W2 of a trained Learner; writes one metrics row
     (with the energy calls its training spent) and the forward samples."""
     log = log or logging.getLogger("boltzflow.sgds")
@@ -110,20 +156,29 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     if sampler.dim != target.dim:
         raise ValueError(f"{model}: a sampler of dimension {sampler.dim}, target {target_name} has {target.dim}")
     ev = sgds_cfg["evaluation"]
-    reference = reference_samples(target, ev["n_reference"], ev["seed"])
+    ref = reference_samples(target, ev["n_reference"], ev["seed"], reference)
     gen = torch.Generator().manual_seed(int(ev["seed"]) + 2)
-    values = evaluate_sampler(sampler, _energy64(target), ev["n_samples"], reference=reference, log_z=target.log_z,
+    values = evaluate_sampler(sampler, _energy64(target), ev["n_samples"], reference=ref, log_z=target.log_z,
                               generator=gen, w2_points=ev["w2_points"])
+    x = sampler.sample(ev["n_samples"], torch.Generator().manual_seed(int(ev["seed"]) + 3)).to(torch.float64)
+    if particles_of(target) is not None:  # the paper's interatomic-distance histograms, as one number
+        values["distance_w1"] = energy_wasserstein(pair_distances(target, x), pair_distances(target, ref), p=1)
     row = {"target": target_name, "method": method, "seed": seed, "dim": target.dim,
            "energy_calls": int(saved["energy_calls"]), "searcher_calls": int(saved["searcher_calls"]),
-           "learner_calls": int(saved["learner_calls"]), "log_z_true": target.log_z, **values}
+           "learner_calls": int(saved["learner_calls"]),
+           "log_z_true": float("nan") if target.log_z is None else target.log_z, **values}
     log.info("%s %s seed %d: %s", target_name, method, seed,
              {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     meta = provenance(rule, {"evaluation": dict(ev)}, seed=seed, target=target_name, method=method)
     write_table(metrics, pd.DataFrame([row]), meta)
-    x = sampler.sample(ev["n_samples"], torch.Generator().manual_seed(int(ev["seed"]) + 3)).to(torch.float64)
     write_table(samples, pd.DataFrame(x.numpy(), columns=[f"x{i}" for i in range(x.shape[1])]), meta)
     return row
+
+
+def pair_distances(target, x: torch.Tensor) -> np.ndarray:
+    """All interatomic distances of the configurations ``x`` of a particle target, pooled (float64)."""
+    with torch.no_grad():
+        return target.squared_distances(x.to(torch.float64)).sqrt().reshape(-1).numpy()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m boltzflow.sgds.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", nargs="*", default=[], help="config files layered on config/config.yaml")
-    parser.add_argument("--target", required=True, help="a synthetic target with an exact sampler")
+    parser.add_argument("--target", required=True, help="a synthetic target with an exact sampler, or lj13 / lj55 / dw4")
+    parser.add_argument("--reference", help="reference sample set of a target without an exact sampler "
+                                            "(as written by the reference_samples rule)")
     parser.add_argument("--method", required=True, choices=SGDS_METHODS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, nargs="+", help="override the Learner iterations per round")
@@ -155,9 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         train_run(cfg, args.target, args.method, args.seed, model=out / "model.pt", history=out / "history.parquet",
-                  checkpoint_dir=out / "checkpoint")
+                  checkpoint_dir=out / "checkpoint", reference=args.reference)
         row = evaluate_run(cfg, args.target, args.method, args.seed, model=out / "model.pt",
-                           metrics=out / "metrics.parquet", samples=out / "samples.parquet")
+                           metrics=out / "metrics.parquet", samples=out / "samples.parquet", reference=args.reference)
     except (ArtifactError, ValueError) as err:
         parser.exit(1, f"error: {err}\n")
     print(json.dumps(row, default=float))

@@ -40,8 +40,9 @@ import torch
 
 from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
 from boltzflow.sgds.buffer import RankedReplayBuffer
-from boltzflow.sgds.learner import DiffusionSampler, DriftMLP, pis_loss, trajectory_balance_loss
+from boltzflow.sgds.learner import DiffusionSampler, build_drift, pis_loss, trajectory_balance_loss
 from boltzflow.sgds.rnd import RandomNetworkDistillation
+from boltzflow.training import guarded_step
 
 __all__ = ["SGDSSettings", "SGDS_METHODS", "EnergyCounter", "run_searcher", "reinitialise", "train_sgds"]
 
@@ -56,9 +57,11 @@ class SGDSSettings:
     # learner
     n_steps: int = 100
     sigma: float = 1.0
+    network: str = "mlp"  # mlp (PIS-style) or egnn (particle targets)
     hidden: int = 256
-    depth: int = 2
+    depth: int = 2  # hidden layers of the MLP, equivariant layers of the EGNN
     harmonics: int = 64
+    max_energy: float | None = None  # the Learner's log-reward is -min(E, max_energy) (None: no cap)
     iterations: tuple[int, ...] = (25_000, 30_000)
     batch_size: int = 300
     lr_policy: float = 1e-3
@@ -92,6 +95,7 @@ class SGDSSettings:
             (0 <= self.searcher_burn_in < self.searcher_steps and self.searcher_chains >= 1,
              "need 0 <= searcher_burn_in < searcher_steps and searcher_chains >= 1"),
             (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
+            (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
             (self.searcher_step_size > 0 and self.searcher_prior_std > 0 and self.rnd_alpha >= 0,
              "searcher_step_size and searcher_prior_std must be > 0, rnd_alpha >= 0"),
         ]
@@ -162,14 +166,16 @@ def run_searcher(counter: EnergyCounter, dim: int, settings: SGDSSettings, rnd: 
     return torch.cat(kept_x).detach(), log_r, mala.step_size, float(torch.logsumexp(log_r, 0) - math.log(len(log_r)))
 
 
-def _new_learner(dim: int, settings: SGDSSettings, log_z: float) -> DiffusionSampler:
-    drift = DriftMLP(dim, hidden=settings.hidden, depth=settings.depth, harmonics=settings.harmonics)
-    return DiffusionSampler(drift, dim, sigma=settings.sigma, n_steps=settings.n_steps, log_z=log_z)
+def _new_learner(dim: int, settings: SGDSSettings, log_z: float,
+                 particles: tuple[int, int] | None = None) -> DiffusionSampler:
+    drift = build_drift(settings.network, dim, settings.hidden, settings.depth, settings.harmonics, particles)
+    return DiffusionSampler(drift, dim, sigma=settings.sigma, n_steps=settings.n_steps, log_z=log_z,
+                            particles=particles)
 
 
 def reinitialise(sampler: DiffusionSampler, settings: SGDSSettings) -> DiffusionSampler:
     """A Learner with a freshly initialised drift network (zero output layer) and the same ``log Z``."""
-    return _new_learner(sampler.dim, settings, float(sampler.log_z.detach()))
+    return _new_learner(sampler.dim, settings, float(sampler.log_z.detach()), sampler.particles)
 
 
 def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim.Optimizer:
@@ -179,9 +185,13 @@ def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim
 
 def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, settings: SGDSSettings,
                checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None,
-               monitor: Callable[[DiffusionSampler], dict[str, float]] | None = None
+               monitor: Callable[[DiffusionSampler], dict[str, float]] | None = None,
+               particles: tuple[int, int] | None = None
                ) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
     """Train a Learner by ``settings.method``; returns ``(sampler, buffer, history, summary)``.
+
+    ``particles = (n, s)`` for a translation-invariant particle target: the Learner walks on the
+    centre-of-mass-free subspace and Searcher points are moved there before they enter the buffer.
 
     ``summary`` holds the energy calls (total, searcher, learner), the searcher's step sizes and
     how many points each round added to the buffer. With ``checkpoint_dir`` the whole state
@@ -198,17 +208,18 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     counter = EnergyCounter(energy)
     buffer = RankedReplayBuffer(settings.buffer_capacity, dim, settings.rank_weight)
     uses_searcher = settings.method in ("sgds", "tb_buffer")
-    sampler = _new_learner(dim, settings, 0.0)
+    sampler = _new_learner(dim, settings, 0.0, particles)
     optimizer = _optimizer(sampler, settings)
     rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden) if settings.method == "sgds" else None
     rows: list[dict[str, float]] = []
     summary: dict[str, Any] = {"settings": asdict(settings), "searcher_step_sizes": [], "buffer_added": [],
                                "searcher_log_z": []}
-    round_index, it, it_total, wall_offset = 0, 0, 0, 0.0
+    round_index, it, it_total, wall_offset, skipped = 0, 0, 0, 0.0, 0
     ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     state = load_resume_state(ck_path, identity, log) if ck_path is not None else None
     if state is not None:
         round_index, it, it_total = int(state["round"]), int(state["iteration"]), int(state["iteration_total"])
+        skipped = int(state["skipped"])
         sampler.load_state_dict(state["sampler"])
         optimizer.load_state_dict(state["optimizer"])
         if rnd is not None:
@@ -230,6 +241,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
             return
         columns = list(rows[0]) if rows else []
         payload = {"identity": identity, "round": round_index, "iteration": it, "iteration_total": it_total,
+                   "skipped": skipped,
                    "sampler": sampler.state_dict(), "optimizer": optimizer.state_dict(), "buffer": buffer.state_dict(),
                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                    "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
@@ -247,7 +259,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
         if it == 0 and uses_searcher:
             bonus = rnd if (rnd is not None and round_index > 0) else None
             x, log_r, step, log_z_hat = run_searcher(counter, dim, settings, bonus, generator)
-            added = buffer.add(x, log_r)
+            added = buffer.add(sampler.project(x), log_r)
             summary["searcher_step_sizes"].append(step)
             summary["buffer_added"].append(added)
             summary["searcher_log_z"].append(log_z_hat)
@@ -268,18 +280,15 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 traj = sampler.backward_trajectories(x_final, generator)
                 if rnd is not None:
                     rnd.update(x_final)
-            elif settings.method == "pis":  # path-wise gradient through the trajectories and the energy
-                traj = sampler.sample_trajectories(settings.batch_size, generator, reparameterise=True)
-                log_r = -counter(traj.final.to(torch.float64), "learner")
-            else:
-                traj = sampler.sample_trajectories(settings.batch_size, generator)
-                log_r = -counter(traj.final.detach().to(torch.float64), "learner")
+            else:  # on-policy; PIS takes the path-wise gradient through the trajectories and the energy
+                pis = settings.method == "pis"
+                traj = sampler.sample_trajectories(settings.batch_size, generator, reparameterise=pis)
+                final = traj.final.to(torch.float64)
+                energies = counter(final if pis else final.detach(), "learner")
+                log_r = -(energies if settings.max_energy is None else energies.clamp(max=settings.max_energy))
             loss = (pis_loss if settings.method == "pis" else trajectory_balance_loss)(sampler, traj, log_r)
-            optimizer.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(sampler.drift.parameters(), settings.grad_clip)
-                optimizer.step()
+            if not guarded_step(loss, optimizer, sampler.drift.parameters(), settings.grad_clip):
+                skipped += 1
             window.append(float(loss.detach()))
             it += 1
             it_total += 1
@@ -287,7 +296,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 rows.append({"round": round_index + 1, "iteration": it_total, "loss": float(np.nanmean(window)),
                              "log_z": float(sampler.log_z.detach()), "energy_calls": counter.total,
                              "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
-                             "buffer_size": len(buffer), "wall_s": wall_offset + time.time() - start})
+                             "buffer_size": len(buffer), "skipped_steps": skipped,
+                             "wall_s": wall_offset + time.time() - start})
                 if monitor is not None:
                     rows[-1].update(monitor(sampler))
                 window = []
@@ -297,6 +307,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 save_checkpoint()
         round_index, it = round_index + 1, 0
         save_checkpoint()
-    summary.update({"energy_calls": counter.total, "searcher_calls": counter.calls["searcher"],
+    if skipped:
+        log.warning("%d of %d optimizer steps skipped: non-finite loss or gradient", skipped, it_total)
+    summary.update({"skipped_steps": skipped, "energy_calls": counter.total, "searcher_calls": counter.calls["searcher"],
                     "learner_calls": counter.calls["learner"], "wall_s": wall_offset + time.time() - start})
     return sampler, buffer, pd.DataFrame(rows), summary

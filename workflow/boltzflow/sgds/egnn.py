@@ -1,0 +1,90 @@
+"""An E(n)-equivariant drift network for particle systems (LJ clusters), after Satorras et al.
+(ICML 2021), as the SGDS paper uses for LJ-13 / LJ-55 and peptides.
+
+Points are flattened ``(B, n * s)`` configurations of ``n`` identical particles in ``s``
+dimensions. Every particle carries a feature vector ``h_i`` that starts as an embedding of the
+time (the particles are identical, so nothing else tells them apart); each layer updates
+
+- messages ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, t)`` for ``i != j``;
+- positions ``x_i <- x_i + (1 / (n - 1)) sum_j (x_i - x_j) / (|x_i - x_j| + 1) * phi_x(m_ij)``;
+- features ``h_i <- h_i + phi_h(h_i, sum_j m_ij)``.
+
+The drift is the total displacement ``x_out - x_in`` with its centre of mass removed, so it is
+equivariant to rotations, reflections and permutations of the particles, invariant to
+translations, and keeps the diffusion on the centre-of-mass-free subspace. The last layer of
+every ``phi_x`` starts at zero: a new network has zero drift (plain Brownian motion), as the
+PIS-style MLP.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["EGNNDrift", "remove_mean"]
+
+
+def remove_mean(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
+    """``x`` ``(B, n * s)`` with each configuration's centre of mass moved to the origin."""
+    pos = x.reshape(len(x), n_particles, spatial_dim)
+    return (pos - pos.mean(1, keepdim=True)).reshape(len(x), -1)
+
+
+def _mlp(width_in: int, hidden: int, width_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width_in, hidden), nn.SiLU(), nn.Linear(hidden, width_out))
+
+
+class _EquivariantLayer(nn.Module):
+    def __init__(self, hidden: int, time_features: int):
+        super().__init__()
+        self.edge = nn.Sequential(_mlp(2 * hidden + 1 + time_features, hidden, hidden), nn.SiLU())
+        self.coordinate = _mlp(hidden, hidden, 1)
+        nn.init.zeros_(self.coordinate[-1].weight)
+        nn.init.zeros_(self.coordinate[-1].bias)
+        self.node = _mlp(2 * hidden, hidden, hidden)
+
+    def forward(self, h: torch.Tensor, pos: torch.Tensor, time: torch.Tensor,
+                off_diagonal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n, width = h.shape
+        diff = pos[:, :, None] - pos[:, None]  # (B, n, n, s)
+        dist2 = diff.square().sum(-1, keepdim=True)
+        pair = torch.cat([h[:, :, None].expand(b, n, n, width), h[:, None].expand(b, n, n, width), dist2,
+                          time[:, None, None].expand(b, n, n, time.shape[-1])], dim=-1)
+        messages = self.edge(pair) * off_diagonal
+        # sqrt'(0) is infinite (and inf * 0 = NaN): a pair with itself, and every pair at t = 0,
+        # where the walk starts with all particles at the origin
+        dist = (dist2 + 1e-8).sqrt()
+        step = diff / (dist + 1.0) * self.coordinate(messages) * off_diagonal
+        pos = pos + step.sum(2) / max(n - 1, 1)
+        h = h + self.node(torch.cat([h, messages.sum(2)], dim=-1))
+        return h, pos
+
+
+class EGNNDrift(nn.Module):
+    """Equivariant drift ``u(x, t)`` for ``n_particles`` particles in ``spatial_dim`` dimensions,
+    ``layers`` equivariant layers of width ``hidden``, ``harmonics`` sinusoidal time features."""
+
+    def __init__(self, n_particles: int, spatial_dim: int, hidden: int = 64, layers: int = 5, harmonics: int = 16):
+        super().__init__()
+        if n_particles < 2 or min(spatial_dim, hidden, layers, harmonics) < 1:
+            raise ValueError(f"EGNN needs n_particles >= 2 and positive sizes, got {n_particles}, {spatial_dim}, "
+                             f"{hidden}, {layers}, {harmonics}")
+        self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
+        self.dim = self.n_particles * self.spatial_dim
+        self.hidden, self.layers_count = int(hidden), int(layers)
+        self.register_buffer("frequencies", torch.linspace(0.1, 100.0, harmonics))
+        self.embed = nn.Sequential(nn.Linear(2 * harmonics, hidden), nn.SiLU())
+        self.layers = nn.ModuleList(_EquivariantLayer(hidden, 2 * harmonics) for _ in range(layers))
+        self.register_buffer("off_diagonal", (1.0 - torch.eye(n_particles))[None, :, :, None])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        b = len(x)
+        angles = t.reshape(-1, 1).to(x.dtype) * self.frequencies.to(x.dtype)
+        time = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).expand(b, -1)
+        h = self.embed(time)[:, None].expand(b, self.n_particles, self.hidden)
+        start = x.reshape(b, self.n_particles, self.spatial_dim)
+        pos = start
+        mask = self.off_diagonal.to(x.dtype)
+        for layer in self.layers:
+            h, pos = layer(h, pos, time, mask)
+        return remove_mean((pos - start).reshape(b, -1), self.n_particles, self.spatial_dim)
