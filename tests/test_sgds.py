@@ -359,3 +359,23 @@ def test_particle_sampler_walks_on_the_centre_of_mass_free_subspace(tmp_path):
     assert loaded.particles == (n, s) and loaded.dof == dof
     x, t = forward.final[:5], torch.tensor([0.5], dtype=torch.float64)
     torch.testing.assert_close(loaded.double().drift(x, t), sampler.drift(x, t))
+
+
+def test_sgds_table_splits_targets_like_the_papers_tables():
+    import pandas as pd
+
+    from boltzflow.tables import markdown_sgds_table, sgds_table
+
+    def row(target, method, seed, gap, **extra):
+        return pd.DataFrame([{"target": target, "method": method, "seed": seed, "dim": 2, "log_z_true": 0.0,
+                              "elbo": -gap / 2, "eubo": gap / 2, "gap": gap, "energy_calls": 1000, "w2": 1.0,
+                              "energy_w2": 2.0, **extra}])
+
+    rows = [row("manywell32", "sgds", 0, 40.0), row("manywell32", "sgds", 1, 42.0), row("gmm40", "tb", 0, 9.0),
+            row("lj13", "pis", 0, 7.0, distance_w1=0.3)]
+    text = markdown_sgds_table(sgds_table(rows))
+    manywell, rest = text.split("## Manywell")[1].split("## Particle systems")
+    particles, low = rest.split("## Low-dimensional targets")
+    assert "| manywell32 | SGDS | 2 | 2 | -20.5" in manywell and "W2" not in manywell and "gmm40" not in manywell
+    assert "| lj13 | PIS |" in particles and "distance W1" in particles and "0.3" in particles
+    assert "| gmm40 | TB (on-policy) |" in low and "lj13" not in low

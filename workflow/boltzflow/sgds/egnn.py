@@ -37,7 +37,13 @@ def _mlp(width_in: int, hidden: int, width_out: int) -> nn.Sequential:
 class _EquivariantLayer(nn.Module):
     def __init__(self, hidden: int, time_features: int):
         super().__init__()
-        self.edge = nn.Sequential(_mlp(2 * hidden + 1 + time_features, hidden, hidden), nn.SiLU())
+        # the edge MLP's first layer on [h_i, h_j, |x_i - x_j|^2, t] is split into per-particle
+        # projections that are broadcast over the pairs: O(n H^2) work instead of O(n^2 H^2)
+        self.edge_i = nn.Linear(hidden, hidden)
+        self.edge_j = nn.Linear(hidden, hidden, bias=False)
+        self.edge_d = nn.Linear(1, hidden, bias=False)
+        self.edge_t = nn.Linear(time_features, hidden, bias=False)
+        self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.coordinate = _mlp(hidden, hidden, 1)
         nn.init.zeros_(self.coordinate[-1].weight)
         nn.init.zeros_(self.coordinate[-1].bias)
@@ -45,12 +51,12 @@ class _EquivariantLayer(nn.Module):
 
     def forward(self, h: torch.Tensor, pos: torch.Tensor, time: torch.Tensor,
                 off_diagonal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, n, width = h.shape
+        n = h.shape[1]
         diff = pos[:, :, None] - pos[:, None]  # (B, n, n, s)
         dist2 = diff.square().sum(-1, keepdim=True)
-        pair = torch.cat([h[:, :, None].expand(b, n, n, width), h[:, None].expand(b, n, n, width), dist2,
-                          time[:, None, None].expand(b, n, n, time.shape[-1])], dim=-1)
-        messages = self.edge(pair) * off_diagonal
+        first = (self.edge_i(h)[:, :, None] + self.edge_j(h)[:, None] + self.edge_d(dist2)
+                 + self.edge_t(time)[:, None, None])
+        messages = self.edge_out(first) * off_diagonal
         # sqrt'(0) is infinite (and inf * 0 = NaN): a pair with itself, and every pair at t = 0,
         # where the walk starts with all particles at the origin
         dist = (dist2 + 1e-8).sqrt()
