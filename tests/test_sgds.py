@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -379,3 +380,28 @@ def test_sgds_table_splits_targets_like_the_papers_tables():
     assert "| manywell32 | SGDS | 2 | 2 | -20.5" in manywell and "W2" not in manywell and "gmm40" not in manywell
     assert "| lj13 | PIS |" in particles and "distance W1" in particles and "0.3" in particles
     assert "| gmm40 | TB (on-policy) |" in low and "lj13" not in low
+
+
+def test_md_searcher_samples_each_rounds_temperature_and_counts_its_calls():
+    """The md Searcher on a harmonic 'molecule' (u = |x|^2 / (2 s^2) in kT at 300 K): at 600 K its
+    states have twice the variance, at 300 K the target's; log-rewards are -u; chains x (steps + 1)
+    calls (one force evaluation per Langevin step, and one at the start)."""
+    from boltzflow.sgds.train import EnergyCounter, MDSystem, SGDSSettings, run_searcher
+
+    torch.set_num_threads(1)
+    dim, s = 6, 0.1
+    energy = gaussian_energy(s)
+    md = MDSystem(masses=np.full(dim // 3, 12.0), temperature=300.0, start=np.zeros(dim))
+    settings = SGDSSettings(searcher="md", searcher_chains=64, searcher_steps=3000, searcher_burn_in=1000,
+                            searcher_keep_every=10, searcher_timestep_fs=2.0, searcher_friction=10.0,
+                            searcher_temperatures=(600.0, 300.0))
+    variances = []
+    for round_index in (0, 1):
+        counter = EnergyCounter(energy)
+        x, log_r, _, _ = run_searcher(counter, dim, settings, None, gen(30 + round_index), round_index, md)
+        assert counter.calls["searcher"] == 64 * 3001 and x.shape == (64 * 200, dim)
+        torch.testing.assert_close(log_r, -energy(x), rtol=0, atol=1e-9)
+        variances.append(float(x.var(0).mean()) / s**2)
+    assert abs(variances[0] - 2.0) < 0.2 and abs(variances[1] - 1.0) < 0.1, variances
+    with pytest.raises(ValueError, match="needs a molecule"):
+        run_searcher(EnergyCounter(energy), dim, settings, None, gen(32), 0, None)

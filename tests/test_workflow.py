@@ -450,6 +450,11 @@ def test_smoke_sgds(smoke_run):
     x = read_table(out / "sgds/dw4/sgds-seed0/samples.parquet")[0].to_numpy().reshape(-1, 4, 2)
     assert np.abs(x.mean(1)).max() < 1e-5  # zero centre of mass
     assert "| dw4 | SGDS | 8 |" in (out / "tables/sgds.md").read_text()
+    # al2: the md Searcher (2 chains x 61 force evaluations a round), an EGNN with one label per atom
+    sampler, saved = load_sampler(out / "sgds/al2/sgds-seed0/model.pt")
+    assert sampler.particles == (22, 3) and sampler.drift.node_types == tuple(range(22))
+    assert saved["searcher_calls"] == 2 * 2 * 61 and saved["learner_calls"] == 32 * 4
+    assert "## Peptides" in (out / "tables/sgds.md").read_text()
 
 
 def test_ebm_on_user_data(tmp_path):

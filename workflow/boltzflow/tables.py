@@ -202,6 +202,8 @@ SGDS_GROUPS = (
      ("elbo", "eubo", "gap", "log_z_is_error", "log_z_learned_error", "energy_calls")),
     ("Particle systems (as the paper's Table 2)", lambda t: t in ("lj13", "lj55", "dw4"),
      ("elbo", "eubo", "gap", "w2", "energy_w2", "distance_w1", "energy_calls")),
+    ("Peptides, Cartesian coordinates (as the paper's Table 3)", lambda t: t in ("al2", "al3", "al4"),
+     ("elbo", "eubo", "gap", "w2", "energy_w2", "energy_calls")),
     ("Low-dimensional targets (as the paper's Table 6)", lambda t: True,
      ("elbo", "eubo", "gap", "log_z_is_error", "log_z_learned_error", "w2", "energy_w2", "energy_calls")),
 )

@@ -158,9 +158,9 @@ check_sgds_config()
 
 def sgds_particle_targets():
     """The SGDS targets that are particle systems (reference samples from rule reference_samples)."""
-    from boltzflow.sgds.run import needs_reference_file
+    from boltzflow.sgds.run import PARTICLE_TARGETS
 
-    return [t for t in SGDS["targets"] if needs_reference_file(t)]
+    return [t for t in SGDS["targets"] if t in PARTICLE_TARGETS]
 
 
 def sgds_runs(particles=False):
@@ -171,9 +171,12 @@ def sgds_runs(particles=False):
 
 
 def sgds_reference(wildcards):
-    """The reference sample set of an SGDS target without an exact sampler (LJ clusters), else none."""
-    from boltzflow.sgds.run import needs_reference_file
+    """The reference sample set of an SGDS target without an exact sampler: parallel-tempering
+    samples (LJ clusters, dw4) or the MD frames (peptides); none for the others."""
+    from boltzflow.sgds.run import PEPTIDE_TARGETS, needs_reference_file
 
+    if wildcards.target in PEPTIDE_TARGETS:
+        return [f"{OUT}/md/{wildcards.target}/frames.parquet"]
     return [f"{OUT}/reference/{wildcards.target}.parquet"] if needs_reference_file(wildcards.target) else []
 
 

@@ -70,11 +70,20 @@ class EGNNDrift(nn.Module):
     """Equivariant drift ``u(x, t)`` for ``n_particles`` particles in ``spatial_dim`` dimensions,
     ``layers`` equivariant layers of width ``hidden``, ``harmonics`` sinusoidal time features."""
 
-    def __init__(self, n_particles: int, spatial_dim: int, hidden: int = 64, layers: int = 5, harmonics: int = 16):
+    def __init__(self, n_particles: int, spatial_dim: int, hidden: int = 64, layers: int = 5, harmonics: int = 16,
+                 node_types: tuple[int, ...] | None = None):
         super().__init__()
         if n_particles < 2 or min(spatial_dim, hidden, layers, harmonics) < 1:
             raise ValueError(f"EGNN needs n_particles >= 2 and positive sizes, got {n_particles}, {spatial_dim}, "
                              f"{hidden}, {layers}, {harmonics}")
+        if node_types is not None and (len(node_types) != n_particles or min(node_types) < 0):
+            raise ValueError(f"node_types needs one label >= 0 per particle ({n_particles}), got {len(node_types)}")
+        # labels of non-identical particles (the atoms of a molecule): an embedding added to the
+        # features, so only permutations within a label stay symmetries
+        self.node_types = None if node_types is None else tuple(int(v) for v in node_types)
+        if self.node_types is not None:
+            self.type_embedding = nn.Embedding(max(self.node_types) + 1, hidden)
+            self.register_buffer("type_index", torch.tensor(self.node_types, dtype=torch.long))
         self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
         self.dim = self.n_particles * self.spatial_dim
         self.hidden, self.layers_count = int(hidden), int(layers)
@@ -88,6 +97,8 @@ class EGNNDrift(nn.Module):
         angles = t.reshape(-1, 1).to(x.dtype) * self.frequencies.to(x.dtype)
         time = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).expand(b, -1)
         h = self.embed(time)[:, None].expand(b, self.n_particles, self.hidden)
+        if self.node_types is not None:
+            h = h + self.type_embedding(self.type_index).to(x.dtype)[None]
         start = x.reshape(b, self.n_particles, self.spatial_dim)
         pos = start
         mask = self.off_diagonal.to(x.dtype)

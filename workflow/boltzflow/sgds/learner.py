@@ -287,13 +287,15 @@ def sampler_config(sampler: DiffusionSampler) -> dict:
                 "depth": sum(isinstance(m, nn.Linear) for m in drift.body), "harmonics": len(drift.frequencies)}
     if isinstance(drift, EGNNDrift):
         return {**config, "network": "egnn", "hidden": drift.hidden, "depth": drift.layers_count,
-                "harmonics": len(drift.frequencies)}
+                "harmonics": len(drift.frequencies),
+                "node_types": list(drift.node_types) if drift.node_types is not None else None}
     raise TypeError(f"only DriftMLP and EGNNDrift drifts can be saved, got {type(drift).__name__}")
 
 
 def build_drift(network: str, dim: int, hidden: int, depth: int, harmonics: int,
-                particles: tuple[int, int] | None = None) -> nn.Module:
-    """A fresh drift network: ``mlp`` (:class:`DriftMLP`) or ``egnn`` (needs ``particles``)."""
+                particles: tuple[int, int] | None = None, node_types: tuple[int, ...] | None = None) -> nn.Module:
+    """A fresh drift network: ``mlp`` (:class:`DriftMLP`) or ``egnn`` (needs ``particles``;
+    ``node_types`` labels the particles of a molecule)."""
     from boltzflow.sgds.egnn import EGNNDrift
 
     if network == "mlp":
@@ -301,14 +303,16 @@ def build_drift(network: str, dim: int, hidden: int, depth: int, harmonics: int,
     if network == "egnn":
         if particles is None:
             raise ValueError("the egnn network needs a particle target (n_particles, spatial_dim)")
-        return EGNNDrift(particles[0], particles[1], hidden=hidden, layers=depth, harmonics=harmonics)
+        return EGNNDrift(particles[0], particles[1], hidden=hidden, layers=depth, harmonics=harmonics,
+                         node_types=node_types)
     raise ValueError(f"network must be mlp or egnn, got {network!r}")
 
 
 def build_sampler(config: dict) -> DiffusionSampler:
     particles = tuple(int(v) for v in config["particles"]) if config.get("particles") else None
+    node_types = tuple(int(v) for v in config["node_types"]) if config.get("node_types") else None
     drift = build_drift(config.get("network", "mlp"), int(config["dim"]), int(config["hidden"]), int(config["depth"]),
-                        int(config["harmonics"]), particles)
+                        int(config["harmonics"]), particles, node_types)
     return DiffusionSampler(drift, int(config["dim"]), float(config["sigma"]), int(config["n_steps"]),
                             particles=particles)
 

@@ -31,7 +31,7 @@ from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, sa
 from boltzflow.sgds.train import SGDSSettings, train_sgds
 
 __all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "needs_reference_file", "particles_of",
-           "sgds_target_names", "pair_distances",
+           "sgds_target_names", "pair_distances", "molecule_of",
            "train_run", "evaluate_run", "main"]
 
 
@@ -45,13 +45,18 @@ def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed
         raise ValueError(f"sgds settings of target {target!r}: unknown key(s) {', '.join(unknown)}")
     if "iterations" in merged:
         merged["iterations"] = tuple(int(i) for i in merged["iterations"])
+    if "searcher_temperatures" in merged:
+        merged["searcher_temperatures"] = tuple(float(t) for t in merged["searcher_temperatures"])
     try:
         settings = SGDSSettings(**{**merged, "method": method, "seed": int(seed)})
     except (TypeError, ValueError) as err:
         raise ValueError(f"sgds settings of target {target!r}, method {method!r}: {err}") from err
-    if settings.network == "egnn" and target not in PARTICLE_TARGETS:
-        raise ValueError(f"sgds settings of target {target!r}: network egnn needs a particle target "
-                         f"({', '.join(PARTICLE_TARGETS)})")
+    if settings.network == "egnn" and target not in PARTICLE_TARGETS + PEPTIDE_TARGETS:
+        raise ValueError(f"sgds settings of target {target!r}: network egnn needs a particle or peptide target "
+                         f"({', '.join(PARTICLE_TARGETS + PEPTIDE_TARGETS)})")
+    if settings.searcher == "md" and target not in PEPTIDE_TARGETS and method in ("sgds", "tb_buffer"):
+        raise ValueError(f"sgds settings of target {target!r}: searcher md needs a peptide target "
+                         f"({', '.join(PEPTIDE_TARGETS)})")
     return settings
 
 
@@ -69,29 +74,50 @@ def sgds_target(name: str):
 
 #: Targets without an exact sampler whose reference samples the workflow makes by parallel tempering.
 PARTICLE_TARGETS = ("lj13", "lj55", "dw4")
+#: Peptides in Cartesian coordinates (reduced energy u = E / kT, nm); reference samples are the MD frames.
+PEPTIDE_TARGETS = ("al2", "al3", "al4")
 
 
 def sgds_target_names() -> list[str]:
     """The targets an SGDS run can use."""
     from boltzflow.targets import exact_sampler_names
 
-    return exact_sampler_names() + [n for n in PARTICLE_TARGETS if n not in exact_sampler_names()]
+    exact = exact_sampler_names()
+    return exact + [n for n in PARTICLE_TARGETS + PEPTIDE_TARGETS if n not in exact]
 
 
 def needs_reference_file(name: str) -> bool:
-    """Whether target ``name`` takes its reference samples from ``reference/{name}.parquet``."""
-    return name in PARTICLE_TARGETS
+    """Whether target ``name`` takes its reference samples from a file: ``reference/{name}.parquet``
+    (particle targets) or ``md/{name}/frames.parquet`` (peptides)."""
+    return name in PARTICLE_TARGETS + PEPTIDE_TARGETS
 
 
 def particles_of(target) -> tuple[int, int] | None:
-    """``(n_particles, spatial_dim)`` of a translation-invariant particle target, else None."""
-    return (target.n_particles, target.spatial_dim) if getattr(target, "com_free", False) else None
+    """``(n_particles, spatial_dim)`` of a translation-invariant target (particles, peptides in
+    vacuum or implicit solvent), else None."""
+    if getattr(target, "com_free", False):
+        return (target.n_particles, target.spatial_dim)
+    if target.name in PEPTIDE_TARGETS:
+        return (target.n_atoms, 3)
+    return None
+
+
+def molecule_of(target):
+    """For a peptide: the ``md`` Searcher's :class:`~boltzflow.sgds.train.MDSystem` (masses, the
+    temperature, the minimised structure) and the EGNN's atom labels (one per atom); else None."""
+    if target.name not in PEPTIDE_TARGETS:
+        return None, None
+    from boltzflow.sgds.train import MDSystem
+    from boltzflow.torch_md import system_masses
+
+    md = MDSystem(system_masses(target.openmm_system), target.temperature, target.positions.reshape(-1))
+    return md, tuple(range(target.n_atoms))
 
 
 def reference_samples(target, n: int, seed: int, path: str | Path | None = None) -> torch.Tensor:
     """``n`` reference samples of ``target`` (float64): exact draws (seeded) or, for a target
     without an exact sampler, ``n`` rows drawn without replacement from the sample set at
-    ``path`` (all of them if it has fewer)."""
+    ``path`` (all of them if it has fewer), moved to zero centre of mass for particles and peptides."""
     from boltzflow.io import ArtifactError, read_sample_set
 
     if not needs_reference_file(target.name):
@@ -99,8 +125,14 @@ def reference_samples(target, n: int, seed: int, path: str | Path | None = None)
     if path is None:
         raise ValueError(f"target {target.name} has no exact sampler: give its reference sample set "
                          f"(rule reference_samples writes reference/{target.name}.parquet)")
-    samples = read_sample_set(path, expected_dim=target.dim, expected_target=target.name)
-    x = torch.from_numpy(samples.x).to(torch.float64)
+    samples = read_sample_set(path, expected_dim=target.dim,
+                              expected_target=target.name if target.name in PARTICLE_TARGETS else None)
+    x = torch.from_numpy(np.array(samples.x, dtype=np.float64))
+    parts = particles_of(target)
+    if parts is not None:  # MD frames drift: compare on the centre-of-mass-free subspace, as the Learner
+        from boltzflow.sgds.egnn import remove_mean
+
+        x = remove_mean(x, *parts)
     if len(x) < 2:
         raise ArtifactError(f"{path}: {len(x)} reference sample(s); need at least 2")
     rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(int(seed) + 10_007))[: int(n)]
@@ -123,6 +155,7 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     target = sgds_target(target_name)
     ev = sgds_cfg["evaluation"]
     monitor = None
+    md, node_types = molecule_of(target)
     if ev["monitor_samples"] > 0:
         ref = reference_samples(target, ev["monitor_samples"], ev["seed"], reference)
         monitor_gen = torch.Generator().manual_seed(int(ev["seed"]) + 1)
@@ -133,7 +166,7 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     options = {"target": target_name, "settings": asdict(settings), "monitor_samples": ev["monitor_samples"]}
     sampler, buffer, table, summary = train_sgds(_energy64(target), target.dim, settings, checkpoint_dir,
                                                  identity=config_hash(options), log=log, monitor=monitor,
-                                                 particles=particles_of(target))
+                                                 particles=particles_of(target), md=md, node_types=node_types)
     meta = provenance(rule, options, seed=seed, target=target_name, method=method, dim=int(target.dim),
                       summary={k: v for k, v in summary.items() if k != "settings"})
     write_table(history, table, meta)
@@ -161,7 +194,7 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     values = evaluate_sampler(sampler, _energy64(target), ev["n_samples"], reference=ref, log_z=target.log_z,
                               generator=gen, w2_points=ev["w2_points"])
     x = sampler.sample(ev["n_samples"], torch.Generator().manual_seed(int(ev["seed"]) + 3)).to(torch.float64)
-    if particles_of(target) is not None:  # the paper's interatomic-distance histograms, as one number
+    if hasattr(target, "squared_distances"):  # the paper's interatomic-distance histograms, as one number
         values["distance_w1"] = energy_wasserstein(pair_distances(target, x), pair_distances(target, ref), p=1)
     row = {"target": target_name, "method": method, "seed": seed, "dim": target.dim,
            "energy_calls": int(saved["energy_calls"]), "searcher_calls": int(saved["searcher_calls"]),

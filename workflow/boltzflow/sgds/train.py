@@ -47,7 +47,7 @@ from boltzflow.training import guarded_step
 __all__ = ["SGDSSettings", "SGDS_METHODS", "EnergyCounter", "run_searcher", "reinitialise", "train_sgds"]
 
 SGDS_METHODS = ("sgds", "tb", "tb_buffer", "pis")
-SEARCHERS = ("mala", "ais")
+SEARCHERS = ("mala", "ais", "md")
 CHECKPOINT_NAME = "sgds_state.pt"
 
 
@@ -79,6 +79,11 @@ class SGDSSettings:
     searcher_prior_std: float = 1.0
     target_acceptance: float = 0.574
     searcher_adapt_factor: float = 1.01
+    # md searcher (peptides): Langevin dynamics at one temperature per round (the last repeats)
+    searcher_temperatures: tuple[float, ...] = (600.0, 300.0)
+    searcher_timestep_fs: float = 0.5
+    searcher_friction: float = 1.0
+    searcher_keep_every: int = 1
     # novelty bonus
     rnd_alpha: float = 100.0
     rnd_hidden: int = 256
@@ -96,6 +101,9 @@ class SGDSSettings:
              "need 0 <= searcher_burn_in < searcher_steps and searcher_chains >= 1"),
             (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
+            (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
+             and self.searcher_timestep_fs > 0 and self.searcher_friction >= 0 and self.searcher_keep_every >= 1,
+             "md searcher: need temperatures > 0 K, timestep_fs > 0, friction >= 0, keep_every >= 1"),
             (self.searcher_step_size > 0 and self.searcher_prior_std > 0 and self.rnd_alpha >= 0,
              "searcher_step_size and searcher_prior_std must be > 0, rnd_alpha >= 0"),
         ]
@@ -106,6 +114,17 @@ class SGDSSettings:
     @property
     def rounds(self) -> int:
         return 1 if self.method in ("tb", "pis") else len(self.iterations)
+
+
+@dataclass(frozen=True)
+class MDSystem:
+    """What the ``md`` Searcher needs of a molecule: atom masses (amu), the temperature (K) at
+    which the target's reduced energy ``u = E / kT`` is defined, and the start configuration
+    (flattened, nm; every chain starts there)."""
+
+    masses: np.ndarray
+    temperature: float
+    start: np.ndarray
 
 
 class EnergyCounter:
@@ -125,14 +144,18 @@ class EnergyCounter:
 
 
 def run_searcher(counter: EnergyCounter, dim: int, settings: SGDSSettings, rnd: RandomNetworkDistillation | None,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+                 generator: torch.Generator, round_index: int = 0,
+                 md: MDSystem | None = None) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     """The Searcher on ``E - alpha * RND`` (or on ``E`` when ``rnd`` is None).
 
     Returns the points for the buffer, their true log-rewards ``-E`` (float64), the final step
     size and an estimate of ``log Z`` of the searched density. ``mala``: the accepted proposals
     after ``searcher_burn_in`` steps, and the log-mean-exp of their log-rewards (a rough guess, as
     in the authors' code). ``ais``: the final states of ``searcher_chains`` annealing runs of
-    ``searcher_steps`` steps, and the AIS estimate of ``log Z``."""
+    ``searcher_steps`` steps, and the AIS estimate of ``log Z``. ``md`` (needs ``md``): BAOAB
+    Langevin dynamics of ``searcher_chains`` copies of the molecule from ``md.start`` at this
+    round's temperature, every ``searcher_keep_every``-th state after ``searcher_burn_in`` steps,
+    and the MALA-style guess of ``log Z``."""
     alpha = settings.rnd_alpha if rnd is not None else 0.0
 
     def bonus(x: torch.Tensor) -> torch.Tensor:
@@ -141,6 +164,11 @@ def run_searcher(counter: EnergyCounter, dim: int, settings: SGDSSettings, rnd: 
     def log_prob(x: torch.Tensor) -> torch.Tensor:
         return -counter(x, "searcher").to(x.dtype) + bonus(x)
 
+    if settings.searcher == "md":
+        if md is None:
+            raise ValueError("the md searcher needs a molecule (masses, temperature, start configuration)")
+        x, log_r = _md_search(counter, dim, settings, bonus, generator, round_index, md)
+        return x, log_r, settings.searcher_timestep_fs, float(torch.logsumexp(log_r, 0) - math.log(len(log_r)))
     # float64 chains: the buffer keeps their log-rewards
     x0 = settings.searcher_prior_std * torch.randn(settings.searcher_chains, dim, generator=generator, dtype=torch.float64)
     if settings.searcher == "ais":
@@ -166,16 +194,52 @@ def run_searcher(counter: EnergyCounter, dim: int, settings: SGDSSettings, rnd: 
     return torch.cat(kept_x).detach(), log_r, mala.step_size, float(torch.logsumexp(log_r, 0) - math.log(len(log_r)))
 
 
-def _new_learner(dim: int, settings: SGDSSettings, log_z: float,
-                 particles: tuple[int, int] | None = None) -> DiffusionSampler:
-    drift = build_drift(settings.network, dim, settings.hidden, settings.depth, settings.harmonics, particles)
+def _md_search(counter: EnergyCounter, dim: int, settings: SGDSSettings, bonus: Callable[[torch.Tensor], torch.Tensor],
+               generator: torch.Generator, round_index: int, md: MDSystem) -> tuple[torch.Tensor, torch.Tensor]:
+    """Langevin dynamics on ``E - alpha * RND`` (kJ/mol: ``kT0 (u - alpha RND)``) at this round's
+    temperature; the kept states and their true log-rewards ``-u``."""
+    from boltzflow.md import kT_kJ_per_mol
+    from boltzflow.torch_md import BatchedLangevin
+
+    kt0 = kT_kJ_per_mol(md.temperature)
+    temperature = settings.searcher_temperatures[min(round_index, len(settings.searcher_temperatures) - 1)]
+
+    def energy_and_forces(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            xg = x.detach().to(torch.float64).requires_grad_(True)
+            e = kt0 * (counter(xg, "searcher").to(torch.float64) - bonus(xg).to(torch.float64))
+            (grad,) = torch.autograd.grad(e.sum(), xg)
+        return e.detach(), -grad.detach()
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    engine = BatchedLangevin(energy_and_forces, md.masses, [temperature], dim=dim, n_ladders=settings.searcher_chains,
+                             timestep_fs=settings.searcher_timestep_fs, friction_per_ps=settings.searcher_friction,
+                             force_dtype=torch.float64, seed=seed)
+    engine.set_positions(np.asarray(md.start, dtype=np.float64).reshape(1, dim))
+    engine.draw_velocities()
+    engine.run(settings.searcher_burn_in)
+    kept_x, kept_log_r = [], []
+    for _ in range((settings.searcher_steps - settings.searcher_burn_in) // settings.searcher_keep_every):
+        engine.run(settings.searcher_keep_every)
+        x = engine.x.clone()
+        # engine.energy is kT0 (u - alpha RND) at x: the true log-reward is -u
+        kept_x.append(x)
+        kept_log_r.append(-(engine.energy.clone() / kt0) - bonus(x).detach().to(torch.float64))
+    return torch.cat(kept_x), torch.cat(kept_log_r)
+
+
+def _new_learner(dim: int, settings: SGDSSettings, log_z: float, particles: tuple[int, int] | None = None,
+                 node_types: tuple[int, ...] | None = None) -> DiffusionSampler:
+    drift = build_drift(settings.network, dim, settings.hidden, settings.depth, settings.harmonics, particles,
+                        node_types)
     return DiffusionSampler(drift, dim, sigma=settings.sigma, n_steps=settings.n_steps, log_z=log_z,
                             particles=particles)
 
 
 def reinitialise(sampler: DiffusionSampler, settings: SGDSSettings) -> DiffusionSampler:
     """A Learner with a freshly initialised drift network (zero output layer) and the same ``log Z``."""
-    return _new_learner(sampler.dim, settings, float(sampler.log_z.detach()), sampler.particles)
+    return _new_learner(sampler.dim, settings, float(sampler.log_z.detach()), sampler.particles,
+                        getattr(sampler.drift, "node_types", None))
 
 
 def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim.Optimizer:
@@ -186,12 +250,15 @@ def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim
 def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, settings: SGDSSettings,
                checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None,
                monitor: Callable[[DiffusionSampler], dict[str, float]] | None = None,
-               particles: tuple[int, int] | None = None
+               particles: tuple[int, int] | None = None, md: MDSystem | None = None,
+               node_types: tuple[int, ...] | None = None
                ) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
     """Train a Learner by ``settings.method``; returns ``(sampler, buffer, history, summary)``.
 
     ``particles = (n, s)`` for a translation-invariant particle target: the Learner walks on the
     centre-of-mass-free subspace and Searcher points are moved there before they enter the buffer.
+    ``md``: the molecule for the ``md`` Searcher; ``node_types``: one label per particle for the
+    EGNN (the atoms of a peptide are not interchangeable).
 
     ``summary`` holds the energy calls (total, searcher, learner), the searcher's step sizes and
     how many points each round added to the buffer. With ``checkpoint_dir`` the whole state
@@ -208,7 +275,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     counter = EnergyCounter(energy)
     buffer = RankedReplayBuffer(settings.buffer_capacity, dim, settings.rank_weight)
     uses_searcher = settings.method in ("sgds", "tb_buffer")
-    sampler = _new_learner(dim, settings, 0.0, particles)
+    sampler = _new_learner(dim, settings, 0.0, particles, node_types)
     optimizer = _optimizer(sampler, settings)
     rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden) if settings.method == "sgds" else None
     rows: list[dict[str, float]] = []
@@ -258,7 +325,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     while round_index < settings.rounds:
         if it == 0 and uses_searcher:
             bonus = rnd if (rnd is not None and round_index > 0) else None
-            x, log_r, step, log_z_hat = run_searcher(counter, dim, settings, bonus, generator)
+            x, log_r, step, log_z_hat = run_searcher(counter, dim, settings, bonus, generator, round_index, md)
             added = buffer.add(sampler.project(x), log_r)
             summary["searcher_step_sizes"].append(step)
             summary["buffer_added"].append(added)
