@@ -405,3 +405,39 @@ def test_md_searcher_samples_each_rounds_temperature_and_counts_its_calls():
     assert abs(variances[0] - 2.0) < 0.2 and abs(variances[1] - 1.0) < 0.1, variances
     with pytest.raises(ValueError, match="needs a molecule"):
         run_searcher(EnergyCounter(energy), dim, settings, None, gen(32), 0, None)
+
+
+def test_command_line_runs_one_sampler_and_names_bad_input(tmp_path, capsys):
+    """python -m boltzflow.sgds.run: a tiny run writes the rules' outputs (with --iterations
+    overriding the config); a wrong key, a missing reference file and a bad --iterations stop it."""
+    import json
+
+    import yaml
+
+    from boltzflow.io import read_table
+    from boltzflow.sgds.run import main
+
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump({"sgds": {"settings": {**TINY, "iterations": [40, 40]},
+                                             "evaluation": {"n_samples": 100, "n_reference": 100, "w2_points": 100,
+                                                            "monitor_samples": 0}}}))
+    out = tmp_path / "run"
+    assert main(["--configfile", str(tiny), "--target", "gmm40", "--method", "sgds", "--iterations", "6", "4",
+                 "--out", str(out)]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["energy_calls"] == 2 * 20 * 61 + 32 * (3 + 2) and row["elbo"] < 0 < row["eubo"]
+    history, meta = read_table(out / "history.parquet")
+    assert meta["rule"] == "train_sgds" and meta["summary"]["learner_calls"] == 32 * 5
+    assert {p.name for p in out.iterdir()} == {"model.pt", "history.parquet", "metrics.parquet", "samples.parquet"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sgds: {settings: {n_stepz: 3}}\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["--configfile", str(bad), "--target", "gmm40", "--method", "tb", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and "sgds.settings.n_stepz" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["--configfile", str(tiny), "--target", "lj13", "--method", "tb", "--out", str(tmp_path / "y")])
+    assert stop.value.code == 2 and "target lj13 has no exact sampler" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["--configfile", str(tiny), "--target", "gmm40", "--method", "tb", "--iterations", "0",
+              "--out", str(tmp_path / "z")])
+    assert stop.value.code == 2

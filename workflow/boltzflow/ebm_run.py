@@ -112,21 +112,13 @@ def ebm_section(configfiles: Sequence[str | Path], base: str | Path | None = _RO
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boltzflow.ebm_run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configfile", nargs="*", default=[], help="config files layered on config/config.yaml")
+    from boltzflow.cli import parse_stage, stage_parser
+
+    parser = stage_parser("python -m boltzflow.ebm_run", __doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="an ebm.datasets name (a synthetic target or user data)")
     parser.add_argument("--method", required=True, choices=["flowmc", "ula"])
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, help="override the run's number of epochs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", required=True, help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        stream=sys.stderr)
-    try:
-        cfg = ebm_section(args.configfile)
-    except (OSError, ValueError) as err:  # ConfigError is a ValueError
-        parser.exit(2, f"error: {err}\n")
+    args, cfg = parse_stage(parser, argv, "ebm")
     known = known_dataset_names(cfg)
     if args.dataset not in known:
         parser.error(f"--dataset: unknown dataset {args.dataset!r}; known: {', '.join(sorted(known))}")
@@ -134,7 +126,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.epochs > 0:
             parser.error(f"--epochs must be > 0, got {args.epochs}")
         cfg.setdefault("per_dataset", {}).setdefault(args.dataset, {}).setdefault("train", {})["epochs"] = args.epochs
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -13,7 +13,6 @@ section is checked against its schema first. The outputs are the rules' ``model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -215,32 +214,24 @@ def pair_distances(target, x: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from boltzflow.config import layered_section
+    from boltzflow.cli import parse_stage, stage_parser
     from boltzflow.io import ArtifactError
     from boltzflow.sgds.train import SGDS_METHODS
 
-    parser = argparse.ArgumentParser(prog="python -m boltzflow.sgds.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configfile", nargs="*", default=[], help="config files layered on config/config.yaml")
-    parser.add_argument("--target", required=True, help="a synthetic target with an exact sampler, or lj13 / lj55 / dw4")
+    parser = stage_parser("python -m boltzflow.sgds.run", __doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, help="a synthetic target with an exact sampler, lj13 / lj55 / dw4, "
+                                                          "or al2 / al3 / al4")
     parser.add_argument("--reference", help="reference sample set of a target without an exact sampler "
-                                            "(as written by the reference_samples rule)")
+                                            "(reference/<target>.parquet, md/<peptide>/frames.parquet)")
     parser.add_argument("--method", required=True, choices=SGDS_METHODS)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, nargs="+", help="override the Learner iterations per round")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", required=True, help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        stream=sys.stderr)
-    try:
-        cfg = layered_section(args.configfile, "sgds")
-    except (OSError, ValueError) as err:  # ConfigError is a ValueError
-        parser.exit(2, f"error: {err}\n")
+    args, cfg = parse_stage(parser, argv, "sgds")
+    if needs_reference_file(args.target) and args.reference is None:
+        parser.error(f"--reference: target {args.target} has no exact sampler; give its reference sample set")
     if args.iterations is not None:
         if min(args.iterations) < 1:
             parser.error(f"--iterations must be >= 1, got {args.iterations}")
         cfg.setdefault("per_target", {}).setdefault(args.target, {})["iterations"] = list(args.iterations)
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
