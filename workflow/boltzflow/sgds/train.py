@@ -7,7 +7,9 @@ For each round ``r = 1 .. rounds``:
    size adapts by a factor ``1 +- 0.01`` per step toward 57.4 % acceptance; the accepted proposals
    after ``searcher_burn_in`` steps go into the buffer. ``ais`` (Manywell in the paper):
    ``searcher_chains`` annealed-importance-sampling runs of ``searcher_steps`` MALA steps from the
-   prior; their final states go into the buffer. Buffer points carry their true log-reward ``-E``.
+   prior; their final states go into the buffer. ``md`` (peptides): Langevin dynamics of the
+   molecule from its minimised structure, one temperature a round (600 K, then 300 K); the states
+   after burn-in go into the buffer. Buffer points carry their true log-reward ``-E``.
    In round 1, ``log Z_theta`` starts at the Searcher's estimate of ``log Z`` (AIS: unbiased in
    ``Z``; MALA: the log-mean-exp of the kept log-rewards, a rough guess as in the authors' code).
 2. **Learner**: ``iterations[r]`` steps of trajectory balance; even steps on-policy (``B`` new
@@ -44,7 +46,8 @@ from boltzflow.sgds.learner import DiffusionSampler, build_drift, pis_loss, traj
 from boltzflow.sgds.rnd import RandomNetworkDistillation
 from boltzflow.training import guarded_step
 
-__all__ = ["SGDSSettings", "SGDS_METHODS", "EnergyCounter", "run_searcher", "reinitialise", "train_sgds"]
+__all__ = ["SGDSSettings", "SGDS_METHODS", "SEARCHERS", "MDSystem", "EnergyCounter", "run_searcher", "reinitialise",
+           "train_sgds"]
 
 SGDS_METHODS = ("sgds", "tb", "tb_buffer", "pis")
 SEARCHERS = ("mala", "ais", "md")
@@ -70,7 +73,7 @@ class SGDSSettings:
     # buffer
     buffer_capacity: int = 600_000
     rank_weight: float = 1e-2
-    # searcher: MALA chains, or AIS (annealed importance sampling from the prior)
+    # searcher: MALA chains, AIS (annealed importance sampling from the prior) or MD (peptides)
     searcher: str = "mala"
     searcher_chains: int = 300
     searcher_steps: int = 4000
