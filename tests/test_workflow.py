@@ -142,7 +142,7 @@ def test_rerun_does_nothing_when_complete(smoke_run):
      "ebm.per_dataset.rings.train: unknown key(s) epochz"),
     ({"ebm": {"datasets": ["rings"], "per_dataset": {"ringz": {}}}}, "ebm.per_dataset.ringz"),
     ({"sgds": {"settings": {"n_stepz": 3}}}, "'sgds.settings.n_stepz'"),
-    ({"sgds": {"targets": ["funnel1O"]}}, "sgds.targets: 'funnel1O' is not a synthetic target"),
+    ({"sgds": {"targets": ["funnel1O"]}}, "sgds.targets: 'funnel1O' is not a target with"),
     ({"sgds": {"targets": ["gmm40"], "settings": {"network": "egnn"}}}, "network egnn needs a particle or peptide"),
     ({"sgds": {"targets": ["gmm40"], "settings": {"searcher": "md"}}}, "searcher md needs a peptide target"),
     ({"sgds": {"settings": {"searcher": "hmc"}}}, "'sgds.settings.searcher'"),

@@ -60,13 +60,14 @@ def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed
 
 
 def sgds_target(name: str):
-    """The synthetic target ``name``: one with an exact sampler, or a particle target (lj13, lj55,
-    dw4) whose reference samples come from the ``reference_samples`` rule."""
+    """The target ``name``: a synthetic one with an exact sampler, a particle target (lj13, lj55,
+    dw4) whose reference samples come from the ``reference_samples`` rule, or a peptide (al2, al3,
+    al4; building it needs OpenMM) whose reference samples are its MD frames."""
     from boltzflow.targets import load_target
 
     known = sgds_target_names()
     if name not in known:
-        raise ValueError(f"sgds.targets: {name!r} is not a synthetic target with exact or reference samples; "
+        raise ValueError(f"sgds.targets: {name!r} is not a target with exact or reference samples; "
                          f"known: {', '.join(known)}")
     return load_target(name)
 
@@ -122,8 +123,9 @@ def reference_samples(target, n: int, seed: int, path: str | Path | None = None)
     if not needs_reference_file(target.name):
         return target.sample(int(n), generator=torch.Generator().manual_seed(int(seed) + 10_007)).to(torch.float64)
     if path is None:
-        raise ValueError(f"target {target.name} has no exact sampler: give its reference sample set "
-                         f"(rule reference_samples writes reference/{target.name}.parquet)")
+        where = (f"md/{target.name}/frames.parquet" if target.name in PEPTIDE_TARGETS
+                 else f"reference/{target.name}.parquet")
+        raise ValueError(f"target {target.name} has no exact sampler: give its reference sample set ({where})")
     samples = read_sample_set(path, expected_dim=target.dim,
                               expected_target=target.name if target.name in PARTICLE_TARGETS else None)
     x = torch.from_numpy(np.array(samples.x, dtype=np.float64))
