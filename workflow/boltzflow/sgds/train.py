@@ -371,8 +371,9 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 if monitor is not None:
                     rows[-1].update(monitor(sampler))
                 window = []
-                log.info("round %d iteration %d: %s loss %.4g, log Z %.4f, %d energy calls", round_index + 1,
-                         it_total, "PIS" if settings.method == "pis" else "TB", rows[-1]["loss"], rows[-1]["log_z"], counter.total)
+                log.info("round %d iteration %d: %s loss %.4g, log Z %.4f, %d energy calls", round_index + 1, it_total,
+                         "PIS" if settings.method == "pis" else "TB", rows[-1]["loss"], rows[-1]["log_z"],
+                         counter.total)
             if it % settings.checkpoint_every == 0 and it < settings.iterations[round_index]:
                 save_checkpoint()
         round_index, it = round_index + 1, 0
