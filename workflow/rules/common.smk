@@ -139,8 +139,9 @@ check_ebm_config()
 
 
 def check_sgds_config():
-    """Resolve every SGDS run's settings and target now, so that a wrong key or target fails first."""
-    from boltzflow.sgds.run import resolve_sgds_run, sgds_target, sgds_target_names
+    """Resolve every SGDS run's settings and check its target now, so that a wrong key or target
+    fails first."""
+    from boltzflow.sgds.run import check_sgds_target, resolve_sgds_run, sgds_target_names
 
     known = sgds_target_names()
     for name in SGDS["per_target"]:
@@ -148,7 +149,7 @@ def check_sgds_config():
             raise ValueError(f"sgds.per_target.{name}: unknown target; known: {', '.join(known)}")
         resolve_sgds_run(SGDS, name, SGDS["methods"][0], 0)
     for target in SGDS["targets"]:
-        sgds_target(target)
+        check_sgds_target(target)
         for method in SGDS["methods"]:
             resolve_sgds_run(SGDS, target, method, SGDS["seeds"][0])
 

@@ -30,7 +30,7 @@ from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, sa
 from boltzflow.sgds.train import SGDSSettings, train_sgds
 
 __all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "needs_reference_file", "particles_of",
-           "sgds_target_names", "pair_distances", "molecule_of",
+           "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of",
            "train_run", "evaluate_run", "main"]
 
 
@@ -59,16 +59,22 @@ def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed
     return settings
 
 
+def check_sgds_target(name: str) -> None:
+    """Raise ``ValueError`` naming ``sgds.targets`` unless ``name`` is a target an SGDS run can
+    use; by name only (building a peptide takes seconds, too long for a check at parse time)."""
+    known = sgds_target_names()
+    if name not in known:
+        raise ValueError(f"sgds.targets: {name!r} is not a target with exact or reference samples; "
+                         f"known: {', '.join(known)}")
+
+
 def sgds_target(name: str):
     """The target ``name``: a synthetic one with an exact sampler, a particle target (lj13, lj55,
     dw4) whose reference samples come from the ``reference_samples`` rule, or a peptide (al2, al3,
     al4; building it needs OpenMM) whose reference samples are its MD frames."""
     from boltzflow.targets import load_target
 
-    known = sgds_target_names()
-    if name not in known:
-        raise ValueError(f"sgds.targets: {name!r} is not a target with exact or reference samples; "
-                         f"known: {', '.join(known)}")
+    check_sgds_target(name)
     return load_target(name)
 
 
