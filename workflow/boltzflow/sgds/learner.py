@@ -121,10 +121,9 @@ class DiffusionSampler(nn.Module):
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` on the walk's space: unchanged, or with the centre of mass removed for particles."""
-        if self.particles is None:
-            return x
-        pos = x.reshape(len(x), *self.particles)
-        return (pos - pos.mean(1, keepdim=True)).reshape(len(x), -1)
+        from boltzflow.sgds.egnn import remove_mean
+
+        return x if self.particles is None else remove_mean(x, *self.particles)
 
     def _forward_mean(self, x: torch.Tensor, k: int) -> torch.Tensor:
         t = torch.full((1,), k * self.dt, dtype=x.dtype, device=x.device)
