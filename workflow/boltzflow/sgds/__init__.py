@@ -11,11 +11,11 @@
 
 from .buffer import RankedReplayBuffer
 from .learner import (DiffusionSampler, DriftMLP, Trajectories, build_sampler, elbo_eubo, evaluate_sampler, load_sampler,
-                      log_weights, pis_loss, save_sampler, trajectory_balance_loss)
+                      log_weights, path_mle_loss, pis_loss, save_sampler, trajectory_balance_loss)
 from .rnd import RandomNetworkDistillation
 from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
 
 __all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "evaluate_sampler", "log_weights",
-           "trajectory_balance_loss", "pis_loss", "build_sampler", "load_sampler", "save_sampler",
+           "trajectory_balance_loss", "pis_loss", "path_mle_loss", "build_sampler", "load_sampler", "save_sampler",
            "RankedReplayBuffer", "RandomNetworkDistillation", "SGDS_METHODS", "EnergyCounter", "SGDSSettings",
            "reinitialise", "run_searcher", "train_sgds"]

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "pis_loss", "log_weights", "elbo_eubo",
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo",
            "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_drift",
            "build_sampler",
            "save_sampler", "load_sampler"]
@@ -195,6 +195,13 @@ def trajectory_balance_loss(sampler: DiffusionSampler, traj: Trajectories, log_r
     """Mean over the batch of ``(log Z_theta + sum log P_F - sum log P_B - log R)^2`` (float64)."""
     residual = sampler.log_z - log_weights(traj, log_reward)
     return residual.square().mean()
+
+
+def path_mle_loss(traj: Trajectories) -> torch.Tensor:
+    """Forward-path maximum likelihood: ``-mean sum log P_F`` of trajectories drawn backwards from
+    target samples, i.e. the KL from the backward path measure of the samples to the forward one
+    up to a constant (no energy, no ``log Z``)."""
+    return -traj.log_pf.sum(1).mean()
 
 
 def pis_loss(sampler: DiffusionSampler, traj: Trajectories, log_reward: torch.Tensor) -> torch.Tensor:

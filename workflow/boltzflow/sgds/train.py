@@ -15,7 +15,9 @@ For each round ``r = 1 .. rounds``:
 2. **Learner**: ``iterations[r]`` steps of trajectory balance; even steps on-policy (``B`` new
    trajectories, ``B`` energy calls), odd steps backward trajectories from rank-sampled buffer
    points (their stored log-rewards: no energy call). The RND predictor trains on the same
-   buffer points.
+   buffer points. With ``mle_warmup`` > 0 the first iterations of each round instead maximise
+   the forward path likelihood ``log P_F`` of backward trajectories from buffer points (the
+   paper's warm-up for LJ-55 and peptides; ``log Z_theta`` is left alone).
 3. **Re-initialisation**: a fresh drift network (and a fresh RND pair) for the next round;
    ``log Z_theta`` and the buffer are kept.
 
@@ -42,7 +44,8 @@ import torch
 
 from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
 from boltzflow.sgds.buffer import RankedReplayBuffer
-from boltzflow.sgds.learner import DiffusionSampler, build_drift, pis_loss, trajectory_balance_loss
+from boltzflow.sgds.learner import (DiffusionSampler, build_drift, path_mle_loss, pis_loss,
+                                    trajectory_balance_loss)
 from boltzflow.sgds.rnd import RandomNetworkDistillation
 from boltzflow.training import guarded_step
 
@@ -70,6 +73,7 @@ class SGDSSettings:
     lr_policy: float = 1e-3
     lr_log_z: float = 1e-3
     grad_clip: float = 100.0
+    mle_warmup: int = 0  # first iterations of each round: forward-path maximum likelihood on buffer points
     # buffer
     buffer_capacity: int = 600_000
     rank_weight: float = 1e-2
@@ -103,6 +107,7 @@ class SGDSSettings:
             (0 <= self.searcher_burn_in < self.searcher_steps and self.searcher_chains >= 1,
              "need 0 <= searcher_burn_in < searcher_steps and searcher_chains >= 1"),
             (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
+            (self.mle_warmup >= 0, "mle_warmup must be >= 0"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
             (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
              and self.searcher_timestep_fs > 0 and self.searcher_friction >= 0 and self.searcher_keep_every >= 1,
@@ -345,7 +350,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden)
         window: list[float] = []
         while it < settings.iterations[round_index]:
-            if uses_searcher and it % 2 == 1 and len(buffer) > 0:  # off-policy: backward from the buffer
+            warm_up = uses_searcher and it < settings.mle_warmup and len(buffer) > 0
+            if warm_up or (uses_searcher and it % 2 == 1 and len(buffer) > 0):  # backward from the buffer
                 x_final, log_r = buffer.sample(settings.batch_size, generator)
                 traj = sampler.backward_trajectories(x_final, generator)
                 if rnd is not None:
@@ -356,7 +362,10 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 final = traj.final.to(torch.float64)
                 energies = counter(final if pis else final.detach(), "learner")
                 log_r = -(energies if settings.max_energy is None else energies.clamp(max=settings.max_energy))
-            loss = (pis_loss if settings.method == "pis" else trajectory_balance_loss)(sampler, traj, log_r)
+            if warm_up:
+                loss = path_mle_loss(traj)
+            else:
+                loss = (pis_loss if settings.method == "pis" else trajectory_balance_loss)(sampler, traj, log_r)
             if not guarded_step(loss, optimizer, sampler.drift.parameters(), settings.grad_clip):
                 skipped += 1
             window.append(float(loss.detach()))
