@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from boltzflow.convergence import ROW_STATES  # noqa: E402
-from boltzflow.tables import SGDS_METHOD_NAMES  # noqa: E402
+from boltzflow.tables import PAPER_SGDS_GAP, SGDS_METHOD_NAMES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
 
 __all__ = ["ablation_figure", "ebm_densities_figure", "ebm_mode_weights_figure", "energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure", "sgds_gap_figure", "sgds_samples_figure"]
@@ -361,8 +361,8 @@ _SGDS_COLOURS = {"sgds": "tab:blue", "tb": "tab:red", "tb_buffer": "tab:green", 
 
 def sgds_gap_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: Sequence[str | os.PathLike]) -> None:
     """EUBO - ELBO against the energy calls spent during training (the SGDS paper's Fig. 2), one
-    panel per target; ``runs`` holds ``(target, method, seed, history)`` (histories need the
-    monitor's ``gap`` column)."""
+    panel per target, with the paper's final SGDS point where it reports one; ``runs`` holds
+    ``(target, method, seed, history)`` (histories need the monitor's ``gap`` column)."""
     with_gap = [r for r in runs if "gap" in r[3] and len(r[3])]
     targets = list(dict.fromkeys(r[0] for r in with_gap))
     if not targets:
@@ -373,6 +373,10 @@ def sgds_gap_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: S
         for _, method, seed, history in (r for r in with_gap if r[0] == target):
             ax.plot(history["energy_calls"], history["gap"], color=_SGDS_COLOURS.get(method, "k"), lw=1.2,
                     label=f"{SGDS_METHOD_NAMES.get(method, method)} (seed {seed})")
+        if target in PAPER_SGDS_GAP:
+            calls, gap = PAPER_SGDS_GAP[target]
+            ax.plot([calls], [gap], marker="*", ms=11, ls="none", color=_SGDS_COLOURS["sgds"], mec="k",
+                    label="SGDS, paper (end of training)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("energy calls")

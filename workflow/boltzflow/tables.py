@@ -196,6 +196,10 @@ def sgds_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return _runs_table(rows, "target", [c for c, _ in SGDS_METRICS], first=("log_z_true",))
 
 
+#: The SGDS paper's final (energy calls, EUBO - ELBO gap) of SGDS per target (Tables 1, 2 and 6)
+PAPER_SGDS_GAP = {"gmm40": (12e6, 0.73), "manywell32": (20e6, 3.85), "manywell64": (20e6, 16.26),
+                  "manywell128": (20e6, 70.35), "lj13": (370e3, 1.53), "lj55": (45e3, 33.01)}
+
 #: Groups of SGDS targets, as the paper's tables split them: (title, member test, columns)
 SGDS_GROUPS = (
     ("Manywell (as the paper's Table 1)", lambda t: t.startswith("manywell"),
