@@ -441,6 +441,12 @@ def test_command_line_runs_one_sampler_and_names_bad_input(tmp_path, capsys):
         main(["--configfile", str(tiny), "--target", "gmm40", "--method", "tb", "--iterations", "0",
               "--out", str(tmp_path / "z")])
     assert stop.value.code == 2
+    if not torch.cuda.is_available():  # a GPU asked for where there is none: named, nothing trained
+        with pytest.raises(SystemExit) as stop:
+            main(["--configfile", str(tiny), "--target", "gmm40", "--method", "tb", "--device", "cuda",
+                  "--out", str(tmp_path / "w")])
+        assert stop.value.code == 1 and "sgds.device: 'cuda' requested" in capsys.readouterr().err
+        assert not (tmp_path / "w" / "model.pt").exists()
 
 
 def test_forward_path_mle_fits_samples_and_the_warm_up_spends_no_energy_call():
@@ -474,3 +480,18 @@ def test_forward_path_mle_fits_samples_and_the_warm_up_spends_no_energy_call():
     assert summary["learner_calls"] == 0 and summary["searcher_calls"] == 2 * 20 * 61
     assert float(trained.log_z.detach()) == pytest.approx(summary["searcher_log_z"][0], abs=1e-9)
     assert not torch.all(trained.drift.out.weight == 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_sgds_trains_on_a_gpu():  # pragma: no cover - needs a GPU
+    """The Learner on CUDA (Searcher, buffer and RND on the CPU): the same energy-call counts as on
+    the CPU, a trained drift, a CPU sampler back, finite ELBO and EUBO."""
+    from boltzflow.sgds import SGDSSettings, train_sgds
+
+    target = load_target("gmm40")
+    settings = SGDSSettings(iterations=(20, 10), **TINY)
+    sampler, _, _, summary = train_sgds(target.energy, 2, settings, device="cuda")
+    assert summary["searcher_calls"] == 2 * 20 * 61 and summary["learner_calls"] == 32 * (10 + 5)
+    assert next(sampler.parameters()).device.type == "cpu" and not torch.all(sampler.drift.out.weight == 0)
+    bounds = elbo_eubo(sampler, target.energy, 500, target.sample(500, generator=gen(50)), generator=gen(51))
+    assert math.isfinite(bounds["elbo"]) and math.isfinite(bounds["eubo"]) and bounds["elbo"] < bounds["eubo"]

@@ -30,7 +30,7 @@ from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, sa
 from boltzflow.sgds.train import SGDSSettings, train_sgds
 
 __all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "needs_reference_file", "particles_of",
-           "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of",
+           "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of", "resolve_device",
            "train_run", "evaluate_run", "main"]
 
 
@@ -153,27 +153,31 @@ def _energy64(target):
 def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: int, *, model: str | Path,
               history: str | Path, checkpoint_dir: str | Path, reference: str | Path | None = None,
               rule: str = "train_sgds", log: logging.Logger | None = None) -> SGDSSettings:
-    """Train one Learner; write the model and the history (with ELBO / EUBO against energy calls
-    when ``sgds.evaluation.monitor_samples`` > 0). The checkpoint folder is removed at the end."""
+    """Train one Learner on ``sgds.device``; write the model and the history (with ELBO / EUBO
+    against energy calls when ``sgds.evaluation.monitor_samples`` > 0). The checkpoint folder is
+    removed at the end."""
     import shutil
 
     log = log or logging.getLogger("boltzflow.sgds")
     settings = resolve_sgds_run(sgds_cfg, target_name, method, seed)
+    device = resolve_device(sgds_cfg.get("device", "cpu"))
     target = sgds_target(target_name)
     ev = sgds_cfg["evaluation"]
     monitor = None
     md, node_types = molecule_of(target)
     if ev["monitor_samples"] > 0:
-        ref = reference_samples(target, ev["monitor_samples"], ev["seed"], reference)
-        monitor_gen = torch.Generator().manual_seed(int(ev["seed"]) + 1)
+        ref = reference_samples(target, ev["monitor_samples"], ev["seed"], reference).to(device)
+        monitor_gen = torch.Generator(device=device).manual_seed(int(ev["seed"]) + 1)
         monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], ref,  # noqa: E731
                                       generator=monitor_gen)
     log.info("%s: %s, %d round(s) of %s iterations, batch %d", target_name, method, settings.rounds,
              list(settings.iterations[: settings.rounds]), settings.batch_size)
-    options = {"target": target_name, "settings": asdict(settings), "monitor_samples": ev["monitor_samples"]}
+    options = {"target": target_name, "settings": asdict(settings), "monitor_samples": ev["monitor_samples"],
+               "device": str(device)}
     sampler, buffer, table, summary = train_sgds(_energy64(target), target.dim, settings, checkpoint_dir,
                                                  identity=config_hash(options), log=log, monitor=monitor,
-                                                 particles=particles_of(target), md=md, node_types=node_types)
+                                                 particles=particles_of(target), md=md, node_types=node_types,
+                                                 device=device)
     meta = provenance(rule, options, seed=seed, target=target_name, method=method, dim=int(target.dim),
                       summary={k: v for k, v in summary.items() if k != "settings"})
     write_table(history, table, meta)
@@ -215,6 +219,16 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     return row
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when torch sees a GPU); a CUDA device that
+    torch cannot see is an error naming ``sgds.device``."""
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                          "cpu" if name == "auto" else name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"sgds.device: {name!r} requested, but torch sees no CUDA device here")
+    return device
+
+
 def pair_distances(target, x: torch.Tensor) -> np.ndarray:
     """All interatomic distances of the configurations ``x`` of a particle target, pooled (float64)."""
     with torch.no_grad():
@@ -233,9 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "(reference/<target>.parquet, md/<peptide>/frames.parquet)")
     parser.add_argument("--method", required=True, choices=SGDS_METHODS)
     parser.add_argument("--iterations", type=int, nargs="+", help="override the Learner iterations per round")
+    parser.add_argument("--device", help="where the Learner trains: cpu, cuda or auto (default: sgds.device)")
     args, cfg = parse_stage(parser, argv, "sgds")
     if needs_reference_file(args.target) and args.reference is None:
         parser.error(f"--reference: target {args.target} has no exact sampler; give its reference sample set")
+    if args.device is not None:
+        cfg["device"] = args.device
     if args.iterations is not None:
         if min(args.iterations) < 1:
             parser.error(f"--iterations must be >= 1, got {args.iterations}")

@@ -259,14 +259,16 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None,
                monitor: Callable[[DiffusionSampler], dict[str, float]] | None = None,
                particles: tuple[int, int] | None = None, md: MDSystem | None = None,
-               node_types: tuple[int, ...] | None = None
+               node_types: tuple[int, ...] | None = None, device: str | torch.device = "cpu"
                ) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
     """Train a Learner by ``settings.method``; returns ``(sampler, buffer, history, summary)``.
 
     ``particles = (n, s)`` for a translation-invariant particle target: the Learner walks on the
     centre-of-mass-free subspace and Searcher points are moved there before they enter the buffer.
     ``md``: the molecule for the ``md`` Searcher; ``node_types``: one label per particle for the
-    EGNN (the atoms of a peptide are not interchangeable).
+    EGNN (the atoms of a peptide are not interchangeable). ``device``: where the Learner trains
+    and ``energy`` is called for it (the Searcher, the buffer and RND stay on the CPU; on a GPU the
+    Learner's noise comes from a generator of its own). The sampler is returned on the CPU.
 
     ``summary`` holds the energy calls (total, searcher, learner), the searcher's step sizes and
     how many points each round added to the buffer. With ``checkpoint_dir`` the whole state
@@ -280,10 +282,13 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     log = log or logging.getLogger("boltzflow.sgds")
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
+    device = torch.device(device)
+    # on the CPU one generator serves all, so CPU results do not depend on this option
+    learner_gen = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(settings.seed + 1)
     counter = EnergyCounter(energy)
     buffer = RankedReplayBuffer(settings.buffer_capacity, dim, settings.rank_weight)
     uses_searcher = settings.method in ("sgds", "tb_buffer")
-    sampler = _new_learner(dim, settings, 0.0, particles, node_types)
+    sampler = _new_learner(dim, settings, 0.0, particles, node_types).to(device)
     optimizer = _optimizer(sampler, settings)
     rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden) if settings.method == "sgds" else None
     rows: list[dict[str, float]] = []
@@ -302,6 +307,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
             rnd.optimizer.load_state_dict(state["rnd_optimizer"])
         buffer.load_state_dict(state["buffer"])
         generator.set_state(state["generator"])
+        if learner_gen is not generator:
+            learner_gen.set_state(state["learner_generator"].cpu())
         torch.set_rng_state(state["torch_rng"])
         counter.calls = {"searcher": int(state["searcher_calls"]), "learner": int(state["learner_calls"])}
         summary["searcher_step_sizes"] = [float(v) for v in state["searcher_step_sizes"]]
@@ -319,6 +326,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                    "skipped": skipped,
                    "sampler": sampler.state_dict(), "optimizer": optimizer.state_dict(), "buffer": buffer.state_dict(),
                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                   "learner_generator": learner_gen.get_state(),
                    "searcher_calls": counter.calls["searcher"], "learner_calls": counter.calls["learner"],
                    "searcher_step_sizes": summary["searcher_step_sizes"], "buffer_added": summary["buffer_added"],
                    "searcher_log_z": summary["searcher_log_z"],
@@ -345,7 +353,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                      "%d energy calls so far", round_index + 1, settings.searcher, added, len(buffer), step, log_z_hat,
                      counter.total)
             if round_index > 0 and settings.method == "sgds":
-                sampler = reinitialise(sampler, settings)
+                sampler = reinitialise(sampler, settings).to(device)
                 optimizer = _optimizer(sampler, settings)
                 rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden)
         window: list[float] = []
@@ -353,12 +361,13 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
             warm_up = uses_searcher and it < settings.mle_warmup and len(buffer) > 0
             if warm_up or (uses_searcher and it % 2 == 1 and len(buffer) > 0):  # backward from the buffer
                 x_final, log_r = buffer.sample(settings.batch_size, generator)
-                traj = sampler.backward_trajectories(x_final, generator)
+                traj = sampler.backward_trajectories(x_final.to(device), learner_gen)
+                log_r = log_r.to(device)
                 if rnd is not None:
                     rnd.update(x_final)
             else:  # on-policy; PIS takes the path-wise gradient through the trajectories and the energy
                 pis = settings.method == "pis"
-                traj = sampler.sample_trajectories(settings.batch_size, generator, reparameterise=pis)
+                traj = sampler.sample_trajectories(settings.batch_size, learner_gen, reparameterise=pis)
                 final = traj.final.to(torch.float64)
                 energies = counter(final if pis else final.detach(), "learner")
                 log_r = -(energies if settings.max_energy is None else energies.clamp(max=settings.max_energy))
@@ -391,4 +400,4 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
         log.warning("%d of %d optimizer steps skipped: non-finite loss or gradient", skipped, it_total)
     summary.update({"skipped_steps": skipped, "energy_calls": counter.total, "searcher_calls": counter.calls["searcher"],
                     "learner_calls": counter.calls["learner"], "wall_s": wall_offset + time.time() - start})
-    return sampler, buffer, pd.DataFrame(rows), summary
+    return sampler.to("cpu"), buffer, pd.DataFrame(rows), summary
