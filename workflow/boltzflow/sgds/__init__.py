@@ -1,9 +1,11 @@
 """SGDS: search-guided diffusion samplers (Kim et al., NeurIPS 2025, arXiv 2505.19552).
 
-- :mod:`boltzflow.sgds.learner`: the diffusion sampler, trajectory balance, ELBO and EUBO;
+- :mod:`boltzflow.sgds.learner`: the diffusion sampler, trajectory balance, PIS and path-MLE
+  losses, ELBO and EUBO;
+- :mod:`boltzflow.sgds.egnn`: the E(n)-equivariant drift for particle systems and peptides;
 - :mod:`boltzflow.sgds.buffer`: the rank-prioritised replay buffer of Searcher samples;
 - :mod:`boltzflow.sgds.rnd`: random network distillation, the Searcher's novelty bonus;
-- :mod:`boltzflow.sgds.train`: the rounds (MALA or AIS Searcher, TB Learner, re-initialisation)
+- :mod:`boltzflow.sgds.train`: the rounds (MALA, AIS or MD Searcher, TB Learner, re-initialisation)
   and the baselines (on-policy TB, TB with a Searcher buffer, PIS), with every energy call counted;
 - :mod:`boltzflow.sgds.run`: one run of the workflow (rules ``train_sgds``, ``evaluate_sgds``) and
   its command line.
