@@ -238,12 +238,19 @@ def test_evaluation_of_a_sampler_equal_to_its_target():
     assert wasserstein2(reference.numpy(), shifted.numpy()) == pytest.approx(5.0, rel=1e-9)  # a translation moves every point by 5
 
 
-def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path):
+@pytest.mark.parametrize("own_learner_generator", [False, True], ids=["shared", "own"])
+def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own_learner_generator):
     """Killed in round 2 (after its searcher ran and a checkpoint was written), the run resumes
-    from the checkpoint: same Learner, same buffer, same energy calls as the uninterrupted run."""
+    from the checkpoint: same Learner, same buffer, same energy calls as the uninterrupted run.
+    ``own``: the Learner draws from a generator of its own, as on a GPU (its state is checkpointed)."""
     import logging
 
+    import boltzflow.sgds.train as sgds_train
     from boltzflow.sgds import SGDSSettings, train_sgds
+
+    if own_learner_generator:
+        monkeypatch.setattr(sgds_train, "learner_generator",
+                            lambda generator, device, seed: torch.Generator().manual_seed(seed + 1))
 
     class Kill(Exception):
         pass

@@ -236,6 +236,12 @@ def _md_search(counter: EnergyCounter, dim: int, settings: SGDSSettings, bonus: 
     return torch.cat(kept_x), torch.cat(kept_log_r)
 
 
+def learner_generator(generator: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
+    """The generator of the Learner's noise: ``generator`` itself on the CPU (so CPU results do
+    not depend on the device option), a generator of its own on the device otherwise."""
+    return generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed + 1)
+
+
 def _new_learner(dim: int, settings: SGDSSettings, log_z: float, particles: tuple[int, int] | None = None,
                  node_types: tuple[int, ...] | None = None) -> DiffusionSampler:
     drift = build_drift(settings.network, dim, settings.hidden, settings.depth, settings.harmonics, particles,
@@ -283,8 +289,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     device = torch.device(device)
-    # on the CPU one generator serves all, so CPU results do not depend on this option
-    learner_gen = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(settings.seed + 1)
+    learner_gen = learner_generator(generator, device, settings.seed)
     counter = EnergyCounter(energy)
     buffer = RankedReplayBuffer(settings.buffer_capacity, dim, settings.rank_weight)
     uses_searcher = settings.method in ("sgds", "tb_buffer")
