@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from boltzflow.config import validate_config
+from boltzflow.sgds.train import SGDS_METHODS
 from boltzflow.systems import get_spec
 
 
@@ -34,7 +35,7 @@ wildcard_constraints:
     variant=r"lam[0-9.e+-]+|pairs[0-9]+",
     dataset=r"[A-Za-z0-9_]+",
     ebm_method=r"flowmc|ula",
-    sgds_method=r"sgds|tb|tb_buffer|pis",
+    sgds_method="|".join(SGDS_METHODS),
 
 
 def system_spec(wildcards):

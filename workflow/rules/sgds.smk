@@ -1,6 +1,6 @@
 # SGDS and its baselines (TB, TB + buffer, PIS) on synthetic targets: training, the paper's metrics,
 # the table and the figures. Particle targets (lj13, lj55, dw4) take their reference samples from
-# rule reference_samples.
+# rule reference_samples, peptides (al2, al3, al4) from their MD frames.
 
 
 rule train_sgds:
