@@ -227,7 +227,12 @@ def _md_search(counter: EnergyCounter, dim: int, settings: SGDSSettings, bonus: 
     engine.draw_velocities()
     engine.run(settings.searcher_burn_in)
     kept_x, kept_log_r = [], []
-    for _ in range((settings.searcher_steps - settings.searcher_burn_in) // settings.searcher_keep_every):
+    n_keep = (settings.searcher_steps - settings.searcher_burn_in) // settings.searcher_keep_every
+    log, start = logging.getLogger("boltzflow.sgds"), time.time()
+    for i in range(n_keep):
+        if n_keep >= 10 and i % (n_keep // 10) == 0:  # long MD: a line every tenth
+            log.info("md searcher at %.0f K: step %d of %d, %.0f s", temperature, engine.steps_done,
+                     settings.searcher_steps, time.time() - start)
         engine.run(settings.searcher_keep_every)
         x = engine.x.clone()
         # engine.energy is kT0 (u - alpha RND) at x: the true log-reward is -u
