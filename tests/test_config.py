@@ -67,3 +67,16 @@ def test_user_frames_need_existing_files_and_units(tmp_path):
         validate_config(copy.deepcopy(config))
     config["md"]["files"]["al2"]["units"] = "angstrom"
     validate_config(config)
+
+
+def test_sgds_settings_schema_lists_every_setting_and_no_other():
+    """The schema's sgds settings and SGDSSettings name the same keys: a setting added to one and
+    not the other would be rejected by the schema or unknown to the trainer."""
+    from dataclasses import fields
+
+    from boltzflow.config import load_schema
+    from boltzflow.sgds import SGDSSettings
+
+    schema_keys = set(load_schema()["$defs"]["sgds_settings"]["properties"])
+    settings_keys = {f.name for f in fields(SGDSSettings)} - {"method", "seed"}
+    assert schema_keys == settings_keys, (schema_keys ^ settings_keys)

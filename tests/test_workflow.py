@@ -148,6 +148,7 @@ def test_rerun_does_nothing_when_complete(smoke_run):
     ({"sgds": {"targets": ["gmm40"], "settings": {"network": "egnn"}}}, "network egnn needs a particle or peptide"),
     ({"sgds": {"targets": ["gmm40"], "settings": {"searcher": "md"}}}, "searcher md needs a peptide target"),
     ({"sgds": {"settings": {"searcher": "hmc"}}}, "'sgds.settings.searcher'"),
+    ({"sgds": {"per_target": {"lj55": {"time_grid": "cosine"}}}}, "'sgds.per_target.lj55.time_grid'"),
     ({"sgds": {"per_target": {"gmm4O": {"sigma": 2.0}}}}, "sgds.per_target.gmm4O: unknown target"),
     ({"sgds": {"targets": ["gmm40"], "settings": {"searcher_burn_in": 5000}}}, "searcher_burn_in < searcher_steps"),
 ])

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "trajectory_balance_loss", "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo",
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "TIME_GRIDS", "time_grid", "trajectory_balance_loss", "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo",
            "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_drift",
            "build_sampler",
            "save_sampler", "load_sampler"]
@@ -125,56 +125,71 @@ class DiffusionSampler(nn.Module):
 
         return x if self.particles is None else remove_mean(x, *self.particles)
 
-    def _forward_mean(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        t = torch.full((1,), k * self.dt, dtype=x.dtype, device=x.device)
-        return x + self.dt * self.drift(x, t)
+    def _forward_mean(self, x: torch.Tensor, t: float, h: float) -> torch.Tensor:
+        return x + h * self.drift(x, torch.full((1,), t, dtype=x.dtype, device=x.device))
+
+    def _schedule(self, times: torch.Tensor | None) -> list[tuple[float, float, float]]:
+        """Per step ``k``: ``(t_k, h_k = t_{k+1} - t_k, t_k / t_{k+1})`` on the uniform grid
+        (``times`` None) or on a grid from :func:`time_grid`."""
+        if times is None:
+            return [(k * self.dt, self.dt, k / (k + 1)) for k in range(self.n_steps)]
+        grid = [float(v) for v in times]
+        if len(grid) != self.n_steps + 1 or grid[0] != 0.0 or grid[-1] != 1.0 \
+                or any(b <= a for a, b in zip(grid, grid[1:])):
+            raise ValueError(f"times must increase from 0 to 1 in {self.n_steps} steps, got {grid[:3]} ... {grid[-2:]}")
+        return [(a, b - a, a / b) for a, b in zip(grid, grid[1:])]
 
     def sample_trajectories(self, n: int, generator: torch.Generator | None = None,
-                            exploration_std: float = 0.0, reparameterise: bool = False) -> Trajectories:
+                            exploration_std: float = 0.0, reparameterise: bool = False,
+                            times: torch.Tensor | None = None) -> Trajectories:
         """``n`` on-policy trajectories (graph kept for training). ``exploration_std`` adds to the
         noise std of the sampling kernel only, not to ``log P_F`` (off-policy exploration).
         ``reparameterise``: the states stay functions of the drift (``x_{k+1} = mean + noise`` with
         the graph through ``mean``), for the path-wise gradient of PIS; trajectory balance
-        detaches them."""
+        detaches them. ``times``: the time grid (:func:`time_grid`; default uniform)."""
         dtype, device = self._dtype(), self._device()
-        var = self.sigma**2 * self.dt
         x = torch.zeros(n, self.dim, dtype=dtype, device=device)
         states, log_pf, log_pb = [x], [], []
-        for k in range(self.n_steps):
-            mean = self._forward_mean(x, k)
+        for k, (t, h, ratio) in enumerate(self._schedule(times)):
+            var = self.sigma**2 * h
+            mean = self._forward_mean(x, t, h)
             noise = self._noise(x, generator)
             x_next = (mean if reparameterise else mean.detach()) + (math.sqrt(var) + exploration_std) * noise
             log_pf.append(_gaussian_log_density(x_next, mean, var, self.dof))
-            log_pb.append(self._bridge_log_density(x, x_next, k))
+            log_pb.append(self._bridge_log_density(x, x_next, k, ratio, h))
             states.append(x_next)
             x = x_next
         return Trajectories(torch.stack(states, 1), torch.stack(log_pf, 1), torch.stack(log_pb, 1))
 
-    def _bridge_log_density(self, x: torch.Tensor, x_next: torch.Tensor, k: int) -> torch.Tensor:
-        """``log P_B(x_k = x | x_{k+1} = x_next)``; 0 for ``k = 0`` (``x_0 = 0`` surely)."""
+    def _bridge_log_density(self, x: torch.Tensor, x_next: torch.Tensor, k: int, ratio: float,
+                            h: float) -> torch.Tensor:
+        """``log P_B(x_k = x | x_{k+1} = x_next) = log N(x; r x_next, r sigma^2 h I)`` with
+        ``r = t_k / t_{k+1}``, ``h = t_{k+1} - t_k``; 0 for ``k = 0`` (``x_0 = 0`` surely)."""
         if k == 0:
             return torch.zeros(len(x), dtype=torch.float64, device=x.device)
-        ratio = k / (k + 1)
-        return _gaussian_log_density(x, ratio * x_next, ratio * self.sigma**2 * self.dt, self.dof)
+        return _gaussian_log_density(x, ratio * x_next, ratio * self.sigma**2 * h, self.dof)
 
-    def backward_trajectories(self, x_final: torch.Tensor, generator: torch.Generator | None = None) -> Trajectories:
+    def backward_trajectories(self, x_final: torch.Tensor, generator: torch.Generator | None = None,
+                              times: torch.Tensor | None = None) -> Trajectories:
         """Trajectories drawn backwards from ``x_final`` ``(B, d)`` by the Brownian bridge, with
         ``log P_F`` of every step under the current drift (graph kept for training). Particle
-        configurations are moved to zero centre of mass first (their energies do not change)."""
+        configurations are moved to zero centre of mass first (their energies do not change).
+        ``times``: the time grid (:func:`time_grid`; default uniform)."""
         if x_final.ndim != 2 or x_final.shape[1] != self.dim:
             raise ValueError(f"x_final must be (B, {self.dim}), got {tuple(x_final.shape)}")
         dtype, device = self._dtype(), self._device()
         x_next = self.project(x_final.to(dtype=dtype, device=device))
-        var = self.sigma**2 * self.dt
         states, log_pf, log_pb = [x_next], [], []
+        schedule = self._schedule(times)
         for k in range(self.n_steps - 1, -1, -1):
+            t, h, ratio = schedule[k]
+            var = self.sigma**2 * h
             if k == 0:
                 x = torch.zeros_like(x_next)
             else:
-                ratio = k / (k + 1)
                 x = ratio * x_next + math.sqrt(ratio * var) * self._noise(x_next, generator)
-            log_pb.append(self._bridge_log_density(x, x_next, k))
-            log_pf.append(_gaussian_log_density(x_next, self._forward_mean(x, k), var, self.dof))
+            log_pb.append(self._bridge_log_density(x, x_next, k, ratio, h))
+            log_pf.append(_gaussian_log_density(x_next, self._forward_mean(x, t, h), var, self.dof))
             states.append(x)
             x_next = x
         flip = lambda items: torch.stack(items[::-1], 1)  # noqa: E731
@@ -184,6 +199,27 @@ class DiffusionSampler(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples ``x_T`` of the forward policy."""
         return self.sample_trajectories(n, generator).final.detach()
+
+
+TIME_GRIDS = ("uniform", "random")
+
+
+def time_grid(n_steps: int, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Times ``0 = t_0 < ... < t_T = 1`` (float64, ``T + 1`` values). ``uniform``: ``t_k = k / T``.
+    ``random`` (the randomised time steps of Berner et al. 2025, which the SGDS paper uses for
+    LJ-55 and the peptides; this form is ours): the mean of the uniform grid and the order
+    statistics of ``T - 1`` uniform draws, so every step is at least ``1 / (2 T)`` long and a
+    network trained on such grids is evaluated on the uniform one."""
+    if n_steps < 1 or kind not in TIME_GRIDS:
+        raise ValueError(f"time grid: need n_steps >= 1 and kind in {TIME_GRIDS}, got {n_steps}, {kind!r}")
+    uniform = torch.arange(n_steps + 1, dtype=torch.float64) / n_steps
+    if kind == "uniform":
+        return uniform
+    inner = torch.rand(n_steps - 1, generator=generator, dtype=torch.float64).sort().values
+    drawn = torch.cat([torch.zeros(1, dtype=torch.float64), inner, torch.ones(1, dtype=torch.float64)])
+    grid = 0.5 * (uniform + drawn)
+    grid[0], grid[-1] = 0.0, 1.0
+    return grid
 
 
 def log_weights(traj: Trajectories, log_reward: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,10 @@ For each round ``r = 1 .. rounds``:
    points (their stored log-rewards: no energy call). The RND predictor trains on the same
    buffer points. With ``mle_warmup`` > 0 the first iterations of each round instead maximise
    the forward path likelihood ``log P_F`` of backward trajectories from buffer points (the
-   paper's warm-up for LJ-55 and peptides; ``log Z_theta`` is left alone).
+   paper's warm-up for LJ-55 and peptides; ``log Z_theta`` is left alone). With
+   ``time_grid: random`` every iteration's trajectories run on a new random time grid
+   (:func:`~boltzflow.sgds.learner.time_grid`, the paper's randomised time steps for LJ-55 and
+   peptides); evaluation stays on the uniform grid.
 3. **Re-initialisation**: a fresh drift network (and a fresh RND pair) for the next round;
    ``log Z_theta`` and the buffer are kept.
 
@@ -44,8 +47,8 @@ import torch
 
 from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
 from boltzflow.sgds.buffer import RankedReplayBuffer
-from boltzflow.sgds.learner import (DiffusionSampler, build_drift, path_mle_loss, pis_loss,
-                                    trajectory_balance_loss)
+from boltzflow.sgds.learner import (TIME_GRIDS, DiffusionSampler, build_drift, path_mle_loss, pis_loss,
+                                    time_grid, trajectory_balance_loss)
 from boltzflow.sgds.rnd import RandomNetworkDistillation
 from boltzflow.training import guarded_step
 
@@ -74,6 +77,7 @@ class SGDSSettings:
     lr_log_z: float = 1e-3
     grad_clip: float = 100.0
     mle_warmup: int = 0  # first iterations of each round: forward-path maximum likelihood on buffer points
+    time_grid: str = "uniform"  # training grid: uniform, or random (a new grid every iteration; evaluation is uniform)
     # buffer
     buffer_capacity: int = 600_000
     rank_weight: float = 1e-2
@@ -108,6 +112,7 @@ class SGDSSettings:
              "need 0 <= searcher_burn_in < searcher_steps and searcher_chains >= 1"),
             (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
             (self.mle_warmup >= 0, "mle_warmup must be >= 0"),
+            (self.time_grid in TIME_GRIDS, f"time_grid must be one of {', '.join(TIME_GRIDS)}, got {self.time_grid!r}"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
             (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
              and self.searcher_timestep_fs > 0 and self.searcher_friction >= 0 and self.searcher_keep_every >= 1,
@@ -369,15 +374,17 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
         window: list[float] = []
         while it < settings.iterations[round_index]:
             warm_up = uses_searcher and it < settings.mle_warmup and len(buffer) > 0
+            # a random grid comes from the CPU generator, drawn only when asked for (uniform runs keep their stream)
+            times = time_grid(settings.n_steps, "random", generator) if settings.time_grid == "random" else None
             if warm_up or (uses_searcher and it % 2 == 1 and len(buffer) > 0):  # backward from the buffer
                 x_final, log_r = buffer.sample(settings.batch_size, generator)
-                traj = sampler.backward_trajectories(x_final.to(device), learner_gen)
+                traj = sampler.backward_trajectories(x_final.to(device), learner_gen, times)
                 log_r = log_r.to(device)
                 if rnd is not None:
                     rnd.update(x_final)
             else:  # on-policy; PIS takes the path-wise gradient through the trajectories and the energy
                 pis = settings.method == "pis"
-                traj = sampler.sample_trajectories(settings.batch_size, learner_gen, reparameterise=pis)
+                traj = sampler.sample_trajectories(settings.batch_size, learner_gen, reparameterise=pis, times=times)
                 final = traj.final.to(torch.float64)
                 energies = counter(final if pis else final.detach(), "learner")
                 log_r = -(energies if settings.max_energy is None else energies.clamp(max=settings.max_energy))
