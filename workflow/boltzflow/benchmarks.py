@@ -296,7 +296,6 @@ def precision_race(xml: str, positions: np.ndarray, temperature: float, topology
     from boltzflow.md import gather_replicas, ladder_split, torch_md_settings
     from boltzflow.observables import dihedral_atoms
 
-    rows = []
     race_md = _race_md_config(md_config, race_ladder)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -19,7 +19,6 @@ another frame.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, Mapping
 

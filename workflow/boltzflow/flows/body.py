@@ -141,7 +141,7 @@ class BodyFrame(nn.Module):
         if y.ndim != 2 or y.shape[1] != self.dim:
             raise ValueError(f"latent points must have shape (B, {self.dim}), got {tuple(y.shape)}")
         v = self._unwhiten(y)
-        n, (o, b, c) = len(y), self.reference_atoms
+        n, (_, b, c) = len(y), self.reference_atoms
         pos = torch.zeros(n, self.n_atoms, 3, dtype=y.dtype, device=y.device)
         pos[:, b, 0] = v[:, 0].exp()
         pos[:, c, 0] = v[:, 1]

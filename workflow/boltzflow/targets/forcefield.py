@@ -772,7 +772,6 @@ def _gb_term(r2: torch.Tensor, r: torch.Tensor, inv_r: torch.Tensor, c: dict[str
     ``r2``, ``r``, ``inv_r`` are (K, N, B) in the pair layout. Returns the energy (B,) and
     ``w = (dE/dr) / r`` per pair including the chain rule through the Born radii (or ``None``).
     """
-    shifts = c["pair_shifts"]
     i_fwd, di_fwd = _born_integral(r, inv_r, c["gb_fwd_o"], c["gb_fwd_s"], c, grad)  # i screened by j
     i_bwd, di_bwd = _born_integral(r, inv_r, c["gb_bwd_o"], c["gb_bwd_s"], c, grad)  # j screened by i
     o = c["gb_or"]  # (N, 1)
@@ -855,7 +854,6 @@ def _evaluate(xt: torch.Tensor, c: dict[str, Any], grad: bool, per_term: bool):
             gradient = (g[:, 0], g[:, 1], g[:, 2])
 
     if "pair_shifts" in c:
-        shifts = c["pair_shifts"]
         partner = _partners(xt, c)  # (K, N, 3, B)
         delta = tuple(xt[:, k].unsqueeze(0) - partner[:, :, k] for k in range(3))  # x_i - x_j, (K, N, B)
         r2 = _dot(delta, delta)
