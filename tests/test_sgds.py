@@ -96,11 +96,18 @@ def test_random_time_grids_are_ordered_bounded_and_reproducible():
     assert float(a.diff().min()) >= 0.5 / steps - 1e-15
     with pytest.raises(ValueError, match="kind"):
         time_grid(steps, "cosine")
+    from boltzflow.sgds import SGDSSettings
+
+    with pytest.raises(ValueError, match="time_grid must be one of"):
+        SGDSSettings(time_grid="cosine")
+    with pytest.raises(ValueError, match="eval_steps must be >= 1"):
+        SGDSSettings(eval_steps=0)
+    assert SGDSSettings().evaluation_grid() is None and len(SGDSSettings(eval_steps=500).evaluation_grid()) == 501
     sampler = DiffusionSampler(DriftMLP(2, hidden=8), 2, n_steps=steps)
     with pytest.raises(ValueError, match="times must increase"):
         sampler.sample_trajectories(4, gen(62), times=a.flip(0))
     with pytest.raises(ValueError, match="times must increase"):
-        sampler.backward_trajectories(torch.zeros(4, 2), gen(62), times=time_grid(steps - 1, "random", gen(60)))
+        sampler.backward_trajectories(torch.zeros(4, 2), gen(62), times=torch.tensor([0.0, 0.5, 0.9]))
 
 
 def test_path_densities_on_a_random_time_grid():
@@ -134,6 +141,15 @@ def test_path_densities_on_a_random_time_grid():
             r = t / float(times[k + 1])
             bridge = torch.distributions.Normal(r * y, math.sqrt(r * sigma**2 * h)).log_prob(x).sum(1)
             torch.testing.assert_close(traj.log_pb[:, k], bridge, rtol=0, atol=1e-10)
+    # a finer grid than the sampler's own (the paper evaluates LJ and peptides on 500 steps): the
+    # drift-free walk is still exact there
+    fine = sampler.sample_trajectories(100, gen(69), times=time_grid(3 * steps))
+    assert fine.x.shape == (100, 3 * steps + 1, dim)
+    with torch.no_grad():
+        torch.nn.init.zeros_(sampler.drift.out.weight)
+        fine = sampler.sample_trajectories(100, gen(69), times=time_grid(3 * steps))
+        assert float(trajectory_balance_loss(sampler, fine, -energy(fine.final))) < 1e-16
+        torch.nn.init.normal_(sampler.drift.out.weight, std=0.5)
     # the uniform grid as a tensor gives the default schedule's densities
     default, explicit = (sampler.sample_trajectories(50, gen(68), times=grid) for grid in (None, time_grid(steps)))
     torch.testing.assert_close(default.log_pf, explicit.log_pf, rtol=0, atol=1e-9)
@@ -488,7 +504,7 @@ def test_command_line_runs_one_sampler_and_names_bad_input(tmp_path, capsys):
     from boltzflow.sgds.run import main
 
     tiny = tmp_path / "tiny.yaml"
-    tiny.write_text(yaml.safe_dump({"sgds": {"settings": {**TINY, "iterations": [40, 40]},
+    tiny.write_text(yaml.safe_dump({"sgds": {"settings": {**TINY, "iterations": [40, 40], "eval_steps": 25},
                                              "evaluation": {"n_samples": 100, "n_reference": 100, "w2_points": 100,
                                                             "monitor_samples": 0}}}))
     out = tmp_path / "run"
@@ -499,6 +515,16 @@ def test_command_line_runs_one_sampler_and_names_bad_input(tmp_path, capsys):
     history, meta = read_table(out / "history.parquet")
     assert meta["rule"] == "train_sgds" and meta["summary"]["learner_calls"] == 32 * 5
     assert {p.name for p in out.iterdir()} == {"model.pt", "history.parquet", "metrics.parquet", "samples.parquet"}
+    # evaluated on the 25-step grid of eval_steps, not the sampler's 10 steps
+    from boltzflow.config import layered_section
+    from boltzflow.sgds.run import evaluate_run
+
+    cfg = layered_section([str(tiny)], "sgds")
+    assert row["eval_steps"] == 25
+    cfg["settings"]["eval_steps"] = None
+    own = evaluate_run(cfg, "gmm40", "sgds", 0, model=out / "model.pt", metrics=tmp_path / "m.parquet",
+                       samples=tmp_path / "s.parquet")
+    assert own["eval_steps"] == 10 and own["elbo"] != row["elbo"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("sgds: {settings: {n_stepz: 3}}\n")
     with pytest.raises(SystemExit) as stop:

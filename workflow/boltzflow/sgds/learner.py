@@ -129,14 +129,14 @@ class DiffusionSampler(nn.Module):
         return x + h * self.drift(x, torch.full((1,), t, dtype=x.dtype, device=x.device))
 
     def _schedule(self, times: torch.Tensor | None) -> list[tuple[float, float, float]]:
-        """Per step ``k``: ``(t_k, h_k = t_{k+1} - t_k, t_k / t_{k+1})`` on the uniform grid
-        (``times`` None) or on a grid from :func:`time_grid`."""
+        """Per step ``k``: ``(t_k, h_k = t_{k+1} - t_k, t_k / t_{k+1})`` on the sampler's uniform
+        grid of ``n_steps`` steps (``times`` None) or on a grid from :func:`time_grid`, which may
+        have another number of steps (a finer grid at evaluation)."""
         if times is None:
             return [(k * self.dt, self.dt, k / (k + 1)) for k in range(self.n_steps)]
         grid = [float(v) for v in times]
-        if len(grid) != self.n_steps + 1 or grid[0] != 0.0 or grid[-1] != 1.0 \
-                or any(b <= a for a, b in zip(grid, grid[1:])):
-            raise ValueError(f"times must increase from 0 to 1 in {self.n_steps} steps, got {grid[:3]} ... {grid[-2:]}")
+        if len(grid) < 2 or grid[0] != 0.0 or grid[-1] != 1.0 or any(b <= a for a, b in zip(grid, grid[1:])):
+            raise ValueError(f"times must increase from 0 to 1, got {grid[:3]} ... {grid[-2:]}")
         return [(a, b - a, a / b) for a, b in zip(grid, grid[1:])]
 
     def sample_trajectories(self, n: int, generator: torch.Generator | None = None,
@@ -181,7 +181,7 @@ class DiffusionSampler(nn.Module):
         x_next = self.project(x_final.to(dtype=dtype, device=device))
         states, log_pf, log_pb = [x_next], [], []
         schedule = self._schedule(times)
-        for k in range(self.n_steps - 1, -1, -1):
+        for k in range(len(schedule) - 1, -1, -1):
             t, h, ratio = schedule[k]
             var = self.sigma**2 * h
             if k == 0:
@@ -196,9 +196,9 @@ class DiffusionSampler(nn.Module):
         return Trajectories(flip(states), flip(log_pf), flip(log_pb))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` samples ``x_T`` of the forward policy."""
-        return self.sample_trajectories(n, generator).final.detach()
+    def sample(self, n: int, generator: torch.Generator | None = None, times: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` samples ``x_T`` of the forward policy (on the time grid ``times``; default uniform)."""
+        return self.sample_trajectories(n, generator, times=times).final.detach()
 
 
 TIME_GRIDS = ("uniform", "random")
@@ -251,11 +251,12 @@ def pis_loss(sampler: DiffusionSampler, traj: Trajectories, log_reward: torch.Te
 
 @torch.no_grad()
 def forward_log_weights(sampler: DiffusionSampler, energy: Energy, n: int, generator: torch.Generator | None = None,
-                        batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` forward samples ``x_T`` (float64) and their trajectories' log-weights, in batches."""
+                        batch: int = 1000, times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` forward samples ``x_T`` (float64) and their trajectories' log-weights, in batches
+    (on the time grid ``times``; default the sampler's uniform grid)."""
     samples, log_w = [], []
     for start in range(0, n, batch):
-        traj = sampler.sample_trajectories(min(batch, n - start), generator)
+        traj = sampler.sample_trajectories(min(batch, n - start), generator, times=times)
         samples.append(traj.final.to(torch.float64))
         log_w.append(log_weights(traj, -energy(samples[-1])))
     return torch.cat(samples), torch.cat(log_w)
@@ -263,11 +264,12 @@ def forward_log_weights(sampler: DiffusionSampler, energy: Energy, n: int, gener
 
 @torch.no_grad()
 def backward_log_weights(sampler: DiffusionSampler, energy: Energy, reference: torch.Tensor,
-                         generator: torch.Generator | None = None, batch: int = 1000) -> torch.Tensor:
+                         generator: torch.Generator | None = None, batch: int = 1000,
+                         times: torch.Tensor | None = None) -> torch.Tensor:
     """Log-weights of Brownian-bridge trajectories drawn backwards from the ``reference`` points."""
     values = []
     for rows in reference.split(batch):
-        traj = sampler.backward_trajectories(rows, generator)
+        traj = sampler.backward_trajectories(rows, generator, times)
         values.append(log_weights(traj, -energy(rows.to(torch.float64))))
     return torch.cat(values)
 
@@ -278,13 +280,16 @@ def _mean_and_se(values: torch.Tensor) -> tuple[float, float]:
 
 @torch.no_grad()
 def elbo_eubo(sampler: DiffusionSampler, energy: Energy, n: int, reference: torch.Tensor | None = None,
-              generator: torch.Generator | None = None, batch: int = 1000) -> dict[str, float]:
+              generator: torch.Generator | None = None, batch: int = 1000,
+              times: torch.Tensor | None = None) -> dict[str, float]:
     """ELBO from ``n`` forward trajectories and, with ``reference`` samples of the target, EUBO
-    from backward trajectories started at them; both with their standard errors, and the gap."""
-    _, forward = forward_log_weights(sampler, energy, n, generator, batch)
+    from backward trajectories started at them; both with their standard errors, and the gap
+    (on the time grid ``times``; default the sampler's uniform grid)."""
+    _, forward = forward_log_weights(sampler, energy, n, generator, batch, times)
     out = dict(zip(("elbo", "elbo_se"), _mean_and_se(forward)))
     if reference is not None:
-        out.update(zip(("eubo", "eubo_se"), _mean_and_se(backward_log_weights(sampler, energy, reference, generator, batch))))
+        backward = backward_log_weights(sampler, energy, reference, generator, batch, times)
+        out.update(zip(("eubo", "eubo_se"), _mean_and_se(backward)))
         out["gap"] = out["eubo"] - out["elbo"]
     return out
 
@@ -292,14 +297,15 @@ def elbo_eubo(sampler: DiffusionSampler, energy: Energy, n: int, reference: torc
 @torch.no_grad()
 def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, reference: torch.Tensor | None = None,
                      log_z: float | None = None, generator: torch.Generator | None = None,
-                     w2_points: int = 2000) -> dict[str, float]:
+                     w2_points: int = 2000, times: torch.Tensor | None = None) -> dict[str, float]:
     """The SGDS paper's metrics of a trained Learner from ``n`` forward trajectories: ELBO, the
     importance-sampling estimate ``log Z_IS`` (log-mean-exp of the log-weights) and the learned
     ``log Z_theta``; with ``reference`` samples EUBO, the gap, W2 of the coordinates and W2 of the
-    energies (``w2_points`` a side); with the true ``log_z`` the errors of both estimates."""
+    energies (``w2_points`` a side); with the true ``log_z`` the errors of both estimates.
+    ``times``: the time grid of all trajectories (default the sampler's uniform grid)."""
     from boltzflow.evaluation import energy_wasserstein, wasserstein2
 
-    x, lw = forward_log_weights(sampler, energy, n, generator)
+    x, lw = forward_log_weights(sampler, energy, n, generator, times=times)
     metrics = dict(zip(("elbo", "elbo_se"), _mean_and_se(lw)))
     metrics["log_z_is"] = float(torch.logsumexp(lw, 0) - math.log(len(lw)))
     metrics["log_z_learned"] = float(sampler.log_z.detach())
@@ -308,7 +314,8 @@ def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, refer
         metrics["log_z_learned_error"] = abs(metrics["log_z_learned"] - log_z)
     if reference is not None:
         ref = reference.to(torch.float64)
-        metrics.update(zip(("eubo", "eubo_se"), _mean_and_se(backward_log_weights(sampler, energy, ref, generator))))
+        metrics.update(zip(("eubo", "eubo_se"), _mean_and_se(backward_log_weights(sampler, energy, ref, generator,
+                                                                                  times=times))))
         metrics["gap"] = metrics["eubo"] - metrics["elbo"]
         metrics["w2"] = wasserstein2(x.numpy(), ref.numpy(), max_points=w2_points)
         u = energy(x)

@@ -168,8 +168,9 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     if ev["monitor_samples"] > 0:
         ref = reference_samples(target, ev["monitor_samples"], ev["seed"], reference).to(device)
         monitor_gen = torch.Generator(device=device).manual_seed(int(ev["seed"]) + 1)
+        grid = settings.evaluation_grid()
         monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], ref,  # noqa: E731
-                                      generator=monitor_gen)
+                                      generator=monitor_gen, times=grid)
     log.info("%s: %s, %d round(s) of %s iterations, batch %d", target_name, method, settings.rounds,
              list(settings.iterations[: settings.rounds]), settings.batch_size)
     options = {"target": target_name, "settings": asdict(settings), "monitor_samples": ev["monitor_samples"],
@@ -192,9 +193,11 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
 def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: int, *, model: str | Path,
                  metrics: str | Path, samples: str | Path, reference: str | Path | None = None,
                  rule: str = "evaluate_sgds", log: logging.Logger | None = None) -> dict[str, Any]:
-    """ELBO, EUBO, gap, log Z errors, W2 and energy W2 of a trained Learner; writes one metrics row
-    (with the energy calls its training spent) and the forward samples."""
+    """ELBO, EUBO, gap, log Z errors, W2 and energy W2 of a trained Learner (on the uniform grid of
+    the settings' ``eval_steps``); writes one metrics row (with the energy calls its training spent
+    and the evaluation's steps) and the forward samples."""
     log = log or logging.getLogger("boltzflow.sgds")
+    grid = resolve_sgds_run(sgds_cfg, target_name, method, seed).evaluation_grid()
     target = sgds_target(target_name)
     sampler, saved = load_sampler(model)
     if sampler.dim != target.dim:
@@ -203,13 +206,14 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     ref = reference_samples(target, ev["n_reference"], ev["seed"], reference)
     gen = torch.Generator().manual_seed(int(ev["seed"]) + 2)
     values = evaluate_sampler(sampler, _energy64(target), ev["n_samples"], reference=ref, log_z=target.log_z,
-                              generator=gen, w2_points=ev["w2_points"])
-    x = sampler.sample(ev["n_samples"], torch.Generator().manual_seed(int(ev["seed"]) + 3)).to(torch.float64)
+                              generator=gen, w2_points=ev["w2_points"], times=grid)
+    x = sampler.sample(ev["n_samples"], torch.Generator().manual_seed(int(ev["seed"]) + 3), grid).to(torch.float64)
     if hasattr(target, "squared_distances"):  # the paper's interatomic-distance histograms, as one number
         values["distance_w1"] = energy_wasserstein(pair_distances(target, x), pair_distances(target, ref), p=1)
     row = {"target": target_name, "method": method, "seed": seed, "dim": target.dim,
            "energy_calls": int(saved["energy_calls"]), "searcher_calls": int(saved["searcher_calls"]),
            "learner_calls": int(saved["learner_calls"]),
+           "eval_steps": sampler.n_steps if grid is None else len(grid) - 1,
            "log_z_true": float("nan") if target.log_z is None else target.log_z, **values}
     log.info("%s %s seed %d: %s", target_name, method, seed,
              {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})

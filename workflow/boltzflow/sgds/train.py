@@ -78,6 +78,7 @@ class SGDSSettings:
     grad_clip: float = 100.0
     mle_warmup: int = 0  # first iterations of each round: forward-path maximum likelihood on buffer points
     time_grid: str = "uniform"  # training grid: uniform, or random (a new grid every iteration; evaluation is uniform)
+    eval_steps: int | None = None  # steps of the uniform grid at evaluation (the paper: 500 for LJ, peptides); None: n_steps
     # buffer
     buffer_capacity: int = 600_000
     rank_weight: float = 1e-2
@@ -113,6 +114,7 @@ class SGDSSettings:
             (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
             (self.mle_warmup >= 0, "mle_warmup must be >= 0"),
             (self.time_grid in TIME_GRIDS, f"time_grid must be one of {', '.join(TIME_GRIDS)}, got {self.time_grid!r}"),
+            (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1 (or None: n_steps)"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
             (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
              and self.searcher_timestep_fs > 0 and self.searcher_friction >= 0 and self.searcher_keep_every >= 1,
@@ -127,6 +129,10 @@ class SGDSSettings:
     @property
     def rounds(self) -> int:
         return 1 if self.method in ("tb", "pis") else len(self.iterations)
+
+    def evaluation_grid(self) -> torch.Tensor | None:
+        """The uniform time grid of ``eval_steps`` steps for evaluation (None: the sampler's own)."""
+        return None if self.eval_steps is None else time_grid(self.eval_steps)
 
 
 @dataclass(frozen=True)
