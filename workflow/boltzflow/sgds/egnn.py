@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EGNNDrift", "remove_mean"]
+__all__ = ["EGNNDrift", "EGNNInvariantFeatures", "remove_mean"]
 
 
 def remove_mean(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
@@ -42,20 +42,21 @@ class _EquivariantLayer(nn.Module):
         self.edge_i = nn.Linear(hidden, hidden)
         self.edge_j = nn.Linear(hidden, hidden, bias=False)
         self.edge_d = nn.Linear(1, hidden, bias=False)
-        self.edge_t = nn.Linear(time_features, hidden, bias=False)
+        self.edge_t = nn.Linear(time_features, hidden, bias=False) if time_features else None  # None: no time input
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.coordinate = _mlp(hidden, hidden, 1)
         nn.init.zeros_(self.coordinate[-1].weight)
         nn.init.zeros_(self.coordinate[-1].bias)
         self.node = _mlp(2 * hidden, hidden, hidden)
 
-    def forward(self, h: torch.Tensor, pos: torch.Tensor, time: torch.Tensor,
+    def forward(self, h: torch.Tensor, pos: torch.Tensor, time: torch.Tensor | None,
                 off_diagonal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = h.shape[1]
         diff = pos[:, :, None] - pos[:, None]  # (B, n, n, s)
         dist2 = diff.square().sum(-1, keepdim=True)
-        first = (self.edge_i(h)[:, :, None] + self.edge_j(h)[:, None] + self.edge_d(dist2)
-                 + self.edge_t(time)[:, None, None])
+        first = self.edge_i(h)[:, :, None] + self.edge_j(h)[:, None] + self.edge_d(dist2)
+        if self.edge_t is not None:
+            first = first + self.edge_t(time)[:, None, None]
         messages = self.edge_out(first) * off_diagonal
         # sqrt'(0) is infinite (and inf * 0 = NaN): a pair with itself, and every pair at t = 0,
         # where the walk starts with all particles at the origin
@@ -105,3 +106,36 @@ class EGNNDrift(nn.Module):
         for layer in self.layers:
             h, pos = layer(h, pos, time, mask)
         return remove_mean((pos - start).reshape(b, -1), self.n_particles, self.spatial_dim)
+
+
+class EGNNInvariantFeatures(nn.Module):
+    """Per-particle features ``(B, n * out)`` of ``layers`` EGNN layers without time input: invariant
+    to rotations, reflections and translations, and permuted with the particles (within a label
+    when ``node_types`` is given). The sum of squares of two such outputs' difference is then a
+    symmetric function of the configuration: the SGDS paper's RND networks for LJ and peptides.
+    The features start from a learned (random) vector per particle label."""
+
+    def __init__(self, n_particles: int, spatial_dim: int, hidden: int = 64, layers: int = 2, out: int | None = None,
+                 node_types: tuple[int, ...] | None = None):
+        super().__init__()
+        if n_particles < 2 or min(spatial_dim, hidden, layers) < 1:
+            raise ValueError(f"EGNN needs n_particles >= 2 and positive sizes, got {n_particles}, {spatial_dim}, "
+                             f"{hidden}, {layers}")
+        labels = tuple(int(v) for v in node_types) if node_types is not None else (0,) * n_particles
+        if len(labels) != n_particles or min(labels) < 0:
+            raise ValueError(f"node_types needs one label >= 0 per particle ({n_particles}), got {len(labels)}")
+        self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
+        self.start = nn.Embedding(max(labels) + 1, hidden)
+        self.register_buffer("labels", torch.tensor(labels, dtype=torch.long))
+        self.layers = nn.ModuleList(_EquivariantLayer(hidden, 0) for _ in range(layers))
+        self.out = nn.Linear(hidden, out or spatial_dim)
+        self.register_buffer("off_diagonal", (1.0 - torch.eye(n_particles))[None, :, :, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = len(x)
+        pos = x.reshape(b, self.n_particles, self.spatial_dim)
+        h = self.start(self.labels).to(x.dtype)[None].expand(b, -1, -1)
+        mask = self.off_diagonal.to(x.dtype)
+        for layer in self.layers:
+            h, pos = layer(h, pos, None, mask)
+        return self.out(h).reshape(b, -1)

@@ -24,11 +24,25 @@ def _mlp(dim: int, hidden: int, depth: int, out: int) -> nn.Sequential:
 
 
 class RandomNetworkDistillation(nn.Module):
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 2, out: int | None = None, lr: float = 1e-3):
+    """MLPs on the flattened coordinates (``depth`` hidden layers each), or with ``particles = (n,
+    s)`` EGNN feature networks (:class:`~boltzflow.sgds.egnn.EGNNInvariantFeatures`; the paper's
+    choice for LJ and peptides: a target of 2 layers, a predictor of 3), whose novelty does not
+    change under rotations, translations and permutations of identical particles."""
+
+    def __init__(self, dim: int, hidden: int = 256, depth: int = 2, out: int | None = None, lr: float = 1e-3,
+                 particles: tuple[int, int] | None = None, node_types: tuple[int, ...] | None = None):
         super().__init__()
-        out = out or dim
-        self.target = _mlp(dim, hidden, depth, out)
-        self.predictor = _mlp(dim, hidden, depth, out)
+        if particles is None:
+            out = out or dim
+            self.target = _mlp(dim, hidden, depth, out)
+            self.predictor = _mlp(dim, hidden, depth, out)
+        else:
+            from boltzflow.sgds.egnn import EGNNInvariantFeatures
+
+            if particles[0] * particles[1] != dim:
+                raise ValueError(f"particles (n, s) must have n * s = dim = {dim}, got {particles}")
+            self.target = EGNNInvariantFeatures(*particles, hidden=hidden, layers=2, out=out, node_types=node_types)
+            self.predictor = EGNNInvariantFeatures(*particles, hidden=hidden, layers=3, out=out, node_types=node_types)
         for p in self.target.parameters():
             p.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=lr)

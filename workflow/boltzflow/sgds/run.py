@@ -53,6 +53,9 @@ def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed
     if settings.network == "egnn" and target not in PARTICLE_TARGETS + PEPTIDE_TARGETS:
         raise ValueError(f"sgds settings of target {target!r}: network egnn needs a particle or peptide target "
                          f"({', '.join(PARTICLE_TARGETS + PEPTIDE_TARGETS)})")
+    if settings.rnd_network == "egnn" and target not in PARTICLE_TARGETS + PEPTIDE_TARGETS and method == "sgds":
+        raise ValueError(f"sgds settings of target {target!r}: rnd_network egnn needs a particle or peptide target "
+                         f"({', '.join(PARTICLE_TARGETS + PEPTIDE_TARGETS)})")
     if settings.searcher == "md" and target not in PEPTIDE_TARGETS and method in ("sgds", "tb_buffer"):
         raise ValueError(f"sgds settings of target {target!r}: searcher md needs a peptide target "
                          f"({', '.join(PEPTIDE_TARGETS)})")

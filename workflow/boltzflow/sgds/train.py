@@ -99,6 +99,7 @@ class SGDSSettings:
     # novelty bonus
     rnd_alpha: float = 100.0
     rnd_hidden: int = 256
+    rnd_network: str = "mlp"  # mlp (flattened coordinates) or egnn (invariant novelty; particle targets)
     history_every: int = 100
     checkpoint_every: int = 1000
     seed: int = 0
@@ -116,6 +117,7 @@ class SGDSSettings:
             (self.time_grid in TIME_GRIDS, f"time_grid must be one of {', '.join(TIME_GRIDS)}, got {self.time_grid!r}"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1 (or None: n_steps)"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
+            (self.rnd_network in ("mlp", "egnn"), f"rnd_network must be mlp or egnn, got {self.rnd_network!r}"),
             (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
              and self.searcher_timestep_fs > 0 and self.searcher_friction >= 0 and self.searcher_keep_every >= 1,
              "md searcher: need temperatures > 0 K, timestep_fs > 0, friction >= 0, keep_every >= 1"),
@@ -266,6 +268,15 @@ def _new_learner(dim: int, settings: SGDSSettings, log_z: float, particles: tupl
                             particles=particles)
 
 
+def _new_rnd(dim: int, settings: SGDSSettings, particles: tuple[int, int] | None,
+             node_types: tuple[int, ...] | None) -> RandomNetworkDistillation:
+    if settings.rnd_network == "egnn":
+        if particles is None:
+            raise ValueError("rnd_network egnn needs a particle target (n_particles, spatial_dim)")
+        return RandomNetworkDistillation(dim, hidden=settings.rnd_hidden, particles=particles, node_types=node_types)
+    return RandomNetworkDistillation(dim, hidden=settings.rnd_hidden)
+
+
 def reinitialise(sampler: DiffusionSampler, settings: SGDSSettings) -> DiffusionSampler:
     """A Learner with a freshly initialised drift network (zero output layer) and the same ``log Z``."""
     return _new_learner(sampler.dim, settings, float(sampler.log_z.detach()), sampler.particles,
@@ -311,7 +322,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     uses_searcher = settings.method in ("sgds", "tb_buffer")
     sampler = _new_learner(dim, settings, 0.0, particles, node_types).to(device)
     optimizer = _optimizer(sampler, settings)
-    rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden) if settings.method == "sgds" else None
+    rnd = _new_rnd(dim, settings, particles, node_types) if settings.method == "sgds" else None
     rows: list[dict[str, float]] = []
     summary: dict[str, Any] = {"settings": asdict(settings), "searcher_step_sizes": [], "buffer_added": [],
                                "searcher_log_z": []}
@@ -376,7 +387,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
             if round_index > 0 and settings.method == "sgds":
                 sampler = reinitialise(sampler, settings).to(device)
                 optimizer = _optimizer(sampler, settings)
-                rnd = RandomNetworkDistillation(dim, hidden=settings.rnd_hidden)
+                rnd = _new_rnd(dim, settings, particles, node_types)
         window: list[float] = []
         while it < settings.iterations[round_index]:
             warm_up = uses_searcher and it < settings.mle_warmup and len(buffer) > 0
