@@ -205,6 +205,13 @@ def test_buffer_rank_sampling_matches_its_distribution_and_keeps_the_best():
     assert torch.equal(log_r, rewards[x[:, 0].long()])
     buffer.add(torch.tensor([[10.0], [11.0], [12.0]]), torch.tensor([5.0, -1.0, 4.0], dtype=torch.float64))
     assert len(buffer) == 6 and -1.0 not in buffer.log_reward.tolist()  # the lowest reward left first
+    probs = buffer.probabilities()  # recomputed for the new contents (the cache is dropped on add)
+    assert len(probs) == 6 and int(probs.argmax()) == buffer.log_reward.tolist().index(5.0)
+    other = RankedReplayBuffer(capacity=6, dim=1, rank_weight=0.5)
+    other.add(torch.zeros(1, 1), torch.zeros(1, dtype=torch.float64))
+    other.probabilities()
+    other.load_state_dict(buffer.state_dict())
+    torch.testing.assert_close(other.probabilities(), probs, rtol=0, atol=0)
     with pytest.raises(ValueError, match="expected x"):
         buffer.add(torch.zeros(2, 3), torch.zeros(2))
 

@@ -22,6 +22,7 @@ class RankedReplayBuffer:
         self.capacity, self.dim, self.rank_weight = int(capacity), int(dim), float(rank_weight)
         self.x = torch.empty(0, dim, dtype=torch.float32)
         self.log_reward = torch.empty(0, dtype=torch.float64)
+        self._probabilities: torch.Tensor | None = None  # cached until the contents change
 
     def __len__(self) -> int:
         return len(self.x)
@@ -41,6 +42,7 @@ class RankedReplayBuffer:
             keep = torch.argsort(self.log_reward, descending=True, stable=True)[: self.capacity]
             keep = keep.sort().values  # keep insertion order among the survivors
             self.x, self.log_reward = self.x[keep], self.log_reward[keep]
+        self._probabilities = None
         return int(ok.sum())
 
     def probabilities(self) -> torch.Tensor:
@@ -48,10 +50,13 @@ class RankedReplayBuffer:
         n = len(self)
         if n == 0:
             raise ValueError("the replay buffer is empty")
+        if self._probabilities is not None:
+            return self._probabilities
         ranks = torch.empty(n, dtype=torch.float64)
         ranks[torch.argsort(self.log_reward, descending=True, stable=True)] = torch.arange(n, dtype=torch.float64)
         weights = 1.0 / (self.rank_weight * n + ranks)
-        return weights / weights.sum()
+        self._probabilities = weights / weights.sum()
+        return self._probabilities
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` items drawn with replacement: points ``(n, d)`` and their log-rewards ``(n,)``."""
@@ -66,3 +71,4 @@ class RankedReplayBuffer:
         if x.ndim != 2 or x.shape[1] != self.dim or log_reward.shape != (len(x),):
             raise ValueError(f"buffer state of shape {tuple(x.shape)} does not fit a buffer of dimension {self.dim}")
         self.x, self.log_reward = x.to(torch.float32), log_reward.to(torch.float64)
+        self._probabilities = None
