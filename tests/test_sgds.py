@@ -350,6 +350,34 @@ def test_on_policy_baselines_tb_and_pis_use_no_searcher():
         SGDSSettings(method="dds")
 
 
+def test_tb_with_local_search_fills_its_buffer_from_the_learner_and_mala():
+    """tb_ls: one round; even iterations on-policy (their samples enter the buffer), odd ones
+    backward from the buffer, and every ls_every iterations a local search of ls_steps MALA steps
+    from batch_size buffer points, counted as Searcher calls; every buffer point carries -E."""
+    from boltzflow.sgds import SGDSSettings, train_sgds
+    from boltzflow.sgds.train import EnergyCounter, local_search
+
+    target = load_target("gmm40")
+    settings = SGDSSettings(method="tb_ls", iterations=(40, 99), ls_every=10, ls_steps=5, **TINY)
+    assert settings.rounds == 1
+    sampler, buffer, _, summary = train_sgds(target.energy, 2, settings)
+    assert summary["learner_calls"] == 20 * 32 and summary["searcher_calls"] == 3 * 32 * (5 + 1)
+    assert len(buffer) == 20 * 32 + 3 * 32 and len(summary["searcher_step_sizes"]) == 3
+    torch.testing.assert_close(buffer.log_reward, -target.energy(buffer.x.to(torch.float64)), rtol=1e-5, atol=1e-3)
+    # a local search climbs: from a buffer of wide points, MALA end points have higher rewards
+    wide = RankedReplayBuffer(1000, 2)
+    start = 30.0 * torch.randn(1000, 2, generator=gen(15), dtype=torch.float64)
+    wide.add(start, -target.energy(start))
+    counter = EnergyCounter(target.energy)
+    ls = SGDSSettings(method="tb_ls", batch_size=200, ls_steps=50, searcher_step_size=1.0, searcher_adapt_factor=1.05)
+    x, log_r, _ = local_search(counter, wide, ls, gen(16))
+    assert counter.calls == {"searcher": 200 * 51, "learner": 0} and x.shape == (200, 2)
+    torch.testing.assert_close(log_r, -target.energy(x), rtol=0, atol=1e-9)
+    assert float(log_r.mean()) > float(wide.log_reward.mean()) + 5, (float(log_r.mean()), float(wide.log_reward.mean()))
+    with pytest.raises(ValueError, match="ls_every and ls_steps"):
+        SGDSSettings(method="tb_ls", ls_steps=0)
+
+
 def test_evaluation_of_a_sampler_equal_to_its_target():
     """The drift-free sampler with sigma s is exactly N(0, s^2 I): gap 0, log Z recovered, W2 and
     energy-W2 to exact samples at the level of sampling noise; a shifted reference is seen by W2."""

@@ -356,7 +356,8 @@ def ebm_densities_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame, pd.Da
     save_figure(fig, paths)
 
 
-_SGDS_COLOURS = {"sgds": "tab:blue", "tb": "tab:red", "tb_buffer": "tab:green", "pis": "tab:purple"}
+_SGDS_COLOURS = {"sgds": "tab:blue", "tb": "tab:red", "tb_buffer": "tab:green", "tb_ls": "tab:orange",
+                 "pis": "tab:purple"}
 
 
 def sgds_gap_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], paths: Sequence[str | os.PathLike]) -> None:

@@ -188,7 +188,8 @@ SGDS_METRICS = (("elbo", "ELBO"), ("eubo", "EUBO"), ("gap", "gap"), ("log_z_is_e
                 ("log_z_learned_error", "log Z_theta error"), ("w2", "W2"), ("energy_w2", "energy W2"),
                 ("distance_w1", "distance W1"), ("energy_calls", "energy calls"))
 
-SGDS_METHOD_NAMES = {"sgds": "SGDS", "tb": "TB (on-policy)", "tb_buffer": "TB + Searcher buffer", "pis": "PIS"}
+SGDS_METHOD_NAMES = {"sgds": "SGDS", "tb": "TB (on-policy)", "tb_buffer": "TB + Searcher buffer",
+                     "tb_ls": "TB + LS", "pis": "PIS"}
 
 
 def sgds_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:

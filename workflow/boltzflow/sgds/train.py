@@ -26,7 +26,10 @@ For each round ``r = 1 .. rounds``:
 
 Methods: ``sgds`` (the above), ``tb`` (on-policy trajectory balance only: no Searcher, no
 buffer, one round), ``tb_buffer`` (SGDS without the novelty bonus and without
-re-initialisation: trajectory balance with a Searcher-filled buffer) and ``pis`` (the path
+re-initialisation: trajectory balance with a Searcher-filled buffer), ``tb_ls`` (TB with local
+search, Sendera et al. 2024: one round; the Learner's own samples fill the buffer, and every
+``ls_every`` iterations ``ls_steps`` MALA steps from a rank-sampled batch of buffer points add
+their end points; odd iterations train backward from the buffer) and ``pis`` (the path
 integral sampler: the reverse KL of path measures by the path-wise gradient, which needs the
 energy's gradient; one round, on-policy). Energy calls are counted in
 ``energy_calls`` (searcher and learner separately in the history).
@@ -52,10 +55,10 @@ from boltzflow.sgds.learner import (TIME_GRIDS, DiffusionSampler, build_drift, p
 from boltzflow.sgds.rnd import RandomNetworkDistillation
 from boltzflow.training import guarded_step
 
-__all__ = ["SGDSSettings", "SGDS_METHODS", "SEARCHERS", "MDSystem", "EnergyCounter", "run_searcher", "reinitialise",
-           "train_sgds"]
+__all__ = ["SGDSSettings", "SGDS_METHODS", "SEARCHERS", "MDSystem", "EnergyCounter", "run_searcher", "local_search",
+           "reinitialise", "train_sgds"]
 
-SGDS_METHODS = ("sgds", "tb", "tb_buffer", "pis")
+SGDS_METHODS = ("sgds", "tb", "tb_buffer", "tb_ls", "pis")
 SEARCHERS = ("mala", "ais", "md")
 CHECKPOINT_NAME = "sgds_state.pt"
 
@@ -100,6 +103,9 @@ class SGDSSettings:
     rnd_alpha: float = 100.0
     rnd_hidden: int = 256
     rnd_network: str = "mlp"  # mlp (flattened coordinates) or egnn (invariant novelty; particle targets)
+    # tb_ls: local search (MALA from buffer points, searcher_step_size / target_acceptance / adapt factor)
+    ls_every: int = 100
+    ls_steps: int = 200
     history_every: int = 100
     checkpoint_every: int = 1000
     seed: int = 0
@@ -116,6 +122,7 @@ class SGDSSettings:
             (self.mle_warmup >= 0, "mle_warmup must be >= 0"),
             (self.time_grid in TIME_GRIDS, f"time_grid must be one of {', '.join(TIME_GRIDS)}, got {self.time_grid!r}"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1 (or None: n_steps)"),
+            (self.ls_every >= 1 and self.ls_steps >= 1, "ls_every and ls_steps must be >= 1"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
             (self.rnd_network in ("mlp", "egnn"), f"rnd_network must be mlp or egnn, got {self.rnd_network!r}"),
             (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
@@ -130,7 +137,7 @@ class SGDSSettings:
 
     @property
     def rounds(self) -> int:
-        return 1 if self.method in ("tb", "pis") else len(self.iterations)
+        return 1 if self.method in ("tb", "tb_ls", "pis") else len(self.iterations)
 
     def evaluation_grid(self) -> torch.Tensor | None:
         """The uniform time grid of ``eval_steps`` steps for evaluation (None: the sampler's own)."""
@@ -213,6 +220,28 @@ def run_searcher(counter: EnergyCounter, dim: int, settings: SGDSSettings, rnd: 
         return torch.empty(0, dim), torch.empty(0, dtype=torch.float64), mala.step_size, float("nan")
     log_r = torch.cat(kept_log_r).detach()
     return torch.cat(kept_x).detach(), log_r, mala.step_size, float(torch.logsumexp(log_r, 0) - math.log(len(log_r)))
+
+
+def local_search(counter: EnergyCounter, buffer: RankedReplayBuffer, settings: SGDSSettings,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """TB + LS's local search: ``settings.ls_steps`` MALA steps (step size from
+    ``searcher_step_size``, adapted toward ``target_acceptance``) from ``batch_size`` rank-sampled
+    buffer points. Returns the end points, their log-rewards ``-E`` (float64, capped by
+    ``max_energy`` as the Learner's) and the final step size; the calls count as Searcher calls."""
+    start, _ = buffer.sample(settings.batch_size, generator)
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:
+        return -counter(x, "searcher").to(x.dtype)
+
+    mala = MALA(settings.searcher_step_size, target_acceptance=settings.target_acceptance,
+                adapt_factor=settings.searcher_adapt_factor, tolerance=0.0)
+    state = init_state(start.to(torch.float64), log_prob)
+    for _ in range(settings.ls_steps):
+        state, _ = mala.step(state, log_prob, generator)
+    log_r = state.log_prob.detach().to(torch.float64)
+    if settings.max_energy is not None:
+        log_r = log_r.clamp(min=-settings.max_energy)
+    return state.x.detach(), log_r, mala.step_size
 
 
 def _md_search(counter: EnergyCounter, dim: int, settings: SGDSSettings, bonus: Callable[[torch.Tensor], torch.Tensor],
@@ -320,6 +349,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     counter = EnergyCounter(energy)
     buffer = RankedReplayBuffer(settings.buffer_capacity, dim, settings.rank_weight)
     uses_searcher = settings.method in ("sgds", "tb_buffer")
+    uses_buffer = uses_searcher or settings.method == "tb_ls"
     sampler = _new_learner(dim, settings, 0.0, particles, node_types).to(device)
     optimizer = _optimizer(sampler, settings)
     rnd = _new_rnd(dim, settings, particles, node_types) if settings.method == "sgds" else None
@@ -390,10 +420,14 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 rnd = _new_rnd(dim, settings, particles, node_types)
         window: list[float] = []
         while it < settings.iterations[round_index]:
+            if settings.method == "tb_ls" and it > 0 and it % settings.ls_every == 0 and len(buffer) > 0:
+                x_ls, log_r_ls, step = local_search(counter, buffer, settings, generator)
+                buffer.add(sampler.project(x_ls), log_r_ls)
+                summary["searcher_step_sizes"].append(step)
             warm_up = uses_searcher and it < settings.mle_warmup and len(buffer) > 0
             # a random grid comes from the CPU generator, drawn only when asked for (uniform runs keep their stream)
             times = time_grid(settings.n_steps, "random", generator) if settings.time_grid == "random" else None
-            if warm_up or (uses_searcher and it % 2 == 1 and len(buffer) > 0):  # backward from the buffer
+            if warm_up or (uses_buffer and it % 2 == 1 and len(buffer) > 0):  # backward from the buffer
                 x_final, log_r = buffer.sample(settings.batch_size, generator)
                 traj = sampler.backward_trajectories(x_final.to(device), learner_gen, times)
                 log_r = log_r.to(device)
@@ -405,6 +439,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                 final = traj.final.to(torch.float64)
                 energies = counter(final if pis else final.detach(), "learner")
                 log_r = -(energies if settings.max_energy is None else energies.clamp(max=settings.max_energy))
+                if settings.method == "tb_ls":  # the Learner's own samples feed the buffer
+                    buffer.add(final.detach(), log_r.detach())
             if warm_up:
                 loss = path_mle_loss(traj)
             else:
