@@ -399,13 +399,15 @@ def test_evaluation_of_a_sampler_equal_to_its_target():
     assert wasserstein2(reference.numpy(), shifted.numpy()) == pytest.approx(5.0, rel=1e-9)  # a translation moves every point by 5
 
 
-@pytest.mark.parametrize("own_learner_generator, grid", [(False, "uniform"), (True, "uniform"), (False, "random")],
-                         ids=["shared", "own", "random_grid"])
-def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own_learner_generator, grid):
-    """Killed in round 2 (after its searcher ran and a checkpoint was written), the run resumes
-    from the checkpoint: same Learner, same buffer, same energy calls as the uninterrupted run.
-    ``own``: the Learner draws from a generator of its own, as on a GPU (its state is checkpointed).
-    ``random_grid``: a new random time grid every iteration (and a Learner unlike the uniform one's)."""
+@pytest.mark.parametrize("own_learner_generator, grid, method",
+                         [(False, "uniform", "sgds"), (True, "uniform", "sgds"), (False, "random", "sgds"),
+                          (False, "uniform", "tb_ls")], ids=["shared", "own", "random_grid", "tb_ls"])
+def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own_learner_generator, grid, method):
+    """Killed at iteration 70 (SGDS: in round 2, after its searcher ran) with a checkpoint at 60,
+    the run resumes from the checkpoint: same Learner, same buffer, same energy calls as the
+    uninterrupted run. ``own``: the Learner draws from a generator of its own, as on a GPU (its
+    state is checkpointed). ``random_grid``: a new random time grid every iteration (and a Learner
+    unlike the uniform one's). ``tb_ls``: one round of 80 with local searches every 10 iterations."""
     import logging
 
     import boltzflow.sgds.train as sgds_train
@@ -420,12 +422,13 @@ def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own
 
     class KillInRoundTwo(logging.Logger):
         def info(self, msg, *args, **kwargs):
-            if msg.startswith("round %d iteration") and args[:2] == (2, 70):
+            if msg.startswith("round %d iteration") and args[1] == 70:
                 raise Kill
 
     target = load_target("gmm40")
     torch.set_num_threads(1)
-    settings = SGDSSettings(iterations=(40, 40), checkpoint_every=20, time_grid=grid, **TINY)
+    extra = dict(iterations=(80,), ls_every=10, ls_steps=5) if method == "tb_ls" else dict(iterations=(40, 40))
+    settings = SGDSSettings(method=method, checkpoint_every=20, time_grid=grid, **extra, **TINY)
     whole, buffer_a, hist_a, summary_a = train_sgds(target.energy, 2, settings, tmp_path / "a", identity="x")
     if grid == "random":
         uniform, *_ = train_sgds(target.energy, 2, SGDSSettings(iterations=(40, 40), **TINY))
@@ -439,7 +442,8 @@ def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own
         return target.energy(x)
 
     resumed, buffer_b, hist_b, summary_b = train_sgds(counted, 2, settings, tmp_path / "b", identity="x")
-    assert sum(calls) == 10 * 32  # only round 2's last 20 iterations ran (10 on-policy batches of 32)
+    # only the last 20 iterations ran: 10 on-policy batches of 32 (and tb_ls's 2 local searches)
+    assert sum(calls) == 10 * 32 + (2 * 32 * (5 + 1) if method == "tb_ls" else 0)
     for p, q in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p, q)
     assert torch.equal(buffer_a.x, buffer_b.x) and summary_a["energy_calls"] == summary_b["energy_calls"]
