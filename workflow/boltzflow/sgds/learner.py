@@ -27,10 +27,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "TIME_GRIDS", "time_grid", "trajectory_balance_loss", "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo",
-           "evaluate_sampler", "forward_log_weights", "backward_log_weights", "sampler_config", "build_drift",
-           "build_sampler",
-           "save_sampler", "load_sampler"]
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "TIME_GRIDS", "time_grid", "trajectory_balance_loss",
+           "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo", "evaluate_sampler", "forward_log_weights",
+           "backward_log_weights", "sampler_config", "build_drift", "build_sampler", "save_sampler", "load_sampler"]
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 
