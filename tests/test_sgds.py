@@ -54,6 +54,27 @@ def test_drift_free_sampler_matches_brownian_motion_exactly():
     assert float(trajectory_balance_loss(sampler, forward, -wide(forward.final)).detach()) > 0.1
 
 
+def test_exploration_widens_trajectories_but_keeps_the_policys_densities():
+    """Off-policy exploration (extra noise std e in sampling only): x_T of the drift-free walk has
+    variance T (sigma sqrt(dt) + e)^2, yet log P_F is still the policy's kernel, so trajectory
+    balance of the exact sampler stays zero on these trajectories; the training schedule falls
+    linearly to 0 at mid-round and PIS refuses it."""
+    from boltzflow.sgds import SGDSSettings
+
+    dim, sigma, steps, e = 2, 1.0, 16, 0.1
+    sampler = DiffusionSampler(DriftMLP(dim, hidden=8), dim, sigma=sigma, n_steps=steps,
+                               log_z=gaussian_log_z(sigma, dim)).double()
+    energy = gaussian_energy(sigma)
+    traj = sampler.sample_trajectories(20_000, gen(70), exploration_std=e)
+    wide = steps * (sigma * math.sqrt(1 / steps) + e) ** 2  # 2.56 against sigma^2 = 1
+    assert float(traj.final.var(0).mean()) == pytest.approx(wide, rel=0.03)
+    assert float(trajectory_balance_loss(sampler, traj, -energy(traj.final)).detach()) < 1e-16
+    settings = SGDSSettings(method="tb", iterations=(100,), exploration_std=0.4)
+    assert [settings.exploration_at(i, 0) for i in (0, 25, 50, 90)] == [0.4, 0.2, 0.0, 0.0]
+    with pytest.raises(ValueError, match="exploration_std"):
+        SGDSSettings(method="pis", exploration_std=0.1)
+
+
 def test_backward_path_densities_match_the_forward_kernel_with_a_drift():
     """log P_F along a backward trajectory is the forward kernel's Gaussian density, recomputed by hand."""
     dim, sigma, steps = 2, 0.8, 6

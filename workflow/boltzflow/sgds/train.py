@@ -20,7 +20,9 @@ For each round ``r = 1 .. rounds``:
    paper's warm-up for LJ-55 and peptides; ``log Z_theta`` is left alone). With
    ``time_grid: random`` every iteration's trajectories run on a new random time grid
    (:func:`~boltzflow.sgds.learner.time_grid`, the paper's randomised time steps for LJ-55 and
-   peptides); evaluation stays on the uniform grid.
+   peptides); evaluation stays on the uniform grid. ``exploration_std`` > 0 widens the on-policy
+   trajectories' noise early in each round (off-policy exploration: ``log P_F`` stays the
+   policy's), as the TB + Expl baselines of the paper's tables.
 3. **Re-initialisation**: a fresh drift network (and a fresh RND pair) for the next round;
    ``log Z_theta`` and the buffer are kept.
 
@@ -81,6 +83,7 @@ class SGDSSettings:
     grad_clip: float = 100.0
     mle_warmup: int = 0  # first iterations of each round: forward-path maximum likelihood on buffer points
     time_grid: str = "uniform"  # training grid: uniform, or random (a new grid every iteration; evaluation is uniform)
+    exploration_std: float = 0.0  # extra noise std of on-policy TB trajectories, falling linearly to 0 at mid-round
     eval_steps: int | None = None  # steps of the uniform grid at evaluation (the paper: 500 for LJ, peptides); None: n_steps
     # buffer
     buffer_capacity: int = 600_000
@@ -123,6 +126,8 @@ class SGDSSettings:
             (self.time_grid in TIME_GRIDS, f"time_grid must be one of {', '.join(TIME_GRIDS)}, got {self.time_grid!r}"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1 (or None: n_steps)"),
             (self.ls_every >= 1 and self.ls_steps >= 1, "ls_every and ls_steps must be >= 1"),
+            (self.exploration_std >= 0 and not (self.method == "pis" and self.exploration_std > 0),
+             "exploration_std must be >= 0, and 0 for pis (its gradient is taken on-policy)"),
             (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
             (self.rnd_network in ("mlp", "egnn"), f"rnd_network must be mlp or egnn, got {self.rnd_network!r}"),
             (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
@@ -138,6 +143,13 @@ class SGDSSettings:
     @property
     def rounds(self) -> int:
         return 1 if self.method in ("tb", "tb_ls", "pis") else len(self.iterations)
+
+    def exploration_at(self, iteration: int, round_index: int) -> float:
+        """The extra noise std of on-policy trajectories at ``iteration`` of round ``round_index``:
+        ``exploration_std``, falling linearly to 0 at half the round's iterations (ours; Sendera et
+        al. 2024 anneal it too)."""
+        half = 0.5 * self.iterations[round_index]
+        return self.exploration_std * max(0.0, 1.0 - iteration / half)
 
     def evaluation_grid(self) -> torch.Tensor | None:
         """The uniform time grid of ``eval_steps`` steps for evaluation (None: the sampler's own)."""
@@ -435,7 +447,8 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                     rnd.update(x_final)
             else:  # on-policy; PIS takes the path-wise gradient through the trajectories and the energy
                 pis = settings.method == "pis"
-                traj = sampler.sample_trajectories(settings.batch_size, learner_gen, reparameterise=pis, times=times)
+                traj = sampler.sample_trajectories(settings.batch_size, learner_gen, reparameterise=pis, times=times,
+                                                   exploration_std=settings.exploration_at(it, round_index))
                 final = traj.final.to(torch.float64)
                 energies = counter(final if pis else final.detach(), "learner")
                 log_r = -(energies if settings.max_energy is None else energies.clamp(max=settings.max_energy))
