@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from boltzflow.benchmarks import plain_dynamics_correlation
+from boltzflow.bench import plain_dynamics_correlation
 
 
 def _two_state_chain(frames: int, replicas: int, a: float, b: float, seed: int) -> np.ndarray:

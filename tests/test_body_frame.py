@@ -5,9 +5,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.flows import (BodyFrame, build_flow, choose_reference_atoms, fit_body_frame, helmert_basis, load_flow,
-                             random_rotations, save_flow)
+from boltzflow.flows import (
+    BodyFrame,
+    build_flow,
+    choose_reference_atoms,
+    fit_body_frame,
+    helmert_basis,
+    load_flow,
+    random_rotations,
+    save_flow,
+)
 
 
 def _gaussian_molecules(n_atoms: int, n: int, seed: int):

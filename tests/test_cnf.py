@@ -13,10 +13,15 @@ import math
 
 import pytest
 import torch
+from boltzflow.cnf.model import (
+    VelocityField,
+    _velocity_and_divergence,
+    flow_matching_loss,
+    integrate,
+    log_prob,
+    sample_with_log_prob,
+)
 from torch import nn
-
-from boltzflow.cnf import (VelocityField, _velocity_and_divergence, flow_matching_loss, integrate,
-                           log_prob, sample_with_log_prob)
 
 F64 = torch.float64
 

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from boltzflow.config import ConfigError, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from boltzflow.convergence import (
+from boltzflow.md import (
     PHI_POSITIVE,
     ROW_STATES,
     STATES,

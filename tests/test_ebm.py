@@ -8,10 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from boltzflow.config import validate_config
-from boltzflow.ebm import (EBMSettings, build_ebm, evaluate_ebm, load_dataset, load_ebm_model, resolve_run,
-                           save_ebm_model, train_ebm)
+from boltzflow.ebm import (
+    EBMSettings,
+    build_ebm,
+    evaluate_ebm,
+    load_dataset,
+    load_ebm_model,
+    resolve_run,
+    save_ebm_model,
+    train_ebm,
+)
 from boltzflow.io import ArtifactError
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -162,11 +169,11 @@ def test_saved_model_round_trips_and_bad_files_are_named(tmp_path):
 
 
 def test_command_line_runs_one_ebm_and_names_bad_input(tmp_path, capsys):
-    """python -m boltzflow.ebm_run: a tiny run writes the rules' outputs; a wrong key, an unknown
+    """python -m boltzflow.ebm.run: a tiny run writes the rules' outputs; a wrong key, an unknown
     dataset and a bad --epochs each stop it before training, naming what is wrong."""
     import json
 
-    from boltzflow.ebm_run import ebm_section, main
+    from boltzflow.ebm import ebm_section, main
     from boltzflow.io import read_table
 
     tiny = tmp_path / "tiny.yaml"

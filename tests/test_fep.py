@@ -8,13 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
-
-from boltzflow.convergence import conformational_states
-from boltzflow.fep import (StateBox, fit_state_map, md_free_energy, parse_state, select_states, state_mask,
-                           state_pairs, tfep_estimate, tfep_work)
+from boltzflow.fep import (
+    StateBox,
+    fit_state_map,
+    md_free_energy,
+    parse_state,
+    select_states,
+    state_mask,
+    state_pairs,
+    tfep_estimate,
+    tfep_work,
+)
 from boltzflow.flows import BodyFrame, fit_body_frame, frame_from_config, helmert_basis
+from boltzflow.md import conformational_states
 from boltzflow.training import TrainSettings
+from torch import nn
 
 
 @pytest.fixture(autouse=True)

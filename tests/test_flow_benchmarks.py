@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.flow_benchmarks import SAMPLING_ENGINES, TRAINING_ENGINES, bench_flows
+from boltzflow.bench import SAMPLING_ENGINES, TRAINING_ENGINES, bench_flows
 from boltzflow.flows import build_flow
 
 zuko = pytest.importorskip("zuko")

@@ -8,10 +8,20 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.flows import (AffineCoupling, CartesianFrame, SplineCoupling, build_flow, coupling_masks,
-                             helmert_basis, load_flow, rq_spline, rq_spline_from_params, rq_spline_planes, save_flow,
-                             spline_knots)
+from boltzflow.flows import (
+    AffineCoupling,
+    CartesianFrame,
+    SplineCoupling,
+    build_flow,
+    coupling_masks,
+    helmert_basis,
+    load_flow,
+    rq_spline,
+    rq_spline_from_params,
+    rq_spline_planes,
+    save_flow,
+    spline_knots,
+)
 from boltzflow.io import ArtifactError
 
 

@@ -18,9 +18,9 @@ import openmm
 import openmm.unit as unit
 import pytest
 import torch
-
 from boltzflow.systems import build_peptide, get_spec
-from boltzflow.targets.forcefield import GAS_CONSTANT_KJ, ONE_4PI_EPS0, TorchForceField, UnsupportedForceError
+from boltzflow.targets.forcefield import ONE_4PI_EPS0, TorchForceField, UnsupportedForceError
+from boltzflow.units import MOLAR_GAS_CONSTANT
 
 KJ = unit.kilojoule_per_mole
 KJ_NM = unit.kilojoule_per_mole / unit.nanometer
@@ -197,8 +197,8 @@ def test_reduced_units(case: Case):
     ff_kj = TorchForceField(case.system, compile=False)
     ff_kt = TorchForceField(case.system, case.temperature, compile=False)
     x = _as_batch(case.configs[:2])
-    kt = GAS_CONSTANT_KJ * case.temperature
-    assert math.isclose(GAS_CONSTANT_KJ, unit.MOLAR_GAS_CONSTANT_R.value_in_unit(KJ / unit.kelvin))
+    kt = MOLAR_GAS_CONSTANT * case.temperature
+    assert math.isclose(MOLAR_GAS_CONSTANT, unit.MOLAR_GAS_CONSTANT_R.value_in_unit(KJ / unit.kelvin))
     e_kj, f_kj = ff_kj.energy_and_forces(x)
     e_kt, f_kt = ff_kt.energy_and_forces(x)
     torch.testing.assert_close(e_kt * kt, e_kj, rtol=1e-13, atol=0)
@@ -340,7 +340,7 @@ def test_compiled_path_matches_eager_and_openmm(system_name, al2, p3):
     assert torch.isfinite(f_c[finite]).all()
     # compiled vs eager, both float32
     torch.testing.assert_close(e_c[finite], e_e[finite], rtol=1e-5, atol=1e-4)
-    kt = GAS_CONSTANT_KJ * 300.0
+    kt = MOLAR_GAS_CONSTANT * 300.0
     floor = F_FLOOR[torch.float32] / kt  # float32 noise floor of the forces, see F_FLOOR
     scale = f_e[finite].abs().max(dim=1, keepdim=True).values.clamp(min=floor)
     assert torch.all((f_c[finite] - f_e[finite]).abs() <= 1e-5 * scale)

@@ -3,9 +3,17 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-from boltzflow.io import (ArtifactError, atomic_path, config_hash, provenance, read_metadata,
-                          read_sample_set, read_table, write_sample_set, write_table)
+from boltzflow.io import (
+    ArtifactError,
+    atomic_path,
+    config_hash,
+    provenance,
+    read_metadata,
+    read_sample_set,
+    read_table,
+    write_sample_set,
+    write_table,
+)
 
 
 def test_sample_set_round_trip_and_schema(tmp_path):

@@ -13,9 +13,7 @@ import math
 
 import pytest
 import torch
-
-from boltzflow.mcmc import (MALA, ULA, CountingLogProb, GlobalLocal, imh_step, init_state, isir_step, mala_step,
-                            ula_step)
+from boltzflow.mcmc import MALA, ULA, CountingLogProb, GlobalLocal, imh_step, init_state, isir_step, mala_step, ula_step
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 MEANS = torch.tensor([[-2.0, 0.0], [2.0, 0.5]], dtype=torch.float64)

@@ -10,7 +10,6 @@ import math
 
 import pytest
 import torch
-
 from boltzflow.mcmc import (
     MALA,
     ULA,

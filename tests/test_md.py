@@ -9,10 +9,9 @@ import time
 import numpy as np
 import openmm
 import pytest
-
 from boltzflow.io import read_sample_set
-from boltzflow.md import (MDSettings, choose_platform, gather_replicas, kT_kJ_per_mol,
-                          reduced_energies, replica_seed, run_replica)
+from boltzflow.md import MDSettings, choose_platform, gather_replicas, reduced_energies, replica_seed, run_replica
+from boltzflow.units import kT_kJ_per_mol
 
 
 def test_settings_step_arithmetic():
@@ -158,7 +157,7 @@ def test_unusable_checkpoint_restarts_cleanly(al2, tmp_path, caplog, monkeypatch
     class Stop(Exception):
         pass
 
-    import boltzflow.md as md_module
+    import boltzflow.md.openmm as md_module
     original = md_module._Checkpoint.save
 
     def save_then_stop(self, *args, **kwargs):

@@ -14,12 +14,16 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.convergence import bootstrap_population, conformational_states
 from boltzflow.io import read_sample_set
-from boltzflow.md import MDSettings, run_replica
-from boltzflow.observables import backbone_dihedrals
-from boltzflow.torch_md import TorchMDSettings, run_parallel_tempering
+from boltzflow.md import (
+    MDSettings,
+    TorchMDSettings,
+    bootstrap_population,
+    conformational_states,
+    run_parallel_tempering,
+    run_replica,
+)
+from boltzflow.systems import backbone_dihedrals
 
 TOLERANCE_SE = 4.0
 

@@ -1,8 +1,7 @@
 import mdtraj
 import numpy as np
 import pytest
-
-from boltzflow.observables import backbone_dihedrals, dihedral_atoms
+from boltzflow.systems import backbone_dihedrals, dihedral_atoms
 
 
 @pytest.fixture(scope="module")

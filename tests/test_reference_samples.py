@@ -12,14 +12,13 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.targets import synthetic  # noqa: F401  (registers the targets)
-from boltzflow.targets.base import make
-from boltzflow.targets.reference import (
+from boltzflow.mcmc import (
     convergence_diagnostics,
     integrated_autocorrelation_time,
     reference_samples,
 )
+from boltzflow.targets import synthetic  # noqa: F401  (registers the targets)
+from boltzflow.targets.base import make
 
 
 def check_common(target, samples, diag, n):

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.sampling import draw_sample_set
-from boltzflow.scoring import evenly_spaced, score_peptide_samples
+from boltzflow.evaluation import evenly_spaced, score_peptide_samples
+from boltzflow.flows import draw_sample_set
 
 
 class GaussianSampler:

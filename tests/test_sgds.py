@@ -8,9 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.sgds import (DiffusionSampler, DriftMLP, RandomNetworkDistillation, RankedReplayBuffer, elbo_eubo,
-                            log_weights, pis_loss, time_grid, trajectory_balance_loss)
+from boltzflow.sgds import (
+    DiffusionSampler,
+    DriftMLP,
+    RandomNetworkDistillation,
+    RankedReplayBuffer,
+    elbo_eubo,
+    pis_loss,
+    time_grid,
+    trajectory_balance_loss,
+)
 from boltzflow.targets import load_target
 
 
@@ -562,8 +569,7 @@ def test_particle_sampler_walks_on_the_centre_of_mass_free_subspace(tmp_path):
 
 def test_sgds_table_splits_targets_like_the_papers_tables():
     import pandas as pd
-
-    from boltzflow.tables import markdown_sgds_table, sgds_table
+    from boltzflow.evaluation import markdown_sgds_table, sgds_table
 
     def row(target, method, seed, gap, **extra):
         return pd.DataFrame([{"target": target, "method": method, "seed": seed, "dim": 2, "log_z_true": 0.0,
@@ -611,7 +617,6 @@ def test_command_line_runs_one_sampler_and_names_bad_input(tmp_path, capsys):
     import json
 
     import yaml
-
     from boltzflow.io import read_table
     from boltzflow.sgds.run import main
 

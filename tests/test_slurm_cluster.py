@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 import slurm_cluster
-from slurm_cluster import SNAKEMAKE_SLURM_FLAGS, LocalSlurm
-from slurm_cluster import local_slurm  # noqa: F401  (the fixture, see conftest.py)
+from slurm_cluster import (
+    SNAKEMAKE_SLURM_FLAGS,
+    LocalSlurm,
+    local_slurm,  # noqa: F401  (the fixture, see conftest.py)
+)
 
 
 def _job_logs(workdir: Path, lines: int = 40) -> str:

@@ -6,7 +6,6 @@ CI) a missing SLURM is a failure.
 
 import numpy as np
 import pytest
-
 from boltzflow.io import read_sample_set
 from slurm_cluster import SNAKEMAKE_SLURM_FLAGS
 from workflow_helpers import snakemake, workflow_copy

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from boltzflow.splits import block_split
+from boltzflow.md import block_split
 
 
 def test_block_split_is_contiguous_per_replica_and_deterministic():

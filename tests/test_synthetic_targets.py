@@ -18,12 +18,8 @@ import re
 import numpy as np
 import pytest
 import torch
-
-from boltzflow.targets import synthetic
+from boltzflow.targets import load_target, synthetic
 from boltzflow.targets.base import registered_names
-
-from boltzflow.targets import load_target
-
 
 DIMS = {
     "gmm40": 2, "manywell32": 32, "manywell64": 64, "manywell128": 128, "funnel10": 10,
@@ -45,7 +41,7 @@ def good_points(target, n: int, seed: int = 0) -> torch.Tensor:
         x = target.sample(n, generator=g)
         return torch.floor(x) + 0.1 + 0.8 * (x - torch.floor(x))
     if target.name.startswith("lj"):
-        from boltzflow.targets.reference import _lattice_init
+        from boltzflow.mcmc.reference import _lattice_init
 
         return _lattice_init(target.n_particles, 3, n, 1.12, 0.05, g, torch.float64)
     if target.name == "dw4":

@@ -13,9 +13,6 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 import pytest
-
-from boltzflow import systems
-from boltzflow.observables import dihedral_atoms
 from boltzflow.systems import (
     BUILTIN_SYSTEMS,
     CAPS,
@@ -25,6 +22,7 @@ from boltzflow.systems import (
     PeptideSpec,
     build_peptide,
     create_system,
+    dihedral_atoms,
     forcefield_files,
     get_spec,
     load_system,

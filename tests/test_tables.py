@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 import pandas as pd
-
-from boltzflow.tables import ebm_table, markdown_ebm_mode_weights, markdown_ebm_rhat
+from boltzflow.evaluation import ebm_table, markdown_ebm_mode_weights, markdown_ebm_rhat
 
 
 def _rows(dataset, method, rhat, mse=None, dim=2):

@@ -4,7 +4,6 @@ import numpy as np
 import openmm
 import pytest
 import torch
-
 from boltzflow.md import reduced_energies
 from boltzflow.targets import load_target, target_names
 from boltzflow.targets.openmm_pool import OpenMMPool, openmm_energy

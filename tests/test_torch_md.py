@@ -17,12 +17,19 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from boltzflow.io import read_sample_set
-from boltzflow.md import kT_kJ_per_mol, reduced_energies
+from boltzflow.md import (
+    CHECKPOINT_NAME,
+    BatchedLangevin,
+    TorchMDSettings,
+    geometric_ladder,
+    reduced_energies,
+    repartition_hydrogen_mass,
+    run_parallel_tempering,
+    system_masses,
+)
 from boltzflow.targets.forcefield import TorchForceField
-from boltzflow.torch_md import (CHECKPOINT_NAME, BatchedLangevin, TorchMDSettings, geometric_ladder,
-                                repartition_hydrogen_mass, run_parallel_tempering, system_masses)
+from boltzflow.units import kT_kJ_per_mol
 
 F64 = torch.float64
 
@@ -408,7 +415,7 @@ def test_al2_plain_langevin_and_throughput(al2, tmp_path):
     assert len(frames) == 4 and summary["swap_acceptance"] == [] and summary["temperatures_K"] == [300.0]
     np.testing.assert_array_equal(frames.columns["replica"], [6, 6, 7, 7])
     assert frames.metadata["rule"] == "test" and not summary["compiled"]
-    from boltzflow.torch_md import measure_throughput
+    from boltzflow.md import measure_throughput
 
     r = measure_throughput(al2.system, al2.positions, 4, steps=3, warmup=1)
     assert r["steps_per_s"] > 0 and r["ns_per_day"] == pytest.approx(4 * r["ns_per_day_per_replica"])

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from boltzflow.couplings import ot_pairs, ot_permutation
 from boltzflow.evaluation import kish_ess
 from boltzflow.flows import build_flow

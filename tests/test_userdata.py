@@ -2,9 +2,8 @@ import mdtraj
 import numpy as np
 import openmm.app as app
 import pytest
-
 from boltzflow.io import ArtifactError
-from boltzflow.userdata import load_frames
+from boltzflow.systems import load_frames
 
 
 @pytest.fixture(scope="module")

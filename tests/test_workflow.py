@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from boltzflow.io import read_metadata, read_sample_set, read_table
 from workflow_helpers import ROOT, snakemake, workflow_copy
 
@@ -247,7 +246,6 @@ def test_smoke_flows(smoke_run):
     import json
 
     import torch
-
     from boltzflow.flows import load_flow
     from boltzflow.io import read_pairs
 

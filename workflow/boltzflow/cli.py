@@ -1,4 +1,4 @@
-"""The shared part of the one-run command lines (``python -m boltzflow.ebm_run``,
+"""The shared part of the one-run command lines (``python -m boltzflow.ebm.run``,
 ``python -m boltzflow.sgds.run``): their common options, logging, and the layered, schema-checked
 config section."""
 
@@ -8,6 +8,8 @@ import argparse
 import logging
 import sys
 from typing import Any, Sequence
+
+from boltzflow.config import layered_section
 
 __all__ = ["stage_parser", "parse_stage"]
 
@@ -28,7 +30,6 @@ def parse_stage(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     bad config); logging goes to stderr and torch uses ``--threads`` threads."""
     import torch
 
-    from boltzflow.config import layered_section
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",

@@ -16,6 +16,10 @@ from typing import Any, Iterable, MutableMapping
 import jsonschema
 import yaml
 
+from boltzflow.md import torch_md_settings
+from boltzflow.systems import BUILTIN_SYSTEMS, get_spec
+from boltzflow.targets import target_names
+
 __all__ = ["ConfigError", "DEFAULT_SCHEMA", "DEFAULT_CONFIG", "load_schema", "validate_config", "validate_section",
            "layered_section", "system_names"]
 
@@ -86,7 +90,6 @@ def system_names(config: MutableMapping[str, Any]) -> list[str]:
 
 
 def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
-    from boltzflow.systems import BUILTIN_SYSTEMS
 
     problems: list[str] = []
     custom = config.get("peptides", {})
@@ -116,8 +119,6 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
                 f"config key 'md.files.{name}.units': required for .npy frames (nm or angstrom)"
             )
     if md["source"] == "simulate" and md["engine"] == "torch":
-        from boltzflow.md import torch_md_settings
-        from boltzflow.systems import get_spec
 
         for name in config["systems"]:
             try:
@@ -157,7 +158,6 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
             )
     reference = config["reference"]["targets"]
     if reference:
-        from boltzflow.targets import target_names
 
         known = target_names()
         for i, name in enumerate(reference):
@@ -198,7 +198,7 @@ def validate_section(config: MutableMapping[str, Any], section: str,
                      schema: str | Path | dict[str, Any] = DEFAULT_SCHEMA) -> dict[str, Any]:
     """Validate one top-level section of ``config`` alone (defaults filled) and return it.
 
-    For tools that use one stage only (``python -m boltzflow.ebm_run``): the other sections and
+    For tools that use one stage only (``python -m boltzflow.ebm.run``): the other sections and
     the checks across them, some of which need OpenMM, are left out."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)

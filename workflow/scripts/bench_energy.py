@@ -4,8 +4,7 @@ import os
 import platform
 
 from _common import setup_logging
-
-from boltzflow.benchmarks import bench_energy, energy_markdown
+from boltzflow.bench import bench_energy, energy_markdown
 from boltzflow.io import atomic_path, provenance, write_table
 
 smk = snakemake  # noqa: F821

@@ -4,9 +4,7 @@ import os
 import platform
 
 from _common import setup_logging
-
-from boltzflow.benchmarks import markdown_rows
-from boltzflow.flow_benchmarks import bench_flows
+from boltzflow.bench import bench_flows, markdown_rows
 from boltzflow.io import atomic_path, provenance, write_table
 
 smk = snakemake  # noqa: F821

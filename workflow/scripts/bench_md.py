@@ -5,10 +5,8 @@ import platform
 from dataclasses import replace
 
 import mdtraj
-
 from _common import load_built, setup_logging
-
-from boltzflow.benchmarks import bench_md, markdown_table
+from boltzflow.bench import bench_md, markdown_table
 from boltzflow.io import atomic_path, provenance, write_table
 from boltzflow.md import MDSettings
 

@@ -3,7 +3,6 @@
 import json
 
 from _common import setup_logging
-
 from boltzflow.io import atomic_path
 from boltzflow.systems import PeptideSpec, build_peptide, write_system
 

@@ -2,10 +2,9 @@
 
 import torch
 from _common import setup_logging
-
 from boltzflow.io import provenance, write_pairs
-from boltzflow.regflow import frame_fingerprint, load_cnf, make_cnf_pairs
-from boltzflow.torch_md import resolve_device
+from boltzflow.training import frame_fingerprint, load_cnf, make_cnf_pairs
+from boltzflow.units import resolve_device
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -2,9 +2,8 @@
 
 import mdtraj
 from _common import setup_logging
-
 from boltzflow.io import provenance, read_sample_set, write_table
-from boltzflow.observables import backbone_dihedrals, dihedral_atoms
+from boltzflow.systems import backbone_dihedrals, dihedral_atoms
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -1,9 +1,8 @@
 """Rule ebm_tables: the EBM metrics of every run as a summary, the mode-weight table and the R-hat table."""
 
 from _common import setup_logging
-
+from boltzflow.evaluation import ebm_table, markdown_ebm_mode_weights, markdown_ebm_rhat, markdown_ebm_summary
 from boltzflow.io import atomic_path, provenance, read_table, write_table
-from boltzflow.tables import ebm_table, markdown_ebm_mode_weights, markdown_ebm_rhat, markdown_ebm_summary
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

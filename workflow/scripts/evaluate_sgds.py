@@ -2,7 +2,6 @@
 
 import torch
 from _common import setup_logging
-
 from boltzflow.sgds.run import evaluate_run
 
 smk = snakemake  # noqa: F821

@@ -1,9 +1,8 @@
 """Rule flow_table: methods x metrics of a system's flows, mean and bootstrap interval over seeds."""
 
 from _common import setup_logging
-
+from boltzflow.evaluation import flow_table, markdown_flow_table
 from boltzflow.io import atomic_path, provenance, read_table, write_table
-from boltzflow.tables import flow_table, markdown_flow_table
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -1,9 +1,8 @@
 """Rule md_convergence: basin populations of the MD data with block-bootstrap intervals."""
 
 from _common import setup_logging
-
-from boltzflow.convergence import convergence_curves, convergence_report
 from boltzflow.io import atomic_path, provenance, read_sample_set, read_table, write_table
+from boltzflow.md import convergence_curves, convergence_report
 from boltzflow.plots import populations_vs_time
 
 smk = snakemake  # noqa: F821

@@ -1,7 +1,6 @@
 """Rule md_gather: concatenate the replicas of a system into md/{system}/frames.parquet."""
 
 from _common import setup_logging
-
 from boltzflow.io import provenance
 from boltzflow.md import gather_replicas
 

@@ -3,10 +3,9 @@
 import mdtraj
 import numpy as np
 from _common import load_built, setup_logging
-
 from boltzflow.io import provenance, write_sample_set
 from boltzflow.md import reduced_energies
-from boltzflow.userdata import load_frames
+from boltzflow.systems import load_frames
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

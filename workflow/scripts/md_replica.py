@@ -1,7 +1,6 @@
 """Rule md_replica: one OpenMM Langevin replica -> a sample set of its frames."""
 
 from _common import load_built, setup_logging
-
 from boltzflow.io import provenance
 from boltzflow.md import MDSettings, run_replica
 

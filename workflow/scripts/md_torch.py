@@ -2,10 +2,8 @@
 
 import torch
 from _common import load_built, setup_logging
-
 from boltzflow.io import provenance
-from boltzflow.md import ladder_split, torch_md_settings
-from boltzflow.torch_md import run_parallel_tempering
+from boltzflow.md import ladder_split, run_parallel_tempering, torch_md_settings
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

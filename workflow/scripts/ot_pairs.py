@@ -1,10 +1,9 @@
 """Rule ot_pairs: exact optimal-transport pairs between prior draws and the training frames."""
 
 from _common import setup_logging
-
 from boltzflow.io import provenance, write_pairs
-from boltzflow.regflow import frame_fingerprint, make_ot_pairs, read_frame
-from boltzflow.splits import split_frames
+from boltzflow.md import split_frames
+from boltzflow.training import frame_fingerprint, make_ot_pairs, read_frame
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -2,7 +2,6 @@
 
 import pandas as pd
 from _common import setup_logging
-
 from boltzflow.io import atomic_path, provenance, read_table, write_table
 from boltzflow.plots import ablation_figure
 

@@ -1,7 +1,6 @@
 """Rule plot_ebm: EBM mode weights over training and the learned 2-D densities."""
 
 from _common import run_keys, setup_logging
-
 from boltzflow.io import read_table
 from boltzflow.plots import ebm_densities_figure, ebm_mode_weights_figure
 

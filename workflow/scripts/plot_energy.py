@@ -1,7 +1,6 @@
 """Rule plot_energy: histogram of the reduced energies of the MD data."""
 
 from _common import setup_logging
-
 from boltzflow.io import read_sample_set
 from boltzflow.plots import energy_histogram
 

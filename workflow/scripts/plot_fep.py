@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 from _common import setup_logging
-
 from boltzflow.io import atomic_path, read_table
 from boltzflow.plots import fep_figure
 

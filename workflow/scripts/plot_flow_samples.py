@@ -2,7 +2,6 @@
 
 import numpy as np
 from _common import setup_logging
-
 from boltzflow.io import read_sample_set, read_table
 from boltzflow.plots import flow_samples_figure
 

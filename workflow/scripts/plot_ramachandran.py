@@ -1,7 +1,6 @@
 """Rule plot_ramachandran: -log density over (phi, psi) of the MD data."""
 
 from _common import setup_logging
-
 from boltzflow.io import read_table
 from boltzflow.plots import ramachandran
 

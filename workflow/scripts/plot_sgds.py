@@ -1,7 +1,6 @@
 """Rule plot_sgds: the gap against energy calls during training, and samples beside the target."""
 
 from _common import run_keys, setup_logging
-
 from boltzflow.io import read_table
 from boltzflow.plots import sgds_gap_figure, sgds_samples_figure
 

@@ -2,7 +2,6 @@
 targets beside their reference samples (the SGDS paper's Fig. 3)."""
 
 from _common import run_keys, setup_logging
-
 from boltzflow.io import read_sample_set, read_table
 from boltzflow.plots import sgds_particle_figure
 

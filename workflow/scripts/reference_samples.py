@@ -3,10 +3,9 @@
 import numpy as np
 import torch
 from _common import setup_logging
-
 from boltzflow.io import provenance, write_sample_set
+from boltzflow.mcmc import reference_samples
 from boltzflow.targets import load_target
-from boltzflow.targets.reference import reference_samples
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -4,12 +4,10 @@ import json
 
 import torch
 from _common import load_built, setup_logging
-
-from boltzflow.flows import load_flow
+from boltzflow.flows import draw_sample_set, load_flow
 from boltzflow.io import provenance, write_sample_set
-from boltzflow.sampling import draw_sample_set
 from boltzflow.targets.forcefield import TorchForceField
-from boltzflow.torch_md import resolve_device
+from boltzflow.units import resolve_device
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -6,10 +6,9 @@ import mdtraj
 import pandas as pd
 import torch
 from _common import setup_logging
-
+from boltzflow.evaluation import score_peptide_samples
 from boltzflow.io import ArtifactError, provenance, read_sample_set, read_table, write_table
-from boltzflow.scoring import score_peptide_samples
-from boltzflow.splits import split_frames_and_energies
+from boltzflow.md import split_frames_and_energies
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -1,9 +1,8 @@
 """Rule sgds_tables: every SGDS / TB run's metrics as one table (means over seeds)."""
 
 from _common import setup_logging
-
+from boltzflow.evaluation import markdown_sgds_table, sgds_table
 from boltzflow.io import atomic_path, provenance, read_table, write_table
-from boltzflow.tables import markdown_sgds_table, sgds_table
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

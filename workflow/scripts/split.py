@@ -1,9 +1,8 @@
 """Rule split: deterministic train/val/test split in contiguous time blocks per replica."""
 
 from _common import setup_logging
-
 from boltzflow.io import provenance, read_sample_set, write_table
-from boltzflow.splits import block_split
+from boltzflow.md import block_split
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

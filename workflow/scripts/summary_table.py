@@ -2,9 +2,8 @@
 
 import pandas as pd
 from _common import setup_logging
-
+from boltzflow.evaluation import markdown_flow_table
 from boltzflow.io import atomic_path, provenance, read_table, write_table
-from boltzflow.tables import markdown_flow_table
 
 smk = snakemake  # noqa: F821
 setup_logging(smk)

@@ -8,17 +8,24 @@ import numpy as np
 import pandas as pd
 import torch
 from _common import load_built, setup_logging
-
-from boltzflow.fep import (fit_state_cnf, fit_state_map, md_free_energy, select_states, state_cnf_pairs, state_mask,
-                           state_pairs, tfep_estimate, tfep_work)
+from boltzflow.fep import (
+    fit_state_cnf,
+    fit_state_map,
+    md_free_energy,
+    select_states,
+    state_cnf_pairs,
+    state_mask,
+    state_pairs,
+    tfep_estimate,
+    tfep_work,
+)
 from boltzflow.flows import save_flow
 from boltzflow.io import config_hash, provenance, read_table, write_table
-from boltzflow.observables import backbone_dihedrals
-from boltzflow.regflow import flow_architecture, frame_fingerprint, read_frame, to_latent
-from boltzflow.splits import split_frames
+from boltzflow.md import split_frames
+from boltzflow.systems import backbone_dihedrals
 from boltzflow.targets.forcefield import TorchForceField
-from boltzflow.torch_md import resolve_device
-from boltzflow.training import TrainSettings
+from boltzflow.training import TrainSettings, flow_architecture, frame_fingerprint, read_frame, to_latent
+from boltzflow.units import resolve_device
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -4,11 +4,9 @@ import shutil
 
 import torch
 from _common import setup_logging
-
 from boltzflow.io import config_hash, provenance, write_table
-from boltzflow.regflow import fit_cnf, frame_fingerprint, read_frame, save_cnf, to_latent
-from boltzflow.splits import split_frames
-from boltzflow.training import TrainSettings
+from boltzflow.md import split_frames
+from boltzflow.training import TrainSettings, fit_cnf, frame_fingerprint, read_frame, save_cnf, to_latent
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -2,8 +2,7 @@
 
 import torch
 from _common import setup_logging
-
-from boltzflow.ebm_run import train_run
+from boltzflow.ebm import train_run
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -2,7 +2,6 @@
 
 import torch
 from _common import setup_logging
-
 from boltzflow.sgds.run import train_run
 
 smk = snakemake  # noqa: F821

@@ -25,6 +25,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from boltzflow.io import ArtifactError, atomic_path
+
 from .body import body_frame_from_config
 from .cartesian import CartesianFrame
 from .coupling import AffineCoupling, SplineCoupling, coupling_masks
@@ -239,7 +241,6 @@ def build_flow(config: Mapping[str, Any]) -> Flow:
 
 def save_flow(flow: Flow, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
     """Write ``{"config": ..., "state_dict": ..., **extra}`` atomically (tensors and plain data only)."""
-    from boltzflow.io import atomic_path
 
     payload = {"config": flow.config(), "state_dict": flow.state_dict(), **(dict(extra) if extra else {})}
     with atomic_path(path) as tmp:
@@ -249,7 +250,6 @@ def save_flow(flow: Flow, path: str | Path, extra: Mapping[str, Any] | None = No
 def load_flow(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Flow, dict[str, Any]]:
     """Rebuild a flow saved by :func:`save_flow` (``weights_only=True``); returns the flow and the
     rest of the saved payload. Errors name the file and what is wrong."""
-    from boltzflow.io import ArtifactError
 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

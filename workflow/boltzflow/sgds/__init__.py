@@ -12,8 +12,21 @@
 """
 
 from .buffer import RankedReplayBuffer
-from .learner import (DiffusionSampler, DriftMLP, Trajectories, build_sampler, elbo_eubo, evaluate_sampler, load_sampler,
-                      log_weights, path_mle_loss, pis_loss, save_sampler, time_grid, trajectory_balance_loss)
+from .learner import (
+                      DiffusionSampler,
+                      DriftMLP,
+                      Trajectories,
+                      build_sampler,
+                      elbo_eubo,
+                      evaluate_sampler,
+                      load_sampler,
+                      log_weights,
+                      path_mle_loss,
+                      pis_loss,
+                      save_sampler,
+                      time_grid,
+                      trajectory_balance_loss,
+)
 from .rnd import RandomNetworkDistillation
 from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
 

@@ -27,6 +27,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from boltzflow.evaluation import energy_wasserstein, wasserstein2
+from boltzflow.io import ArtifactError, atomic_path
+from boltzflow.sgds.egnn import EGNNDrift, remove_mean
+
 __all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "TIME_GRIDS", "time_grid", "trajectory_balance_loss",
            "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo", "evaluate_sampler", "forward_log_weights",
            "backward_log_weights", "sampler_config", "build_drift", "build_sampler", "save_sampler", "load_sampler"]
@@ -120,7 +124,6 @@ class DiffusionSampler(nn.Module):
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` on the walk's space: unchanged, or with the centre of mass removed for particles."""
-        from boltzflow.sgds.egnn import remove_mean
 
         return x if self.particles is None else remove_mean(x, *self.particles)
 
@@ -302,7 +305,6 @@ def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, refer
     ``log Z_theta``; with ``reference`` samples EUBO, the gap, W2 of the coordinates and W2 of the
     energies (``w2_points`` a side); with the true ``log_z`` the errors of both estimates.
     ``times``: the time grid of all trajectories (default the sampler's uniform grid)."""
-    from boltzflow.evaluation import energy_wasserstein, wasserstein2
 
     x, lw = forward_log_weights(sampler, energy, n, generator, times=times)
     metrics = dict(zip(("elbo", "elbo_se"), _mean_and_se(lw)))
@@ -325,7 +327,6 @@ def evaluate_sampler(sampler: DiffusionSampler, energy: Energy, n: int, *, refer
 def sampler_config(sampler: DiffusionSampler) -> dict:
     """The JSON-able architecture of a sampler (for :func:`build_sampler`): a :class:`DriftMLP` or
     an :class:`~boltzflow.sgds.egnn.EGNNDrift` drift."""
-    from boltzflow.sgds.egnn import EGNNDrift
 
     drift = sampler.drift
     config = {"dim": sampler.dim, "sigma": sampler.sigma, "n_steps": sampler.n_steps,
@@ -344,7 +345,6 @@ def build_drift(network: str, dim: int, hidden: int, depth: int, harmonics: int,
                 particles: tuple[int, int] | None = None, node_types: tuple[int, ...] | None = None) -> nn.Module:
     """A fresh drift network: ``mlp`` (:class:`DriftMLP`) or ``egnn`` (needs ``particles``;
     ``node_types`` labels the particles of a molecule)."""
-    from boltzflow.sgds.egnn import EGNNDrift
 
     if network == "mlp":
         return DriftMLP(dim, hidden=hidden, depth=depth, harmonics=harmonics)
@@ -367,7 +367,6 @@ def build_sampler(config: dict) -> DiffusionSampler:
 
 def save_sampler(path, sampler: DiffusionSampler, extra: dict | None = None) -> None:
     """Write the sampler as plain tensors plus its architecture (atomically)."""
-    from boltzflow.io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({"config": sampler_config(sampler), "state": sampler.state_dict(), **(extra or {})}, tmp)
@@ -376,7 +375,6 @@ def save_sampler(path, sampler: DiffusionSampler, extra: dict | None = None) -> 
 def load_sampler(path) -> tuple[DiffusionSampler, dict]:
     """``(sampler, rest_of_payload)`` from :func:`save_sampler` (``weights_only=True``); a file
     that is not such a checkpoint raises ``ArtifactError`` naming it."""
-    from boltzflow.io import ArtifactError
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

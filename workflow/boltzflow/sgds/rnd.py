@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from boltzflow.sgds.egnn import EGNNInvariantFeatures
+
 __all__ = ["RandomNetworkDistillation"]
 
 
@@ -37,7 +39,6 @@ class RandomNetworkDistillation(nn.Module):
             self.target = _mlp(dim, hidden, depth, out)
             self.predictor = _mlp(dim, hidden, depth, out)
         else:
-            from boltzflow.sgds.egnn import EGNNInvariantFeatures
 
             if particles[0] * particles[1] != dim:
                 raise ValueError(f"particles (n, s) must have n * s = dim = {dim}, got {particles}")

@@ -24,13 +24,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from boltzflow.cli import parse_stage, stage_parser
 from boltzflow.evaluation import energy_wasserstein
-from boltzflow.io import config_hash, provenance, write_table
+from boltzflow.io import ArtifactError, config_hash, provenance, read_sample_set, write_table
+from boltzflow.md import system_masses
+from boltzflow.sgds.egnn import remove_mean
 from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, save_sampler
-from boltzflow.sgds.train import SGDSSettings, train_sgds
+from boltzflow.sgds.train import SGDS_METHODS, MDSystem, SGDSSettings, train_sgds
+from boltzflow.targets import exact_sampler_names, load_target
 
 __all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "needs_reference_file", "particles_of",
-           "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of", "resolve_device",
+           "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of",
            "train_run", "evaluate_run", "main"]
 
 
@@ -75,7 +79,6 @@ def sgds_target(name: str):
     """The target ``name``: a synthetic one with an exact sampler, a particle target (lj13, lj55,
     dw4) whose reference samples come from the ``reference_samples`` rule, or a peptide (al2, al3,
     al4; building it needs OpenMM) whose reference samples are its MD frames."""
-    from boltzflow.targets import load_target
 
     check_sgds_target(name)
     return load_target(name)
@@ -89,7 +92,6 @@ PEPTIDE_TARGETS = ("al2", "al3", "al4")
 
 def sgds_target_names() -> list[str]:
     """The targets an SGDS run can use."""
-    from boltzflow.targets import exact_sampler_names
 
     exact = exact_sampler_names()
     return exact + [n for n in PARTICLE_TARGETS + PEPTIDE_TARGETS if n not in exact]
@@ -116,8 +118,6 @@ def molecule_of(target):
     temperature, the minimised structure) and the EGNN's atom labels (one per atom); else None."""
     if target.name not in PEPTIDE_TARGETS:
         return None, None
-    from boltzflow.sgds.train import MDSystem
-    from boltzflow.torch_md import system_masses
 
     md = MDSystem(system_masses(target.openmm_system), target.temperature, target.positions.reshape(-1))
     return md, tuple(range(target.n_atoms))
@@ -127,7 +127,6 @@ def reference_samples(target, n: int, seed: int, path: str | Path | None = None)
     """``n`` reference samples of ``target`` (float64): exact draws (seeded) or, for a target
     without an exact sampler, ``n`` rows drawn without replacement from the sample set at
     ``path`` (all of them if it has fewer), moved to zero centre of mass for particles and peptides."""
-    from boltzflow.io import ArtifactError, read_sample_set
 
     if not needs_reference_file(target.name):
         return target.sample(int(n), generator=torch.Generator().manual_seed(int(seed) + 10_007)).to(torch.float64)
@@ -140,7 +139,6 @@ def reference_samples(target, n: int, seed: int, path: str | Path | None = None)
     x = torch.from_numpy(np.array(samples.x, dtype=np.float64))
     parts = particles_of(target)
     if parts is not None:  # MD frames drift: compare on the centre-of-mass-free subspace, as the Learner
-        from boltzflow.sgds.egnn import remove_mean
 
         x = remove_mean(x, *parts)
     if len(x) < 2:
@@ -163,7 +161,7 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
 
     log = log or logging.getLogger("boltzflow.sgds")
     settings = resolve_sgds_run(sgds_cfg, target_name, method, seed)
-    device = resolve_device(sgds_cfg.get("device", "cpu"))
+    device = resolve_device(sgds_cfg.get("device", "cpu"), key="sgds.device")
     target = sgds_target(target_name)
     ev = sgds_cfg["evaluation"]
     monitor = None
@@ -226,15 +224,6 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     return row
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when torch sees a GPU); a CUDA device that
-    torch cannot see is an error naming ``sgds.device``."""
-    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                          "cpu" if name == "auto" else name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"sgds.device: {name!r} requested, but torch sees no CUDA device here")
-    return device
-
 
 def pair_distances(target, x: torch.Tensor) -> np.ndarray:
     """All interatomic distances of the configurations ``x`` of a particle target, pooled (float64)."""
@@ -243,9 +232,6 @@ def pair_distances(target, x: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from boltzflow.cli import parse_stage, stage_parser
-    from boltzflow.io import ArtifactError
-    from boltzflow.sgds.train import SGDS_METHODS
 
     parser = stage_parser("python -m boltzflow.sgds.run", __doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="a synthetic target with an exact sampler, lj13 / lj55 / dw4, "

@@ -50,12 +50,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from boltzflow.io import atomic_path, load_resume_state
 from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
+from boltzflow.md import BatchedLangevin
 from boltzflow.sgds.buffer import RankedReplayBuffer
-from boltzflow.sgds.learner import (TIME_GRIDS, DiffusionSampler, build_drift, path_mle_loss, pis_loss,
-                                    time_grid, trajectory_balance_loss)
+from boltzflow.sgds.learner import (
+    TIME_GRIDS,
+    DiffusionSampler,
+    build_drift,
+    path_mle_loss,
+    pis_loss,
+    time_grid,
+    trajectory_balance_loss,
+)
 from boltzflow.sgds.rnd import RandomNetworkDistillation
 from boltzflow.training import guarded_step
+from boltzflow.units import kT_kJ_per_mol
 
 __all__ = ["SGDSSettings", "SGDS_METHODS", "SEARCHERS", "MDSystem", "EnergyCounter", "run_searcher", "local_search",
            "reinitialise", "train_sgds"]
@@ -260,8 +270,6 @@ def _md_search(counter: EnergyCounter, dim: int, settings: SGDSSettings, bonus: 
                generator: torch.Generator, round_index: int, md: MDSystem) -> tuple[torch.Tensor, torch.Tensor]:
     """Langevin dynamics on ``E - alpha * RND`` (kJ/mol: ``kT0 (u - alpha RND)``) at this round's
     temperature; the kept states and their true log-rewards ``-u``."""
-    from boltzflow.md import kT_kJ_per_mol
-    from boltzflow.torch_md import BatchedLangevin
 
     kt0 = kT_kJ_per_mol(md.temperature)
     temperature = settings.searcher_temperatures[min(round_index, len(settings.searcher_temperatures) - 1)]
@@ -351,7 +359,6 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     ``identity`` resumes from it to the same result. ``monitor(sampler)``, when given, adds its
     values (ELBO, EUBO, ... from its own random generator, its energy calls not counted) to every
     history row: the gap against energy calls spent."""
-    from boltzflow.io import atomic_path, load_resume_state
 
     log = log or logging.getLogger("boltzflow.sgds")
     torch.manual_seed(settings.seed)

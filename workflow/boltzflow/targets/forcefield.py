@@ -94,6 +94,8 @@ import openmm
 import openmm.unit as unit
 import torch
 
+from boltzflow.units import kT_kJ_per_mol
+
 __all__ = ["TorchForceField", "UnsupportedForceError", "ONE_4PI_EPS0"]
 
 Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a batch of 3-vectors as (x, y, z) components
@@ -103,7 +105,6 @@ Vec = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a batch of 3-vectors as
 ONE_4PI_EPS0 = 138.93545764438198
 
 #: Molar gas constant in kJ mol^-1 K^-1.
-GAS_CONSTANT_KJ = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
 
 # GBSAOBCForce constants (OpenMM's ObcParameters, OBC type II).
 _OBC2_ALPHA, _OBC2_BETA, _OBC2_GAMMA = 1.0, 0.8, 4.85
@@ -964,7 +965,7 @@ class TorchForceField(torch.nn.Module):
             if not (math.isfinite(temperature) and temperature > 0):
                 raise ValueError(f"temperature must be > 0 K, got {temperature!r}")
         self.temperature = temperature
-        self.kT = None if temperature is None else GAS_CONSTANT_KJ * temperature
+        self.kT = None if temperature is None else kT_kJ_per_mol(temperature)
         self.compile = compile
         self._tables = _build_tables(params)
         self._gb_name = params.gb.force_name if params.gb is not None else None

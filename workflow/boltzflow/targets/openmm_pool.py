@@ -21,6 +21,8 @@ import openmm
 import openmm.unit as unit
 import torch
 
+from boltzflow.units import kT_kJ_per_mol
+
 __all__ = ["OpenMMPool", "openmm_energy"]
 
 _KJ = unit.kilojoule_per_mole
@@ -39,8 +41,7 @@ class OpenMMPool:
         self.n_atoms = system.getNumParticles()
         self.platform = platform
         self.workers = max(1, int(workers))
-        r = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(_KJ / unit.kelvin)
-        self.scale = 1.0 / (r * temperature) if temperature is not None else 1.0
+        self.scale = 1.0 / kT_kJ_per_mol(temperature) if temperature is not None else 1.0
         xml = openmm.XmlSerializer.serialize(system)
         properties = {"Threads": str(threads_per_context)} if platform == "CPU" else {}
         self._contexts = []

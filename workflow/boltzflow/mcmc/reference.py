@@ -32,6 +32,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from boltzflow.md import initial_positive_sequence_tau
+from boltzflow.targets import load_target
 from boltzflow.targets.base import Target
 from boltzflow.targets.synthetic import LennardJonesCluster
 
@@ -112,7 +114,6 @@ def integrated_autocorrelation_time(traces: np.ndarray) -> float:
     acov = np.fft.irfft(f * np.conj(f), axis=0)[:n].mean(axis=1) / n
     if acov[0] <= 0:
         return 1.0
-    from boltzflow.convergence import initial_positive_sequence_tau
 
     return float(max(initial_positive_sequence_tau(acov / acov[0]), 1.0 / n))
 
@@ -242,7 +243,6 @@ def reference_samples(
     raises ``RuntimeError``. Deterministic given ``seed`` (and the torch thread count).
     """
     if isinstance(target, str):
-        from boltzflow.targets import load_target
 
         target = load_target(target)
     n_samples = int(n_samples)

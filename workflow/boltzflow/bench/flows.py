@@ -44,6 +44,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from boltzflow.cnf import VelocityField, sample_with_log_prob
+from boltzflow.flows import build_flow
+from boltzflow.training import mle_loss, regflow_loss
+
 __all__ = ["bench_flows", "SAMPLING_ENGINES", "TRAINING_ENGINES"]
 
 #: engines of the sampling section, in the order they are timed within a round
@@ -73,7 +77,6 @@ def _used_by_zuko(module: nn.Module) -> int:
 
 
 def _our_flow(transform: str, dim: int, layers: int, hidden: int, depth: int, bins: int, seed: int) -> nn.Module:
-    from boltzflow.flows import build_flow
 
     flow = build_flow({"transform": transform, "layers": layers, "hidden": hidden, "depth": depth, "bins": bins,
                        "frame": {"kind": "vector", "dim": dim, "scale": 1.0}, "dtype": "float32"})
@@ -124,7 +127,6 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def _bench_sampling(*, dim: int, layers: int, hidden: int, depth: int, bins: int, batch_sizes: tuple[int, ...],
                     repeats: int, cnf_hidden: int, cnf_layers: int, cnf_samples: int, seed: int,
                     log: Callable[[str], Any]) -> list[dict[str, Any]]:
-    from boltzflow.cnf import VelocityField, sample_with_log_prob
 
     models: dict[str, nn.Module] = {
         "boltzflow_spline": _our_flow("spline", dim, layers, hidden, depth, bins, seed),
@@ -213,7 +215,6 @@ def _bench_sampling(*, dim: int, layers: int, hidden: int, depth: int, bins: int
 
 def _bench_training(*, dim: int, layers: int, hidden: int, depth: int, bins: int, repeats: int, train_steps: int,
                     train_batch: int, seed: int, warmup_steps: int, log: Callable[[str], Any]) -> list[dict[str, Any]]:
-    from boltzflow.training import mle_loss, regflow_loss
 
     gen = torch.Generator().manual_seed(seed)
     # a fixed pool of batches, drawn before timing so the random numbers are not timed

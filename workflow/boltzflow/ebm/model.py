@@ -39,7 +39,9 @@ from torch import nn
 
 from boltzflow.evaluation import mode_weights, split_rhat
 from boltzflow.flows import build_flow
+from boltzflow.io import ArtifactError, atomic_path, load_resume_state
 from boltzflow.mcmc import MALA, ULA, GlobalLocal
+from boltzflow.targets import exact_sampler_names, load_target
 from boltzflow.training import guarded_step
 
 __all__ = ["EnergyNet", "TiltedEBM", "EBMSettings", "METHODS", "build_ebm", "ebm_sampler", "train_ebm",
@@ -232,7 +234,6 @@ def _initial_bank(settings: EBMSettings, flow: nn.Module, data: torch.Tensor, ge
 
 def save_ebm_model(path: str | Path, ebm: TiltedEBM, flow: nn.Module, extra: Mapping[str, Any] | None = None) -> None:
     """Write the EBM and its flow as plain tensors plus JSON-able configs (atomically)."""
-    from boltzflow.io import atomic_path
 
     payload = {"ebm_config": ebm.config(), "ebm_state": ebm.state_dict(),
                "flow_config": flow.config(), "flow_state": flow.state_dict(), **(dict(extra) if extra else {})}
@@ -242,7 +243,6 @@ def save_ebm_model(path: str | Path, ebm: TiltedEBM, flow: nn.Module, extra: Map
 
 def load_ebm_model(path: str | Path) -> tuple[TiltedEBM, nn.Module, dict[str, Any]]:
     """``(ebm, flow, rest_of_payload)`` from :func:`save_ebm_model` (``weights_only=True``)."""
-    from boltzflow.io import ArtifactError
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -304,7 +304,6 @@ def train_ebm(
     persistent chains) and of the persistent chains. ``checkpoint_dir/ebm_state.pt`` is written
     every ``checkpoint_every`` iterations; a run with the same ``identity`` resumes from it.
     """
-    from boltzflow.io import atomic_path, load_resume_state
 
     log = log or logging.getLogger("boltzflow.ebm")
     data = torch.as_tensor(data, dtype=torch.float32)
@@ -592,7 +591,6 @@ class Dataset:
 
 
 def _read_array(path: str | Path) -> np.ndarray:
-    from boltzflow.io import ArtifactError
 
     path = Path(path)
     if not path.exists():
@@ -620,7 +618,6 @@ def _read_array(path: str | Path) -> np.ndarray:
 
 def known_dataset_names(ebm_cfg: Mapping[str, Any]) -> set[str]:
     """Names ``ebm.datasets`` may use: synthetic targets with exact samplers and ``ebm.user_data`` entries."""
-    from boltzflow.targets import exact_sampler_names
 
     return set(exact_sampler_names()) | set(ebm_cfg.get("user_data", {}))
 
@@ -628,7 +625,6 @@ def known_dataset_names(ebm_cfg: Mapping[str, Any]) -> set[str]:
 def load_dataset(ebm_cfg: Mapping[str, Any], name: str, n_data: int, seed: int = 0) -> Dataset:
     """The data of ``ebm.datasets`` entry ``name``: a user array, or ``n_data`` exact samples of a
     synthetic target (seeded by ``seed``)."""
-    from boltzflow.targets import load_target
 
     user = ebm_cfg.get("user_data", {})
     if name in user:

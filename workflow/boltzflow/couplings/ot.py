@@ -21,6 +21,8 @@ import time
 import numpy as np
 import torch
 
+from boltzflow.cnf import integrate
+
 __all__ = ["ot_pairs", "ot_permutation", "cnf_pairs"]
 
 
@@ -120,7 +122,6 @@ def cnf_pairs(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Reflow pairs: ``n_pairs`` prior draws ``x0`` and their images ``x1`` under the CNF's flow
     map (integrated from t = 0 to 1 in batches)."""
-    from boltzflow.cnf import integrate
 
     log = log or logging.getLogger("boltzflow.couplings")
     gen = torch.Generator().manual_seed(seed)

@@ -65,6 +65,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from boltzflow.cnf import VelocityField, flow_matching_loss, integrate
+from boltzflow.couplings import ot_permutation
+from boltzflow.evaluation import bootstrap_ci, fep_free_energy, free_energy_from_populations, kish_ess
+from boltzflow.flows import BodyFrame, frame_from_config
+from boltzflow.md import STATES, conformational_states, residues
+from boltzflow.training import fit_flow, train
+from boltzflow.units import resolve_device
+
 __all__ = [
     "fit_state_cnf",
     "state_cnf_pairs",
@@ -151,7 +159,6 @@ class StateDefinition:
     residue: str | None = None
 
     def __post_init__(self) -> None:
-        from boltzflow.convergence import STATES
 
         if (self.basin is None) == (not self.boxes):
             raise ValueError(f"state {self.name!r} needs either a basin name or at least one box, not both")
@@ -205,7 +212,6 @@ def parse_state(spec: Any, name: str | None = None) -> StateDefinition:
 
 def _angles(dihedrals: Any, state: StateDefinition) -> tuple[pd.DataFrame, str]:
     """The (phi, psi) table of the state's residue: columns ``phi_<RES>``, ``psi_<RES>``."""
-    from boltzflow.convergence import residues
 
     if isinstance(dihedrals, pd.DataFrame):
         found = residues(dihedrals)
@@ -234,7 +240,6 @@ def state_mask(dihedrals: Any, state_def: Any, *, name: str | None = None) -> np
     ``dihedrals``: a dihedral table (:func:`boltzflow.observables.backbone_dihedrals`) or an
     ``(N, 2)`` array of (phi, psi) in radians; ``state_def``: anything :func:`parse_state` reads.
     """
-    from boltzflow.convergence import conformational_states
 
     state = parse_state(state_def, name)
     table, res = _angles(dihedrals, state)
@@ -279,7 +284,6 @@ def md_free_energy(in_a: Any, in_b: Any, *, n_boot: int = 1000, level: float = 0
     """The population estimate ``dF = -log(p_B / p_A)`` (kT) of equilibrium frames with a
     (block-)bootstrap interval (:func:`boltzflow.evaluation.bootstrap_ci`; pass ``block`` well
     above the correlation time for MD frames in time order)."""
-    from boltzflow.evaluation import bootstrap_ci, free_energy_from_populations
 
     ci = bootstrap_ci(free_energy_from_populations, np.asarray(in_a), np.asarray(in_b), n_boot=n_boot,
                       level=level, seed=seed, block=block)
@@ -333,7 +337,6 @@ def state_pairs(xa_latent: Any, xb_latent: Any, *, batch_size: int, seed: int = 
     and the smaller state's points are reused with other partners. Returns float64 arrays
     ``(n_pairs, d)``; ``x0[i]`` (state A) is paired with ``x1[i]`` (state B).
     """
-    from boltzflow.couplings import ot_permutation
 
     log = log or logging.getLogger("boltzflow.fep")
     xa = _points(xa_latent, "state A latent points")
@@ -395,8 +398,6 @@ def fit_state_map(
     adds ``invertibility_state_a``: the round-trip error ``|g^-1(g(x0)) - x0|`` on (up to 10,000
     of) the training inputs, where the map is used, next to fit_flow's report on prior draws.
     """
-    from boltzflow.flows import frame_from_config
-    from boltzflow.regflow import fit_flow
 
     if "frame" not in architecture:
         raise ValueError("the state map's architecture needs a 'frame'")
@@ -433,9 +434,6 @@ def fit_state_cnf(x0: Any, x1: Any, *, hidden: int, layers: int, settings: Any, 
     onto that of B; integrating it gives a deterministic coupling a flow can fit (reflow).
     Returns the EMA model on the CPU, the history and a summary.
     """
-    from boltzflow.cnf import VelocityField, flow_matching_loss
-    from boltzflow.torch_md import resolve_device
-    from boltzflow.training import train
 
     a = torch.as_tensor(_points(x0, "x0 (state A latent points)"), dtype=torch.float32)
     b = torch.as_tensor(_points(x1, "x1 (state B latent points)", a.shape[1]), dtype=torch.float32)
@@ -457,7 +455,6 @@ def fit_state_cnf(x0: Any, x1: Any, *, hidden: int, layers: int, settings: Any, 
 def state_cnf_pairs(model: Any, xa_latent: Any, *, batch_size: int = 4096, method: str = "dopri5",
                     atol: float = 1e-5, rtol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
     """Reflow pairs ``(x_A, phi(x_A))`` of a state CNF (:func:`fit_state_cnf`), float64."""
-    from boltzflow.cnf import integrate
 
     a = torch.as_tensor(_points(xa_latent, "xa_latent"), dtype=torch.float32)
     with torch.no_grad():
@@ -485,7 +482,6 @@ def _values(out: Any, n: int, what: str) -> np.ndarray:
 
 
 def _from_latent(frame: Any, y: torch.Tensor) -> torch.Tensor:
-    from boltzflow.flows import BodyFrame
 
     if isinstance(frame, BodyFrame):
         return frame.from_latent(y, rotate=False)  # the orientation is not part of the map
@@ -573,7 +569,6 @@ def tfep_estimate(work: Any, *, n_boot: int = 1000, level: float = 0.95, seed: i
     bootstrap replicate has none finite, that replicate is ``+inf`` and the interval's upper end
     may be ``+inf``.
     """
-    from boltzflow.evaluation import bootstrap_ci, fep_free_energy, kish_ess
 
     w = work.detach().cpu().numpy() if isinstance(work, torch.Tensor) else np.asarray(work)
     w = w.astype(np.float64)

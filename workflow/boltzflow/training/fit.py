@@ -26,8 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from boltzflow.cnf import VelocityField, flow_matching_loss
+from boltzflow.couplings import cnf_pairs, ot_pairs
 from boltzflow.flows import CartesianFrame, Flow, build_flow, frame_from_config
-from boltzflow.training import TrainSettings, invertibility_report, mle_loss, regflow_loss, train
+from boltzflow.flows.body import choose_reference_atoms, fit_body_frame
+from boltzflow.io import ArtifactError, atomic_path, config_hash
+from boltzflow.training.loop import TrainSettings, invertibility_report, mle_loss, regflow_loss, train
+from boltzflow.units import resolve_device
 
 __all__ = ["latent_frame", "frame_fingerprint", "write_frame", "read_frame", "to_latent", "make_ot_pairs", "fit_flow", "fit_cnf", "make_cnf_pairs",
            "check_same_frame", "flow_architecture", "save_cnf", "load_cnf"]
@@ -44,7 +49,6 @@ def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology
     those :func:`~boltzflow.flows.body.choose_reference_atoms` picks from ``topology``);
     ``kind="centroid"``: ``{"kind": "cartesian", "n_atoms", "scale"}``.
     """
-    from boltzflow.flows.body import choose_reference_atoms, fit_body_frame
 
     train_x = np.asarray(train_x)
     if train_x.ndim != 2 or train_x.shape[1] != 3 * n_atoms:
@@ -63,7 +67,6 @@ def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology
 def frame_fingerprint(frame_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What identifies a frame in other artifacts' metadata: kind, atoms, latent dimension and a
     hash of every number in it."""
-    from boltzflow.io import config_hash
 
     frame = frame_from_config(frame_cfg)
     return {"kind": frame_cfg["kind"], "n_atoms": int(frame_cfg["n_atoms"]), "dim": frame.dim,
@@ -74,7 +77,6 @@ def write_frame(path: str | Path, frame_cfg: Mapping[str, Any], provenance: Mapp
     """The frame as JSON (``{"frame": ..., "fingerprint": ..., "provenance": ...}``), atomically."""
     import json
 
-    from boltzflow.io import atomic_path
 
     payload = {"frame": dict(frame_cfg), "fingerprint": frame_fingerprint(frame_cfg), "provenance": dict(provenance)}
     with atomic_path(path) as tmp:
@@ -85,7 +87,6 @@ def read_frame(path: str | Path, n_atoms: int | None = None) -> dict[str, Any]:
     """A frame written by :func:`write_frame`; a bad file raises ``ArtifactError`` naming it."""
     import json
 
-    from boltzflow.io import ArtifactError
 
     try:
         cfg = json.loads(Path(path).read_text())["frame"]
@@ -100,7 +101,6 @@ def read_frame(path: str | Path, n_atoms: int | None = None) -> dict[str, Any]:
 def check_same_frame(expected: Mapping[str, Any], found: Mapping[str, Any], source: str) -> None:
     """Refuse an artifact made in another frame: ``found`` is the fingerprint recorded in it,
     ``expected`` the frame config in use."""
-    from boltzflow.io import ArtifactError
 
     want = frame_fingerprint(expected)
     if dict(found or {}) != want:
@@ -118,7 +118,6 @@ def to_latent(x: np.ndarray, frame_cfg: Mapping[str, Any]) -> np.ndarray:
 def make_ot_pairs(train_x: np.ndarray, frame_cfg: Mapping[str, Any], *, batch_size: int, n_pairs: int | None,
                   seed: int, log: logging.Logger | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Exact-OT pairs between prior draws and the training frames, in latent coordinates."""
-    from boltzflow.couplings import ot_pairs
 
     return ot_pairs(to_latent(train_x, frame_cfg), batch_size=batch_size, n_pairs=n_pairs, seed=seed, log=log)
 
@@ -145,7 +144,6 @@ def fit_flow(
     """Train a flow by ``method`` (``regflow`` on ``pairs``, ``mle`` on ``train_x``) on ``device``
     (``auto``, ``cpu``, ``cuda``); returns the EMA model (on the CPU), the history and a summary
     with the invertibility report."""
-    from boltzflow.torch_md import resolve_device
 
     log = log or logging.getLogger("boltzflow.regflow")
     torch.manual_seed(settings.seed)  # the network's initial weights
@@ -188,8 +186,6 @@ def fit_cnf(train_latent: np.ndarray, *, hidden: int, layers: int, settings: Tra
             log: logging.Logger | None = None):
     """Train the flow-matching CNF teacher on latent training data (independent prior pairing);
     returns the EMA model on the CPU, the history and a summary."""
-    from boltzflow.cnf import VelocityField, flow_matching_loss
-    from boltzflow.torch_md import resolve_device
 
     torch.manual_seed(settings.seed)
     where = resolve_device(device)
@@ -209,7 +205,6 @@ def fit_cnf(train_latent: np.ndarray, *, hidden: int, layers: int, settings: Tra
 def make_cnf_pairs(model, n_pairs: int, *, batch_size: int, seed: int, method: str, atol: float, rtol: float,
                    log: logging.Logger | None = None):
     """Reflow pairs from a trained CNF (see :func:`boltzflow.couplings.cnf_pairs`)."""
-    from boltzflow.couplings import cnf_pairs
 
     return cnf_pairs(model, n_pairs, batch_size=batch_size, seed=seed, method=method, atol=atol, rtol=rtol, log=log)
 
@@ -218,7 +213,6 @@ def save_cnf(model, path: str | Path, extra: Mapping[str, Any]) -> None:
     """Write the CNF's architecture, weights and ``extra`` (stored as JSON) atomically."""
     import json
 
-    from boltzflow.io import atomic_path
 
     payload = {"config": model.config(), "state_dict": model.state_dict(), "extra": json.dumps(extra, default=str)}
     with atomic_path(path) as tmp:
@@ -229,8 +223,6 @@ def load_cnf(path: str | Path):
     """The CNF saved by :func:`save_cnf` (``weights_only=True``) and its ``extra`` dict."""
     import json
 
-    from boltzflow.cnf import VelocityField
-    from boltzflow.io import ArtifactError
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -30,13 +30,33 @@ import openmm
 import pandas as pd
 
 from boltzflow.io import read_sample_set, write_sample_set
-from boltzflow.md import MDSettings, available_platforms, measure_ns_per_day, run_replica
+from boltzflow.md import (
+    BatchedLangevin,
+    MDSettings,
+    TorchMDSettings,
+    available_platforms,
+    bootstrap_population,
+    conformational_states,
+    gather_replicas,
+    initial_positive_sequence_tau,
+    ladder_split,
+    measure_ns_per_day,
+    measure_throughput,
+    run_parallel_tempering,
+    run_replica,
+    system_masses,
+    torch_md_settings,
+)
+from boltzflow.systems import backbone_dihedrals, dihedral_atoms
+from boltzflow.targets import load_target
+from boltzflow.targets.forcefield import TorchForceField
+from boltzflow.targets.openmm_pool import OpenMMPool
 
 __all__ = ["bench_md", "markdown_rows", "markdown_table"]
 
 
 def _worker(job_file: str) -> None:
-    """Entry point of a benchmark worker process (``python -m boltzflow.benchmarks JOB.json``)."""
+    """Entry point of a benchmark worker process (``python -m boltzflow.bench.md JOB.json``)."""
     kind = json.loads(Path(job_file).read_text()).get("kind", "stage")
     {"stage": _stage_worker, "torch_throughput": _torch_throughput_worker,
      "torch_run": _torch_run_worker, "plain_probe": _plain_probe_worker}[kind](job_file)
@@ -61,8 +81,6 @@ def _torch_throughput_worker(job_file: str) -> None:
     """Measure the torch engine's throughput for this worker's replicas, in step with the others."""
     import torch
 
-    from boltzflow.targets.forcefield import TorchForceField
-    from boltzflow.torch_md import measure_throughput
 
     job, folder, system, positions = _load_job(job_file)
     torch.set_num_threads(1)
@@ -78,7 +96,6 @@ def _torch_run_worker(job_file: str) -> None:
     """One job of the torch engine (parallel tempering) for a given simulated length; records its span."""
     import torch
 
-    from boltzflow.torch_md import TorchMDSettings, run_parallel_tempering
 
     job, folder, system, positions = _load_job(job_file)
     torch.set_num_threads(1)
@@ -96,8 +113,6 @@ def _plain_probe_worker(job_file: str) -> None:
     import mdtraj
     import torch
 
-    from boltzflow.targets.forcefield import TorchForceField
-    from boltzflow.torch_md import BatchedLangevin, system_masses
 
     job, folder, system, _ = _load_job(job_file)
     torch.set_num_threads(1)
@@ -149,7 +164,7 @@ def _stage_ns_per_day(xml: str, positions: np.ndarray, temperature: float,
             job = folder / f"job{r}.json"
             job.write_text(json.dumps({"folder": tmp, "settings": asdict(settings),
                                        "temperature": temperature, "replica": r}))
-            procs.append(subprocess.Popen([sys.executable, "-m", "boltzflow.benchmarks", str(job)]))
+            procs.append(subprocess.Popen([sys.executable, "-m", "boltzflow.bench.md", str(job)]))
         for r, proc in enumerate(procs):
             if proc.wait() != 0:
                 raise RuntimeError(f"benchmark worker {r} failed with exit code {proc.returncode}")
@@ -165,7 +180,7 @@ def _run_workers(folder: Path, jobs: list[dict[str, Any]], barrier: bool) -> Non
     for job in jobs:
         path = folder / f"job{job['worker']}.json"
         path.write_text(json.dumps({**job, "folder": str(folder)}))
-        procs.append(subprocess.Popen([sys.executable, "-m", "boltzflow.benchmarks", str(path)]))
+        procs.append(subprocess.Popen([sys.executable, "-m", "boltzflow.bench.md", str(path)]))
     if barrier:
         while not all((folder / f"ready{job['worker']}").exists() for job in jobs):
             if any(proc.poll() not in (None, 0) for proc in procs):
@@ -187,7 +202,6 @@ def torch_engine_ns_per_day(xml: str, positions: np.ndarray, n_replicas: int, *,
                             hydrogen_mass_amu: float | None, evaluations: int = 400_000) -> dict[str, float]:
     """Aggregate ns/day of ``n_replicas`` torch-engine replicas split over ``min(cores, n_replicas)``
     single-threaded processes, timed together after every process has compiled its kernels."""
-    from boltzflow.md import ladder_split
 
     workers = min(cores, n_replicas)
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,8 +224,6 @@ def _phi_positive_estimate(frames: Path, topology, target_relative: float, wall_
     population (the half-width shrinks as 1/sqrt(time) once the chains are equilibrated; at least
     two entries into phi > 0 are needed for an estimate). This measures precision only: a run
     that has not yet equilibrated the phi > 0 states is precise about a biased value."""
-    from boltzflow.convergence import bootstrap_population, conformational_states
-    from boltzflow.observables import backbone_dihedrals
 
     samples = read_sample_set(frames)
     dihedrals = backbone_dihedrals(samples.x, topology)
@@ -254,7 +266,6 @@ def plain_dynamics_correlation(phi: np.ndarray) -> dict[str, float]:
     sequence; it can be no longer than the trajectories, so for slow processes it is a lower
     bound of the true correlation time.
     """
-    from boltzflow.convergence import initial_positive_sequence_tau
 
     indicator = (np.asarray(phi) > 0).astype(float)
     frames = len(indicator)
@@ -293,8 +304,6 @@ def precision_race(xml: str, positions: np.ndarray, temperature: float, topology
     """
     import mdtraj
 
-    from boltzflow.md import gather_replicas, ladder_split, torch_md_settings
-    from boltzflow.observables import dihedral_atoms
 
     race_md = _race_md_config(md_config, race_ladder)
     with tempfile.TemporaryDirectory() as tmp:
@@ -482,7 +491,6 @@ def bench_md(
         torch_rows = frame[frame.engine.str.startswith("torch")]
         per_replica = frame[frame.engine == "boltzflow MD stage (run_replica)"]
         openmm_rate = float((per_replica.ns_per_day / per_replica.replicas).max())
-        from boltzflow.md import torch_md_settings
 
         race_ladder = race_ladder or {"ladders": md_config["replicas"], "n_temperatures": md_config["torch"][
             "n_temperatures"], "max_temperature_K": md_config["torch"]["max_temperature_K"],
@@ -614,8 +622,6 @@ def bench_energy(
     """
     import torch
 
-    from boltzflow.targets import load_target
-    from boltzflow.targets.openmm_pool import OpenMMPool
 
     torch.set_num_threads(cores)
     rows: list[dict[str, Any]] = []

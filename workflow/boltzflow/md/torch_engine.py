@@ -112,7 +112,8 @@ import openmm.unit as unit
 import torch
 
 from boltzflow.io import config_hash, write_sample_set
-from boltzflow.md import kT_kJ_per_mol
+from boltzflow.targets.forcefield import TorchForceField
+from boltzflow.units import kT_kJ_per_mol
 
 __all__ = [
     "BatchedLangevin",
@@ -637,7 +638,6 @@ def measure_throughput(
     steps, which also absorb a ``torch.compile`` of ``force_field``). Uses the caller's torch
     thread count. ``force_field`` defaults to an eager ``TorchForceField``; pass one built with
     ``compile=True`` to measure compiled kernels (it can be shared between calls)."""
-    from boltzflow.targets.forcefield import TorchForceField
 
     if force_field is None:
         force_field = TorchForceField(system, compile=False)
@@ -668,15 +668,6 @@ def measure_throughput(
 # The run
 # --------------------------------------------------------------------------------------------
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when torch sees a GPU, else CPU) or a torch device name, checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available to torch here")
-    return device
 
 
 def _resolve_compile(setting: bool | str, device: torch.device, settings: TorchMDSettings, ff: Any) -> bool:
@@ -736,7 +727,6 @@ def run_parallel_tempering(
 
     Returns the summary also stored in the output metadata.
     """
-    from boltzflow.targets.forcefield import TorchForceField
 
     log = log or log_default
     n_atoms = system.getNumParticles()

@@ -31,13 +31,14 @@ import openmm
 import openmm.unit as unit
 
 from boltzflow.io import atomic_path, config_hash, read_sample_set, write_sample_set
+from boltzflow.md.torch_engine import TorchMDSettings
+from boltzflow.units import kT_kJ_per_mol
 
 __all__ = [
     "MDSettings",
     "available_platforms",
     "choose_platform",
     "gather_replicas",
-    "kT_kJ_per_mol",
     "make_context",
     "measure_ns_per_day",
     "reduced_energies",
@@ -47,12 +48,7 @@ __all__ = [
 
 log = logging.getLogger("boltzflow.md")
 
-MOLAR_GAS_CONSTANT = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
 
-
-def kT_kJ_per_mol(temperature: float) -> float:
-    """k_B T in kJ/mol at ``temperature`` kelvin."""
-    return MOLAR_GAS_CONSTANT * temperature
 
 
 @dataclass(frozen=True)
@@ -430,7 +426,6 @@ def ladder_split(n_ladders: int, jobs: int) -> list[tuple[int, int]]:
 def torch_md_settings(md: Mapping[str, Any], temperature_K: float, job: int = 0):
     """The :class:`~boltzflow.torch_md.TorchMDSettings` of job ``job`` of the config section ``md``
     (engine ``torch``) for a system at ``temperature_K``: its share of the ladders and its own seed."""
-    from boltzflow.torch_md import TorchMDSettings
 
     options = dict(md["torch"])
     jobs = options.pop("jobs")

@@ -27,6 +27,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from boltzflow.cnf import sample_with_log_prob
+
 __all__ = ["Sampler", "SampleDraw", "CNFSampler", "draw_sample_set"]
 
 
@@ -48,7 +50,6 @@ class CNFSampler:
         self.nfe = 0
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        from boltzflow.cnf import sample_with_log_prob
 
         stats: dict = {}
         y, log_q = sample_with_log_prob(self.model, n, generator=generator, stats=stats, **self.options)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from boltzflow.io import ArtifactError, read_sample_set, read_table
+
 __all__ = ["SPLITS", "block_split", "split_frames", "split_frames_and_energies"]
 
 SPLITS = ("train", "val", "test")
@@ -54,7 +56,6 @@ def split_frames(frames_path, split_path, which: str = "train") -> np.ndarray:
 def split_frames_and_energies(frames_path, split_path, which: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Coordinates ``(n, dim)`` (float32, nm) and energies ``(n,)`` (float64, kT) of the frames
     of one split, in frame order (see :func:`split_frames`)."""
-    from boltzflow.io import ArtifactError, read_sample_set, read_table
 
     if which not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {which!r}")

@@ -35,6 +35,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from boltzflow.io import atomic_path, load_resume_state
+
 __all__ = ["TrainSettings", "regflow_loss", "mle_loss", "train", "invertibility_report", "EMA",
            "REGULARISERS", "METHODS", "guarded_step"]
 
@@ -207,7 +209,6 @@ def train(
     training resumes from it and ends with the same weights as an uninterrupted run. A checkpoint
     of another run is ignored with a warning.
     """
-    from boltzflow.io import atomic_path, load_resume_state
 
     log = log or logging.getLogger("boltzflow.training")
     names = list(data)

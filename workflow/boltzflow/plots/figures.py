@@ -14,9 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from boltzflow.convergence import ROW_STATES  # noqa: E402
-from boltzflow.tables import PAPER_SGDS_GAP, SGDS_METHOD_NAMES  # noqa: E402
+from boltzflow.evaluation import PAPER_SGDS_GAP, SGDS_METHOD_NAMES  # noqa: E402
 from boltzflow.io import atomic_path  # noqa: E402
+from boltzflow.md import ROW_STATES  # noqa: E402
+from boltzflow.sgds.run import needs_reference_file
+from boltzflow.targets import load_target
 
 __all__ = ["ablation_figure", "ebm_densities_figure", "ebm_mode_weights_figure", "energy_histogram", "fep_figure", "flow_samples_figure", "populations_vs_time", "ramachandran", "save_figure", "sgds_gap_figure", "sgds_samples_figure"]
 
@@ -394,8 +396,6 @@ def sgds_samples_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], path
     seed, samples)``; particle targets (no exact sampler) are left to :func:`sgds_particle_figure`."""
     import torch
 
-    from boltzflow.sgds.run import needs_reference_file
-    from boltzflow.targets import load_target
 
     runs = [r for r in runs if not needs_reference_file(r[0])]
     targets = list(dict.fromkeys(r[0] for r in runs))
@@ -430,7 +430,6 @@ def sgds_particle_figure(runs: Sequence[tuple[str, str, int, pd.DataFrame]], ref
     outside it (collapsed clusters have huge energies)."""
     import torch
 
-    from boltzflow.targets import load_target
 
     targets = [t for t in dict.fromkeys(r[0] for r in runs) if t in references]
     if not targets:

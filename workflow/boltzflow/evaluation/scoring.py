@@ -25,9 +25,19 @@ import mdtraj
 import numpy as np
 import pandas as pd
 
-from boltzflow.evaluation import (chirality_centres, chirality_signs, energy_wasserstein, fix_chirality, kish_ess,
-                                  snis_resample, torus_wasserstein2)
-from boltzflow.observables import backbone_dihedrals
+from boltzflow.evaluation.metrics import (
+    bootstrap_ci,
+    chirality_centres,
+    chirality_signs,
+    energy_wasserstein,
+    fix_chirality,
+    free_energy_from_populations,
+    kish_ess,
+    snis_resample,
+    torus_wasserstein2,
+)
+from boltzflow.fep import state_mask
+from boltzflow.systems import backbone_dihedrals
 
 __all__ = ["score_peptide_samples", "reference_chirality", "evenly_spaced", "SCORE_DEFAULTS"]
 
@@ -50,8 +60,6 @@ def reference_chirality(x_reference: np.ndarray, centres) -> np.ndarray:
 
 
 def _reweighted_free_energy(x: np.ndarray, log_w: np.ndarray, topology, states: Mapping[str, Any]) -> dict:
-    from boltzflow.evaluation import bootstrap_ci, free_energy_from_populations
-    from boltzflow.fep import state_mask
 
     dihedrals = backbone_dihedrals(x, topology)
     in_a = state_mask(dihedrals, states["state_a"], name="state_a")

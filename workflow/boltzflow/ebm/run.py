@@ -4,7 +4,7 @@ The two rule scripts call :func:`train_run` and :func:`evaluate_run`; so does th
 which runs one (dataset, method, seed) without Snakemake, for a machine where only the library is
 installed (a GPU node, a notebook)::
 
-    python -m boltzflow.ebm_run --configfile config/paper/ebm.yaml --dataset gmm4_d16 \\
+    python -m boltzflow.ebm.run --configfile config/paper/ebm.yaml --dataset gmm4_d16 \\
         --method flowmc --out results/one_ebm/gmm4_d16-flowmc [--epochs 20] [--threads 2]
 
 Config files are layered on ``config/config.yaml`` as Snakemake layers them, and the ``ebm``
@@ -26,8 +26,19 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
-from boltzflow.ebm import (RunConfig, evaluate_ebm, known_dataset_names, late_training_mse, load_dataset,
-                           load_ebm_model, resolve_run, save_ebm_model, train_ebm)
+from boltzflow.cli import parse_stage, stage_parser
+from boltzflow.config import layered_section
+from boltzflow.ebm.model import (
+    RunConfig,
+    evaluate_ebm,
+    known_dataset_names,
+    late_training_mse,
+    load_dataset,
+    load_ebm_model,
+    resolve_run,
+    save_ebm_model,
+    train_ebm,
+)
 from boltzflow.io import ArtifactError, config_hash, provenance, read_table, write_table
 
 __all__ = ["train_run", "evaluate_run", "ebm_section", "main"]
@@ -106,15 +117,13 @@ def evaluate_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: in
 def ebm_section(configfiles: Sequence[str | Path], base: str | Path | None = _ROOT / "config/config.yaml",
                 schema: str | Path | None = None) -> dict[str, Any]:
     """The validated ``ebm`` section of ``base`` with ``configfiles`` layered on top."""
-    from boltzflow.config import layered_section
 
     return layered_section(configfiles, "ebm", base, schema)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from boltzflow.cli import parse_stage, stage_parser
 
-    parser = stage_parser("python -m boltzflow.ebm_run", __doc__.split("\n\n")[0])
+    parser = stage_parser("python -m boltzflow.ebm.run", __doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="an ebm.datasets name (a synthetic target or user data)")
     parser.add_argument("--method", required=True, choices=["flowmc", "ula"])
     parser.add_argument("--epochs", type=float, help="override the run's number of epochs")

@@ -1,0 +1,41 @@
+"""fep."""
+
+from boltzflow.fep.run import (  # noqa: F401
+    DEFAULT_STATE_A,
+    DEFAULT_STATE_B,
+    EnergyFn,
+    IndicatorFn,
+    StateBox,
+    StateDefinition,
+    TFEPWork,
+    fit_state_cnf,
+    fit_state_map,
+    md_free_energy,
+    parse_state,
+    select_states,
+    state_cnf_pairs,
+    state_mask,
+    state_pairs,
+    tfep_estimate,
+    tfep_work,
+)
+
+__all__ = [
+    "DEFAULT_STATE_A",
+    "DEFAULT_STATE_B",
+    "EnergyFn",
+    "IndicatorFn",
+    "StateBox",
+    "StateDefinition",
+    "parse_state",
+    "state_mask",
+    "select_states",
+    "md_free_energy",
+    "state_pairs",
+    "fit_state_map",
+    "fit_state_cnf",
+    "state_cnf_pairs",
+    "TFEPWork",
+    "tfep_work",
+    "tfep_estimate",
+]
