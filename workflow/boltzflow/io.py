@@ -1,21 +1,4 @@
-"""Artifacts on disk: Parquet sample sets and tables with provenance, written atomically.
-
-Sample-set schema (one row per configuration), shared by every stage of the workflow:
-
-- ``x``: fixed-size list of float32, length ``dim`` (flattened ``(n_atoms, 3)`` in nm for peptides);
-- ``energy``: float64, reduced energy in kT;
-- ``log_q``: float64, the sampler's exact log-density (null for MD data);
-- ``log_w``: float64, unnormalised log importance weight ``-energy - log_q`` (null for MD data);
-- any extra columns a stage adds (``replica``, ``time_ps``, ``weight`` ...).
-
-The schema metadata key ``boltzflow`` holds a JSON object with the target name, ``dim``,
-units, the producing rule, a hash of the config that made the file, the seed, the project's
-git commit and the versions of torch, openmm and boltzflow, so a number can always be traced
-to the code and settings that made it.
-
-Every writer goes through :func:`atomic_path`, so a killed job never leaves a half-written
-file under the final name.
-"""
+"""Artifacts on disk: Parquet sample sets and tables with provenance, written atomically."""
 
 from __future__ import annotations
 
@@ -176,11 +159,27 @@ def write_sample_set(
     extra: Mapping[str, np.ndarray] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write a sample set (schema in the module docstring) atomically to ``path``.
+    """Write a sample set (schema below) atomically to ``path``.
 
     ``x`` has shape ``(N, dim)`` and is stored as float32; ``energy`` (kT) and ``log_q`` are
     stored as float64. When ``log_q`` is given, ``log_w = -energy - log_q`` is computed here in
     float64, so no caller can get its sign wrong.
+
+    Sample-set schema (one row per configuration), shared by every stage of the workflow:
+
+    - ``x``: fixed-size list of float32, length ``dim`` (flattened ``(n_atoms, 3)`` in nm for peptides);
+    - ``energy``: float64, reduced energy in kT;
+    - ``log_q``: float64, the sampler's exact log-density (null for MD data);
+    - ``log_w``: float64, unnormalised log importance weight ``-energy - log_q`` (null for MD data);
+    - any extra columns a stage adds (``replica``, ``time_ps``, ``weight`` ...).
+
+    The schema metadata key ``boltzflow`` holds a JSON object with the target name, ``dim``,
+    units, the producing rule, a hash of the config that made the file, the seed, the project's
+    git commit and the versions of torch, openmm and boltzflow, so a number can always be traced
+    to the code and settings that made it.
+
+    Every writer goes through :func:`atomic_path`, so a killed job never leaves a half-written
+    file under the final name.
     """
     x = np.asarray(x)
     if x.ndim != 2:

@@ -16,6 +16,20 @@ __all__ = ["RankedReplayBuffer"]
 
 
 class RankedReplayBuffer:
+    """The Searcher's and Learner's samples with their log-rewards, drawn with rank-based priority.
+
+    The point of rank ``k`` (0 = highest log-reward) among ``n`` is drawn with probability
+    proportional to ``1 / (rank_weight * n + k)`` (rank-based prioritisation, as in the SGDS
+    paper); past ``capacity`` the lowest-reward points are dropped.
+
+    >>> import torch
+    >>> buffer = RankedReplayBuffer(capacity=100, dim=2)
+    >>> buffer.add(torch.randn(10, 2), torch.arange(10.0))
+    10
+    >>> int(buffer.probabilities().argmax())  # the highest reward is drawn most often
+    9
+    """
+
     def __init__(self, capacity: int, dim: int, rank_weight: float = 1e-2):
         if capacity < 1 or dim < 1 or not rank_weight > 0:
             raise ValueError(f"need capacity >= 1, dim >= 1 and rank_weight > 0, got {capacity}, {dim}, {rank_weight}")

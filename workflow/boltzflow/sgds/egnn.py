@@ -1,20 +1,5 @@
 """An E(n)-equivariant drift network for particle systems (LJ clusters), after Satorras et al.
-(ICML 2021), as the SGDS paper uses for LJ-13 / LJ-55 and peptides.
-
-Points are flattened ``(B, n * s)`` configurations of ``n`` identical particles in ``s``
-dimensions. Every particle carries a feature vector ``h_i`` that starts as an embedding of the
-time (the particles are identical, so nothing else tells them apart); each layer updates
-
-- messages ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, t)`` for ``i != j``;
-- positions ``x_i <- x_i + (1 / (n - 1)) sum_j (x_i - x_j) / (|x_i - x_j| + 1) * phi_x(m_ij)``;
-- features ``h_i <- h_i + phi_h(h_i, sum_j m_ij)``.
-
-The drift is the total displacement ``x_out - x_in`` with its centre of mass removed, so it is
-equivariant to rotations, reflections and permutations of the particles, invariant to
-translations, and keeps the diffusion on the centre-of-mass-free subspace. The last layer of
-every ``phi_x`` starts at zero: a new network has zero drift (plain Brownian motion), as the
-PIS-style MLP.
-"""
+(ICML 2021), as the SGDS paper uses for LJ-13 / LJ-55 and peptides."""
 
 from __future__ import annotations
 
@@ -69,7 +54,28 @@ class _EquivariantLayer(nn.Module):
 
 class EGNNDrift(nn.Module):
     """Equivariant drift ``u(x, t)`` for ``n_particles`` particles in ``spatial_dim`` dimensions,
-    ``layers`` equivariant layers of width ``hidden``, ``harmonics`` sinusoidal time features."""
+    ``layers`` equivariant layers of width ``hidden``, ``harmonics`` sinusoidal time features.
+
+    Points are flattened ``(B, n * s)`` configurations of ``n`` identical particles in ``s``
+    dimensions. Every particle carries a feature vector ``h_i`` that starts as an embedding of the
+    time (the particles are identical, so nothing else tells them apart); each layer updates
+
+    - messages ``m_ij = phi_e(h_i, h_j, |x_i - x_j|^2, t)`` for ``i != j``;
+    - positions ``x_i <- x_i + (1 / (n - 1)) sum_j (x_i - x_j) / (|x_i - x_j| + 1) * phi_x(m_ij)``;
+    - features ``h_i <- h_i + phi_h(h_i, sum_j m_ij)``.
+
+    The drift is the total displacement ``x_out - x_in`` with its centre of mass removed, so it is
+    equivariant to rotations, reflections and permutations of the particles, invariant to
+    translations, and keeps the diffusion on the centre-of-mass-free subspace. The last layer of
+    every ``phi_x`` starts at zero: a new network has zero drift (plain Brownian motion), as the
+    PIS-style MLP.
+
+    >>> import torch
+    >>> drift = EGNNDrift(n_particles=4, spatial_dim=3, hidden=16, layers=2)
+    >>> u = drift(torch.randn(2, 12), torch.tensor(0.3))
+    >>> u.shape, bool(u.reshape(2, 4, 3).sum(1).abs().max() < 1e-5)  # no centre-of-mass drift
+    (torch.Size([2, 12]), True)
+    """
 
     def __init__(self, n_particles: int, spatial_dim: int, hidden: int = 64, layers: int = 5, harmonics: int = 16,
                  node_types: tuple[int, ...] | None = None):

@@ -29,7 +29,17 @@ class RandomNetworkDistillation(nn.Module):
     """MLPs on the flattened coordinates (``depth`` hidden layers each), or with ``particles = (n,
     s)`` EGNN feature networks (:class:`~boltzflow.sgds.egnn.EGNNInvariantFeatures`; the paper's
     choice for LJ and peptides: a target of 2 layers, a predictor of 3), whose novelty does not
-    change under rotations, translations and permutations of identical particles."""
+    change under rotations, translations and permutations of identical particles.
+
+    >>> import torch
+    >>> rnd = RandomNetworkDistillation(dim=2, hidden=32)
+    >>> x = torch.randn(64, 2)
+    >>> before = rnd.novelty(x).mean().item()
+    >>> for _ in range(200):
+    ...     _ = rnd.update(x)
+    >>> rnd.novelty(x).mean().item() < before  # seen points become less novel
+    True
+    """
 
     def __init__(self, dim: int, hidden: int = 256, depth: int = 2, out: int | None = None, lr: float = 1e-3,
                  particles: tuple[int, int] | None = None, node_types: tuple[int, ...] | None = None):

@@ -1,41 +1,4 @@
-"""SGDS training (Algorithm 1 of Kim et al. 2025) and its baselines, with every energy call counted.
-
-For each round ``r = 1 .. rounds``:
-
-1. **Searcher** on ``E`` (round 1) or on the novelty-augmented ``E(x) - alpha * RND(x)`` (later
-   rounds), from ``N(0, prior_std^2 I)``. ``mala``: ``searcher_chains`` MALA chains whose step
-   size adapts by a factor ``1 +- 0.01`` per step toward 57.4 % acceptance; the accepted proposals
-   after ``searcher_burn_in`` steps go into the buffer. ``ais`` (Manywell in the paper):
-   ``searcher_chains`` annealed-importance-sampling runs of ``searcher_steps`` MALA steps from the
-   prior; their final states go into the buffer. ``md`` (peptides): Langevin dynamics of the
-   molecule from its minimised structure, one temperature a round (600 K, then 300 K); the states
-   after burn-in go into the buffer. Buffer points carry their true log-reward ``-E``.
-   In round 1, ``log Z_theta`` starts at the Searcher's estimate of ``log Z`` (AIS: unbiased in
-   ``Z``; MALA: the log-mean-exp of the kept log-rewards, a rough guess as in the authors' code).
-2. **Learner**: ``iterations[r]`` steps of trajectory balance; even steps on-policy (``B`` new
-   trajectories, ``B`` energy calls), odd steps backward trajectories from rank-sampled buffer
-   points (their stored log-rewards: no energy call). The RND predictor trains on the same
-   buffer points. With ``mle_warmup`` > 0 the first iterations of each round instead maximise
-   the forward path likelihood ``log P_F`` of backward trajectories from buffer points (the
-   paper's warm-up for LJ-55 and peptides; ``log Z_theta`` is left alone). With
-   ``time_grid: random`` every iteration's trajectories run on a new random time grid
-   (:func:`~boltzflow.sgds.learner.time_grid`, the paper's randomised time steps for LJ-55 and
-   peptides); evaluation stays on the uniform grid. ``exploration_std`` > 0 widens the on-policy
-   trajectories' noise early in each round (off-policy exploration: ``log P_F`` stays the
-   policy's), as the TB + Expl baselines of the paper's tables.
-3. **Re-initialisation**: a fresh drift network (and a fresh RND pair) for the next round;
-   ``log Z_theta`` and the buffer are kept.
-
-Methods: ``sgds`` (the above), ``tb`` (on-policy trajectory balance only: no Searcher, no
-buffer, one round), ``tb_buffer`` (SGDS without the novelty bonus and without
-re-initialisation: trajectory balance with a Searcher-filled buffer), ``tb_ls`` (TB with local
-search, Sendera et al. 2024: one round; the Learner's own samples fill the buffer, and every
-``ls_every`` iterations ``ls_steps`` MALA steps from a rank-sampled batch of buffer points add
-their end points; odd iterations train backward from the buffer) and ``pis`` (the path
-integral sampler: the reverse KL of path measures by the path-wise gradient, which needs the
-energy's gradient; one round, on-policy). Energy calls are counted in
-``energy_calls`` (searcher and learner separately in the history).
-"""
+"""SGDS training (Algorithm 1 of Kim et al. 2025) and its baselines, with every energy call counted."""
 
 from __future__ import annotations
 
@@ -358,7 +321,44 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     ``checkpoint_every`` iterations and at the end of each round; a run with the same
     ``identity`` resumes from it to the same result. ``monitor(sampler)``, when given, adds its
     values (ELBO, EUBO, ... from its own random generator, its energy calls not counted) to every
-    history row: the gap against energy calls spent."""
+    history row: the gap against energy calls spent.
+
+    For each round ``r = 1 .. rounds``:
+
+    1. **Searcher** on ``E`` (round 1) or on the novelty-augmented ``E(x) - alpha * RND(x)`` (later
+       rounds), from ``N(0, prior_std^2 I)``. ``mala``: ``searcher_chains`` MALA chains whose step
+       size adapts by a factor ``1 +- 0.01`` per step toward 57.4 % acceptance; the accepted proposals
+       after ``searcher_burn_in`` steps go into the buffer. ``ais`` (Manywell in the paper):
+       ``searcher_chains`` annealed-importance-sampling runs of ``searcher_steps`` MALA steps from the
+       prior; their final states go into the buffer. ``md`` (peptides): Langevin dynamics of the
+       molecule from its minimised structure, one temperature a round (600 K, then 300 K); the states
+       after burn-in go into the buffer. Buffer points carry their true log-reward ``-E``.
+       In round 1, ``log Z_theta`` starts at the Searcher's estimate of ``log Z`` (AIS: unbiased in
+       ``Z``; MALA: the log-mean-exp of the kept log-rewards, a rough guess as in the authors' code).
+    2. **Learner**: ``iterations[r]`` steps of trajectory balance; even steps on-policy (``B`` new
+       trajectories, ``B`` energy calls), odd steps backward trajectories from rank-sampled buffer
+       points (their stored log-rewards: no energy call). The RND predictor trains on the same
+       buffer points. With ``mle_warmup`` > 0 the first iterations of each round instead maximise
+       the forward path likelihood ``log P_F`` of backward trajectories from buffer points (the
+       paper's warm-up for LJ-55 and peptides; ``log Z_theta`` is left alone). With
+       ``time_grid: random`` every iteration's trajectories run on a new random time grid
+       (:func:`~boltzflow.sgds.learner.time_grid`, the paper's randomised time steps for LJ-55 and
+       peptides); evaluation stays on the uniform grid. ``exploration_std`` > 0 widens the on-policy
+       trajectories' noise early in each round (off-policy exploration: ``log P_F`` stays the
+       policy's), as the TB + Expl baselines of the paper's tables.
+    3. **Re-initialisation**: a fresh drift network (and a fresh RND pair) for the next round;
+       ``log Z_theta`` and the buffer are kept.
+
+    Methods: ``sgds`` (the above), ``tb`` (on-policy trajectory balance only: no Searcher, no
+    buffer, one round), ``tb_buffer`` (SGDS without the novelty bonus and without
+    re-initialisation: trajectory balance with a Searcher-filled buffer), ``tb_ls`` (TB with local
+    search, Sendera et al. 2024: one round; the Learner's own samples fill the buffer, and every
+    ``ls_every`` iterations ``ls_steps`` MALA steps from a rank-sampled batch of buffer points add
+    their end points; odd iterations train backward from the buffer) and ``pis`` (the path
+    integral sampler: the reverse KL of path measures by the path-wise gradient, which needs the
+    energy's gradient; one round, on-policy). Energy calls are counted in
+    ``energy_calls`` (searcher and learner separately in the history).
+    """
 
     log = log or logging.getLogger("boltzflow.sgds")
     torch.manual_seed(settings.seed)

@@ -1,41 +1,4 @@
-"""Peptide molecular systems built from scratch (no structure files, no downloads).
-
-A peptide is described by a :class:`PeptideSpec` (sequence, force field, implicit solvent,
-temperature, non-bonded treatment). :func:`build_peptide` turns it into a :class:`BuiltSystem`:
-
-1. heavy atoms are placed from ideal internal coordinates (bond length, bond angle and
-   dihedral relative to three already placed atoms, the "NeRF" construction);
-2. hydrogens are added with :meth:`openmm.app.Modeller.addHydrogens` (pH 7: ASP/GLU
-   deprotonated, LYS/ARG protonated, free termini charged; HIS is always the HIE tautomer);
-3. the atoms are put into the canonical order described below;
-4. an :class:`openmm.System` is created from the force field;
-5. the energy is minimised on the Reference platform.
-
-Conventions
------------
-* **Units.** Positions are ``float64`` numpy arrays of shape ``(n_atoms, 3)`` in nanometres.
-  Energies reported by OpenMM are in kJ/mol; temperatures in kelvin.
-* **Flexible bonds.** Systems have no constraints (``constraints=None``, ``rigidWater=False``),
-  no hydrogen mass repartitioning and no ``CMMotionRemover``: the forces of the system are
-  exactly the terms of the potential energy.
-* **Starting geometry.** Every residue starts in a polyproline-II like, extended backbone
-  conformation (phi = -75 deg, psi = 145 deg, omega = 180 deg) with staggered side chains; the
-  structure returned by :func:`build_peptide` is the local minimum reached from there.
-* **Atom order.** Within a chain, residues come in sequence order. Within a residue the order
-  is the AMBER residue-library order: the heavy atoms in the order of the AMBER templates
-  (``N, CA, <side chain outwards>, C, O[, OXT]``; proline ``N, CD, CG, CB, CA, C, O``), each
-  heavy atom immediately followed by the hydrogens bonded to it, sorted by name. The only
-  exception, again inherited from the AMBER library, is the acetyl cap, whose first methyl
-  hydrogen precedes the methyl carbon. For alanine dipeptide this is the usual 22-atom order::
-
-      ACE: H1 CH3 H2 H3 C O | ALA: N H CA HA CB HB1 HB2 HB3 C O | NME: N H C H1 H2 H3
-
-  so that phi = atoms (4, 6, 8, 14) and psi = atoms (6, 8, 14, 16).
-* **Names.** Atom names follow OpenMM's conventions (``hydrogens.xml``/``residues.xml``): the
-  acetyl cap has ``CH3, C, O, H1-H3``; the N-methyl cap has ``N, H, C, H1-H3``; a free N
-  terminus has ``H, H2, H3`` on N; a free C terminus ends with ``OXT``. Residue ids (PDB
-  resSeq) are ``1..n_residues`` in a single chain ``A``.
-"""
+"""Peptide molecular systems built from scratch (no structure files, no downloads)."""
 
 from __future__ import annotations
 
@@ -143,6 +106,10 @@ class PeptideSpec:
         Non-bonded cutoff in nm; required if and only if ``nonbonded == "CutoffNonPeriodic"``.
 
     The spec is validated on construction (``ValueError`` on any inconsistency).
+
+    >>> spec = get_spec("al2")
+    >>> spec.sequence, spec.forcefield, spec.solvent, spec.temperature
+    ('ACE-ALA-NME', 'amber99sbildn', 'amber99_obc', 300.0)
     """
 
     name: str
@@ -649,6 +616,10 @@ class BuiltSystem:
     ``positions`` is a float64 array ``(n_atoms, 3)`` in nm (minimised when produced by
     :func:`build_peptide` with ``minimize=True``). ``spec`` is ``None`` only for systems read
     by :func:`load_system` without a spec.
+
+    >>> al2 = build_peptide(get_spec("al2"), minimize=False)
+    >>> al2.n_atoms, al2.dim
+    (22, 66)
     """
 
     spec: PeptideSpec | None
@@ -729,7 +700,44 @@ def _minimize(system: openmm.System, positions_nm: np.ndarray,
 
 
 def build_peptide(spec: PeptideSpec, minimize: bool = True) -> BuiltSystem:
-    """Build ``spec`` from internal coordinates, protonate, order canonically and minimise."""
+    """Build ``spec`` from internal coordinates, protonate, order canonically and minimise.
+
+    A peptide is described by a :class:`PeptideSpec` (sequence, force field, implicit solvent,
+    temperature, non-bonded treatment). :func:`build_peptide` turns it into a :class:`BuiltSystem`:
+
+    1. heavy atoms are placed from ideal internal coordinates (bond length, bond angle and
+       dihedral relative to three already placed atoms, the "NeRF" construction);
+    2. hydrogens are added with :meth:`openmm.app.Modeller.addHydrogens` (pH 7: ASP/GLU
+       deprotonated, LYS/ARG protonated, free termini charged; HIS is always the HIE tautomer);
+    3. the atoms are put into the canonical order described below;
+    4. an :class:`openmm.System` is created from the force field;
+    5. the energy is minimised on the Reference platform.
+
+    Conventions
+    -----------
+    * **Units.** Positions are ``float64`` numpy arrays of shape ``(n_atoms, 3)`` in nanometres.
+      Energies reported by OpenMM are in kJ/mol; temperatures in kelvin.
+    * **Flexible bonds.** Systems have no constraints (``constraints=None``, ``rigidWater=False``),
+      no hydrogen mass repartitioning and no ``CMMotionRemover``: the forces of the system are
+      exactly the terms of the potential energy.
+    * **Starting geometry.** Every residue starts in a polyproline-II like, extended backbone
+      conformation (phi = -75 deg, psi = 145 deg, omega = 180 deg) with staggered side chains; the
+      structure returned by :func:`build_peptide` is the local minimum reached from there.
+    * **Atom order.** Within a chain, residues come in sequence order. Within a residue the order
+      is the AMBER residue-library order: the heavy atoms in the order of the AMBER templates
+      (``N, CA, <side chain outwards>, C, O[, OXT]``; proline ``N, CD, CG, CB, CA, C, O``), each
+      heavy atom immediately followed by the hydrogens bonded to it, sorted by name. The only
+      exception, again inherited from the AMBER library, is the acetyl cap, whose first methyl
+      hydrogen precedes the methyl carbon. For alanine dipeptide this is the usual 22-atom order::
+
+    ACE: H1 CH3 H2 H3 C O | ALA: N H CA HA CB HB1 HB2 HB3 C O | NME: N H C H1 H2 H3
+
+      so that phi = atoms (4, 6, 8, 14) and psi = atoms (6, 8, 14, 16).
+    * **Names.** Atom names follow OpenMM's conventions (``hydrogens.xml``/``residues.xml``): the
+      acetyl cap has ``CH3, C, O, H1-H3``; the N-methyl cap has ``N, H, C, H1-H3``; a free N
+      terminus has ``H, H2, H3`` on N; a free C terminus ends with ``OXT``. Residue ids (PDB
+      resSeq) are ``1..n_residues`` in a single chain ``A``.
+    """
     heavy_topology, heavy_positions = _heavy_atom_model(parse_sequence(spec.sequence))
     topology, positions = _add_hydrogens(heavy_topology, heavy_positions)
     topology, positions = _reorder(topology, positions, _canonical_order(topology))

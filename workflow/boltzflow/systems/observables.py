@@ -1,10 +1,4 @@
-"""Observables of peptide frames: backbone dihedrals of every residue (mdtraj).
-
-Dihedral tables are keyed by ``frame``, the row index of the sample set they were computed
-from, with one column per angle named ``phi_<RES><seq>`` / ``psi_<RES><seq>`` (e.g.
-``phi_ALA2``), in radians in ``(-pi, pi]``. The table metadata records the four atom indices
-of every angle.
-"""
+"""Observables of peptide frames: backbone dihedrals of every residue (mdtraj)."""
 
 from __future__ import annotations
 
@@ -33,7 +27,13 @@ def dihedral_atoms(topology: mdtraj.Topology) -> dict[str, list[int]]:
 
 
 def backbone_dihedrals(x: np.ndarray, topology: mdtraj.Topology) -> pd.DataFrame:
-    """phi/psi of every residue for frames ``x`` of shape (N, 3 * n_atoms) in nm."""
+    """phi/psi of every residue for frames ``x`` of shape (N, 3 * n_atoms) in nm.
+
+    Dihedral tables are keyed by ``frame``, the row index of the sample set they were computed
+    from, with one column per angle named ``phi_<RES><seq>`` / ``psi_<RES><seq>`` (e.g.
+    ``phi_ALA2``), in radians in ``(-pi, pi]``. The table metadata records the four atom indices
+    of every angle.
+    """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != 3 * topology.n_atoms:
         raise ValueError(

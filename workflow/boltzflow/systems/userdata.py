@@ -1,15 +1,4 @@
-"""Bring your own data: frames from files instead of simulating.
-
-Accepted frame files: ``.npy`` (shape ``(N, n_atoms, 3)`` or ``(N, 3 * n_atoms)``, with the
-length unit given in the config, ``nm`` or ``angstrom``), and ``.xtc`` / ``.dcd`` read with mdtraj
-(which converts to nm). A ``.pdb`` gives the atom order of the frames; it must match the
-system's topology atom for atom (count and elements), since energies and dihedrals are computed
-with the system built from its spec.
-
-A cheap sanity check catches the most common mistake, a unit mix-up: the median length of the
-topology's bonds must lie in a window around 0.1-0.15 nm; a value ten times larger means the
-frames are in angstrom but were declared as nm.
-"""
+"""Bring your own data: frames from files instead of simulating."""
 
 from __future__ import annotations
 
@@ -54,7 +43,18 @@ def load_frames(
     system_topology: mdtraj.Topology,
     units: str | None = None,
 ) -> np.ndarray:
-    """Frames as (N, n_atoms, 3) float64 in nm, checked against the system's topology."""
+    """Frames as (N, n_atoms, 3) float64 in nm, checked against the system's topology.
+
+    Accepted frame files: ``.npy`` (shape ``(N, n_atoms, 3)`` or ``(N, 3 * n_atoms)``, with the
+    length unit given in the config, ``nm`` or ``angstrom``), and ``.xtc`` / ``.dcd`` read with mdtraj
+    (which converts to nm). A ``.pdb`` gives the atom order of the frames; it must match the
+    system's topology atom for atom (count and elements), since energies and dihedrals are computed
+    with the system built from its spec.
+
+    A cheap sanity check catches the most common mistake, a unit mix-up: the median length of the
+    topology's bonds must lie in a window around 0.1-0.15 nm; a value ten times larger means the
+    frames are in angstrom but were declared as nm.
+    """
     frames, topology_pdb = Path(frames), Path(topology_pdb)
     for p in (frames, topology_pdb):
         if not p.exists():
