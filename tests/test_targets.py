@@ -5,7 +5,8 @@ import openmm
 import pytest
 import torch
 from boltzflow.md import reduced_energies
-from boltzflow.targets import load_target, target_names
+from boltzflow.sgds.run import needs_reference_file, sgds_target_names
+from boltzflow.targets import KINDS, exact_sampler_names, load_target, names_of_kind, target_kind, target_names
 from boltzflow.targets.openmm_pool import OpenMMPool, openmm_energy
 
 
@@ -99,7 +100,29 @@ def test_synthetic_targets_load_without_openmm():
     code = ("import sys; sys.modules['openmm'] = None\n"
             "from boltzflow.targets import exact_sampler_names, load_target\n"
             "assert 'gmm4_d16' in exact_sampler_names() and load_target('rings').dim == 2\n"
+            "from boltzflow.targets import names_of_kind, target_kind\n"
+            "assert names_of_kind('peptide') == ['al2', 'al3', 'al4'] and target_kind('peptide') == 'peptide'\n"
             "try:\n    load_target('al2')\nexcept ModuleNotFoundError as err:\n    print(err)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "target 'al2' needs the package openmm" in proc.stdout
+
+
+# The lists the workflow used before each target declared its kind (sgds/run.py, common.smk).
+OLD_PARTICLE_TARGETS = ["lj13", "lj55", "dw4"]
+OLD_PEPTIDE_TARGETS = ["al2", "al3", "al4"]
+OLD_EXACT_SAMPLERS = ["checkerboard", "eight_gaussians", "funnel10", "gmm40", "gmm4_d16", "gmm4_d32", "gmm4_d64",
+                      "manywell128", "manywell32", "manywell64", "mixture2d_weights", "rings"]
+
+
+def test_declared_kinds_give_the_old_lists():
+    assert names_of_kind("particle") == OLD_PARTICLE_TARGETS
+    assert names_of_kind("peptide") == OLD_PEPTIDE_TARGETS
+    assert exact_sampler_names() == OLD_EXACT_SAMPLERS
+    assert sorted(names_of_kind("density")) == OLD_EXACT_SAMPLERS
+    assert sgds_target_names() == OLD_EXACT_SAMPLERS + OLD_PARTICLE_TARGETS + OLD_PEPTIDE_TARGETS
+    assert [n for n in target_names() if needs_reference_file(n)] == sorted(OLD_PARTICLE_TARGETS + OLD_PEPTIDE_TARGETS)
+    assert target_kind("peptide") == "peptide"  # the custom-sequence recipe: a peptide, but no system by itself
+    assert {target_kind(n) for n in target_names()} == set(KINDS)
+    with pytest.raises(ValueError, match="kind"):
+        names_of_kind("molecule")

@@ -6,8 +6,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from boltzflow.config import validate_config
-from boltzflow.sgds.train import SGDS_METHODS
+from boltzflow.ebm import check_overrides, known_dataset_names, resolve_run
+from boltzflow.sgds import SGDS_METHODS
+from boltzflow.sgds.run import check_sgds_target, resolve_sgds_run, sgds_target_names
 from boltzflow.systems import get_spec
+from boltzflow.targets import target_kind
 
 
 validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -118,8 +121,6 @@ def ablation_score_inputs(wildcards):
 
 def check_ebm_config():
     """Resolve every EBM run's settings now, so that a wrong key fails before any job runs."""
-    from boltzflow.ebm import check_overrides, known_dataset_names, resolve_run
-
     # per_dataset may hold settings of datasets this run leaves out (a --configfile is layered on
     # config/config.yaml), but every entry must name a dataset that exists and use known keys
     known = known_dataset_names(EBM)
@@ -142,8 +143,6 @@ check_ebm_config()
 def check_sgds_config():
     """Resolve every SGDS run's settings and check its target now, so that a wrong key or target
     fails first."""
-    from boltzflow.sgds.run import check_sgds_target, resolve_sgds_run, sgds_target_names
-
     known = sgds_target_names()
     for name in SGDS["per_target"]:
         if name not in known:
@@ -160,9 +159,7 @@ check_sgds_config()
 
 def sgds_particle_targets():
     """The SGDS targets that are particle systems (reference samples from rule reference_samples)."""
-    from boltzflow.sgds.run import PARTICLE_TARGETS
-
-    return [t for t in SGDS["targets"] if t in PARTICLE_TARGETS]
+    return [t for t in SGDS["targets"] if target_kind(t) == "particle"]
 
 
 def sgds_runs(particles=False):
@@ -175,11 +172,10 @@ def sgds_runs(particles=False):
 def sgds_reference(wildcards):
     """The reference sample set of an SGDS target without an exact sampler: parallel-tempering
     samples (LJ clusters, dw4) or the MD frames (peptides); none for the others."""
-    from boltzflow.sgds.run import PEPTIDE_TARGETS, needs_reference_file
-
-    if wildcards.target in PEPTIDE_TARGETS:
+    kind = target_kind(wildcards.target)
+    if kind == "peptide":
         return [f"{OUT}/md/{wildcards.target}/frames.parquet"]
-    return [f"{OUT}/reference/{wildcards.target}.parquet"] if needs_reference_file(wildcards.target) else []
+    return [f"{OUT}/reference/{wildcards.target}.parquet"] if kind == "particle" else []
 
 
 def ebm_runs():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -31,9 +32,10 @@ from boltzflow.md import system_masses
 from boltzflow.sgds.egnn import remove_mean
 from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, save_sampler
 from boltzflow.sgds.train import SGDS_METHODS, MDSystem, SGDSSettings, train_sgds
-from boltzflow.targets import exact_sampler_names, load_target
+from boltzflow.targets import exact_sampler_names, load_target, names_of_kind
+from boltzflow.units import resolve_device
 
-__all__ = ["resolve_sgds_run", "sgds_target", "reference_samples", "needs_reference_file", "particles_of",
+__all__ = ["resolve_sgds_run", "sgds_target", "read_reference_samples", "needs_reference_file", "particles_of",
            "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of",
            "train_run", "evaluate_run", "main"]
 
@@ -54,15 +56,16 @@ def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed
         settings = SGDSSettings(**{**merged, "method": method, "seed": int(seed)})
     except (TypeError, ValueError) as err:
         raise ValueError(f"sgds settings of target {target!r}, method {method!r}: {err}") from err
-    if settings.network == "egnn" and target not in PARTICLE_TARGETS + PEPTIDE_TARGETS:
+    structured = names_of_kind("particle") + names_of_kind("peptide")
+    if settings.network == "egnn" and target not in structured:
         raise ValueError(f"sgds settings of target {target!r}: network egnn needs a particle or peptide target "
-                         f"({', '.join(PARTICLE_TARGETS + PEPTIDE_TARGETS)})")
-    if settings.rnd_network == "egnn" and target not in PARTICLE_TARGETS + PEPTIDE_TARGETS and method == "sgds":
+                         f"({', '.join(structured)})")
+    if settings.rnd_network == "egnn" and target not in structured and method == "sgds":
         raise ValueError(f"sgds settings of target {target!r}: rnd_network egnn needs a particle or peptide target "
-                         f"({', '.join(PARTICLE_TARGETS + PEPTIDE_TARGETS)})")
-    if settings.searcher == "md" and target not in PEPTIDE_TARGETS and method in ("sgds", "tb_buffer"):
+                         f"({', '.join(structured)})")
+    if settings.searcher == "md" and target not in names_of_kind("peptide") and method in ("sgds", "tb_buffer"):
         raise ValueError(f"sgds settings of target {target!r}: searcher md needs a peptide target "
-                         f"({', '.join(PEPTIDE_TARGETS)})")
+                         f"({', '.join(names_of_kind('peptide'))})")
     return settings
 
 
@@ -84,23 +87,17 @@ def sgds_target(name: str):
     return load_target(name)
 
 
-#: Targets without an exact sampler whose reference samples the workflow makes by parallel tempering.
-PARTICLE_TARGETS = ("lj13", "lj55", "dw4")
-#: Peptides in Cartesian coordinates (reduced energy u = E / kT, nm); reference samples are the MD frames.
-PEPTIDE_TARGETS = ("al2", "al3", "al4")
-
-
 def sgds_target_names() -> list[str]:
     """The targets an SGDS run can use."""
 
     exact = exact_sampler_names()
-    return exact + [n for n in PARTICLE_TARGETS + PEPTIDE_TARGETS if n not in exact]
+    return exact + [n for n in names_of_kind("particle") + names_of_kind("peptide") if n not in exact]
 
 
 def needs_reference_file(name: str) -> bool:
     """Whether target ``name`` takes its reference samples from a file: ``reference/{name}.parquet``
     (particle targets) or ``md/{name}/frames.parquet`` (peptides)."""
-    return name in PARTICLE_TARGETS + PEPTIDE_TARGETS
+    return name in names_of_kind("particle") + names_of_kind("peptide")
 
 
 def particles_of(target) -> tuple[int, int] | None:
@@ -108,7 +105,7 @@ def particles_of(target) -> tuple[int, int] | None:
     vacuum or implicit solvent), else None."""
     if getattr(target, "com_free", False):
         return (target.n_particles, target.spatial_dim)
-    if target.name in PEPTIDE_TARGETS:
+    if target.name in names_of_kind("peptide"):
         return (target.n_atoms, 3)
     return None
 
@@ -116,14 +113,14 @@ def particles_of(target) -> tuple[int, int] | None:
 def molecule_of(target):
     """For a peptide: the ``md`` Searcher's :class:`~boltzflow.sgds.train.MDSystem` (masses, the
     temperature, the minimised structure) and the EGNN's atom labels (one per atom); else None."""
-    if target.name not in PEPTIDE_TARGETS:
+    if target.name not in names_of_kind("peptide"):
         return None, None
 
     md = MDSystem(system_masses(target.openmm_system), target.temperature, target.positions.reshape(-1))
     return md, tuple(range(target.n_atoms))
 
 
-def reference_samples(target, n: int, seed: int, path: str | Path | None = None) -> torch.Tensor:
+def read_reference_samples(target, n: int, seed: int, path: str | Path | None = None) -> torch.Tensor:
     """``n`` reference samples of ``target`` (float64): exact draws (seeded) or, for a target
     without an exact sampler, ``n`` rows drawn without replacement from the sample set at
     ``path`` (all of them if it has fewer), moved to zero centre of mass for particles and peptides."""
@@ -131,11 +128,11 @@ def reference_samples(target, n: int, seed: int, path: str | Path | None = None)
     if not needs_reference_file(target.name):
         return target.sample(int(n), generator=torch.Generator().manual_seed(int(seed) + 10_007)).to(torch.float64)
     if path is None:
-        where = (f"md/{target.name}/frames.parquet" if target.name in PEPTIDE_TARGETS
+        where = (f"md/{target.name}/frames.parquet" if target.name in names_of_kind("peptide")
                  else f"reference/{target.name}.parquet")
         raise ValueError(f"target {target.name} has no exact sampler: give its reference sample set ({where})")
     samples = read_sample_set(path, expected_dim=target.dim,
-                              expected_target=target.name if target.name in PARTICLE_TARGETS else None)
+                              expected_target=target.name if target.name in names_of_kind("particle") else None)
     x = torch.from_numpy(np.array(samples.x, dtype=np.float64))
     parts = particles_of(target)
     if parts is not None:  # MD frames drift: compare on the centre-of-mass-free subspace, as the Learner
@@ -157,8 +154,6 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     """Train one Learner on ``sgds.device``; write the model and the history (with ELBO / EUBO
     against energy calls when ``sgds.evaluation.monitor_samples`` > 0). The checkpoint folder is
     removed at the end."""
-    import shutil
-
     log = log or logging.getLogger("boltzflow.sgds")
     settings = resolve_sgds_run(sgds_cfg, target_name, method, seed)
     device = resolve_device(sgds_cfg.get("device", "cpu"), key="sgds.device")
@@ -167,7 +162,7 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     monitor = None
     md, node_types = molecule_of(target)
     if ev["monitor_samples"] > 0:
-        ref = reference_samples(target, ev["monitor_samples"], ev["seed"], reference).to(device)
+        ref = read_reference_samples(target, ev["monitor_samples"], ev["seed"], reference).to(device)
         monitor_gen = torch.Generator(device=device).manual_seed(int(ev["seed"]) + 1)
         grid = settings.evaluation_grid()
         monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], ref,  # noqa: E731
@@ -204,7 +199,7 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     if sampler.dim != target.dim:
         raise ValueError(f"{model}: a sampler of dimension {sampler.dim}, target {target_name} has {target.dim}")
     ev = sgds_cfg["evaluation"]
-    ref = reference_samples(target, ev["n_reference"], ev["seed"], reference)
+    ref = read_reference_samples(target, ev["n_reference"], ev["seed"], reference)
     gen = torch.Generator().manual_seed(int(ev["seed"]) + 2)
     values = evaluate_sampler(sampler, _energy64(target), ev["n_samples"], reference=ref, log_z=target.log_z,
                               generator=gen, w2_points=ev["w2_points"], times=grid)

@@ -71,7 +71,8 @@ class PeptideTarget(Target):
         return torch.from_numpy(energy).to(**as_x), torch.from_numpy(forces).to(**as_x)
 
 
-@register("al2", "al3", "al4", "peptide")
+@register("peptide", kind="peptide", template=True)
+@register("al2", "al3", "al4", kind="peptide")
 def _peptide(name: str, backend: str = "torch", openmm_workers: int = 1, compile: bool | str = "auto",
              **overrides: Any) -> PeptideTarget:
     spec = get_spec(name, **overrides)

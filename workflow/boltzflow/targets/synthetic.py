@@ -541,12 +541,12 @@ def _make_funnel(name: str, **overrides) -> Target:
     return Funnel(name, 10, **overrides)
 
 
-@register("lj13", "lj55")
+@register("lj13", "lj55", kind="particle")
 def _make_lj(name: str) -> Target:
     return LennardJonesCluster(name, _suffix_int(name, "lj"))
 
 
-@register("dw4")
+@register("dw4", kind="particle")
 def _make_dw4(name: str) -> Target:
     return MultiDoubleWell(name)
 
