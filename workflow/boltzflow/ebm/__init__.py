@@ -1,33 +1,33 @@
-"""ebm."""
+"""flowMC-EBM: an energy-based model trained jointly with a normalising flow that drives its MCMC
+(Grenioux, Moulines, Gabrie, "Balanced training of energy-based models with adaptive flow
+sampling", arXiv 2306.00684), with the ULA-EBM baseline. :mod:`~boltzflow.ebm.model` holds the
+tilted EBM, :mod:`~boltzflow.ebm.train` its training, :mod:`~boltzflow.ebm.evaluate` the paper's
+metrics, :mod:`~boltzflow.ebm.data` the datasets and :mod:`~boltzflow.ebm.run` one run of the
+workflow (rules ``train_ebm``, ``evaluate_ebm``) and its command line.
+"""
 
-from boltzflow.ebm.model import (  # noqa: F401
-    CHECKPOINT_NAME,
-    METHOD_DEFAULTS,
-    METHODS,
-    Dataset,
-    EBMSettings,
+from boltzflow.ebm.data import Dataset, known_dataset_names, load_dataset
+from boltzflow.ebm.evaluate import evaluate_ebm, late_training_mse
+from boltzflow.ebm.model import (
     EnergyNet,
-    RunConfig,
     TiltedEBM,
     build_ebm,
-    check_overrides,
-    ebm_sampler,
-    evaluate_ebm,
+    ebm_mode_weights,
     grid_log_density,
-    known_dataset_names,
-    late_training_mse,
-    load_dataset,
     load_ebm_model,
-    resolve_run,
     save_ebm_model,
-    train_ebm,
 )
-from boltzflow.ebm.run import (  # noqa: F401
+from boltzflow.ebm.run import (
+    METHOD_DEFAULTS,
+    RunConfig,
+    check_overrides,
     ebm_section,
     evaluate_run,
     main,
+    resolve_run,
     train_run,
 )
+from boltzflow.ebm.train import CHECKPOINT_NAME, METHODS, EBMSettings, ebm_sampler, mode_row, step_generator, train_ebm
 
 __all__ = [
     "METHODS",
@@ -37,9 +37,12 @@ __all__ = [
     "build_ebm",
     "EBMSettings",
     "ebm_sampler",
+    "step_generator",
+    "mode_row",
     "save_ebm_model",
     "load_ebm_model",
     "grid_log_density",
+    "ebm_mode_weights",
     "train_ebm",
     "evaluate_ebm",
     "late_training_mse",
