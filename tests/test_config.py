@@ -79,3 +79,79 @@ def test_sgds_settings_schema_lists_every_setting_and_no_other():
     schema_keys = set(load_schema()["$defs"]["sgds_settings"]["properties"])
     settings_keys = {f.name for f in fields(SGDSSettings)} - {"method", "seed"}
     assert schema_keys == settings_keys, (schema_keys ^ settings_keys)
+
+
+# ---- the install: what the README's commands need is declared in pyproject.toml ----
+
+#: Modules `snakemake --report` imports (snakemake/report/html_reporter and its data/ helpers;
+#: pygments only when the report is written, so a missing one fails late).
+REPORT_MODULES = ("pygments", "jinja2", "docutils", "humanfriendly", "yte", "requests", "yaml")
+
+
+def _declared_distributions() -> set[str]:
+    """Distributions pyproject.toml's dependencies pull in, following each one's own requirements
+    (with the extras asked for) through the installed metadata."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-").replace(".", "-")
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    todo = [(Requirement(r), ("",)) for r in project["dependencies"]]
+    seen: dict[str, set[str]] = {}
+    while todo:
+        req, parent_extras = todo.pop()
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in parent_extras):
+            continue
+        name = norm(req.name)
+        extras = set(req.extras)
+        if name in seen and extras <= seen[name]:
+            continue
+        seen.setdefault(name, set()).update(extras)
+        try:
+            requires = metadata.requires(req.name) or []
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{req.name} is declared in pyproject.toml but not installed")
+        todo += [(Requirement(r), ("", *sorted(extras))) for r in requires]
+    return set(seen)
+
+
+def _distribution_of(module: str) -> set[str]:
+    from importlib import metadata
+
+    return {d.lower().replace("_", "-").replace(".", "-")
+            for d in metadata.packages_distributions().get(module.split(".")[0], [])}
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level modules imported by the library and the rule scripts, standard library left out."""
+    import ast
+    import sys
+
+    root = Path(__file__).parents[1] / "workflow"
+    found = set()
+    for path in [*root.joinpath("boltzflow").rglob("*.py"), *root.joinpath("scripts").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    local = {"boltzflow", "_common"}
+    return {m for m in found if m not in sys.stdlib_module_names and m not in local}
+
+
+def test_report_needs_are_declared():
+    """`snakemake --report report.html` after `pip install -e .`: pygments (and the rest of what the
+    report imports) must come from pyproject.toml's dependencies, not from pytest's."""
+    declared = _declared_distributions()
+    missing = [m for m in REPORT_MODULES if not (_distribution_of(m) & declared)]
+    assert not missing, f"snakemake --report imports {missing}, which pyproject.toml's dependencies do not bring"
+
+
+def test_library_and_script_imports_are_declared():
+    declared = _declared_distributions()
+    missing = sorted(m for m in _third_party_imports() if not (_distribution_of(m) & declared))
+    assert not missing, f"imported by workflow/ but not brought by pyproject.toml's dependencies: {missing}"

@@ -1,5 +1,6 @@
 """The workflow as a user runs it: dry-runs, lint, the smoke run, bad input, the benchmark."""
 
+import re
 import time
 
 import numpy as np
@@ -478,3 +479,32 @@ def test_ebm_on_user_data(tmp_path):
     (repo / "mine.npy").write_bytes(b"junk")
     proc = snakemake(repo, target, "--forceall", "--cores", "1", "--configfile", "mine.yaml")
     assert proc.returncode != 0 and "mine.npy: cannot read user data" in proc.stderr + proc.stdout
+
+
+# The memory (MB) and wall time (minutes) the rules asked for before they moved to the profiles.
+RULE_RESOURCES = {
+    "md_torch": {"mem_mb": 4000, "runtime": 240}, "md_replica": {"mem_mb": 2000, "runtime": 240},
+    "reference_samples": {"mem_mb": 4000, "runtime": 240}, "ot_pairs": {"mem_mb": 8000},
+    "train_cnf": {"mem_mb": 4000, "runtime": 240}, "cnf_pairs": {"mem_mb": 4000, "runtime": 240},
+    "train_flow": {"mem_mb": 4000, "runtime": 240}, "sample_flow": {"mem_mb": 4000, "runtime": 120},
+    "sample_cnf": {"mem_mb": 4000, "runtime": 480}, "score_samples": {"mem_mb": 6000, "runtime": 60},
+    "tfep": {"mem_mb": 6000, "runtime": 240}, "train_ebm": {"mem_mb": 4000, "runtime": 720},
+    "train_sgds": {"mem_mb": 4000, "runtime": 720},
+}
+
+
+def test_rules_leave_resources_to_the_profiles():
+    """Rules keep only threads; the default profile asks for what the rules used to, the SLURM
+    profile for that or its own larger (per-attempt) amounts, and names only existing rules."""
+    rules_text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    assert "resources:" not in rules_text
+    rule_names = set(re.findall(r"^\s*rule (\w+):", rules_text, flags=re.M))
+    default = yaml.safe_load((ROOT / "workflow/profiles/default/config.yaml").read_text())["set-resources"]
+    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())["set-resources"]
+    assert default == RULE_RESOURCES
+    assert set(slurm) <= rule_names and set(default) <= rule_names
+    for rule, wanted in RULE_RESOURCES.items():
+        assert set(wanted) <= set(slurm[rule]), rule
+        for key, value in wanted.items():
+            asked = slurm[rule][key]
+            assert asked == value or "attempt" in str(asked), (rule, key, asked)

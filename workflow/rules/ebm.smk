@@ -13,9 +13,6 @@ rule train_ebm:
         ebm=lookup(dpath="ebm", within=config),
         checkpoint_dir=lambda wc: f"{OUT}/ebm/{wc.dataset}/{wc.ebm_method}-seed{wc.seed}/checkpoint",
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=720,
     log:
         f"{OUT}/logs/train_ebm/{{dataset}}-{{ebm_method}}-seed{{seed}}.log",
     conda:

@@ -13,9 +13,6 @@ rule sample_flow:
     params:
         settings=lookup(dpath="evaluation", within=config),
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
     log:
         f"{OUT}/logs/sample_flow/{{system}}-{{method}}-{{arch}}-seed{{seed}}.log",
     conda:
@@ -37,9 +34,6 @@ rule sample_cnf:
     params:
         settings=lookup(dpath="evaluation", within=config),
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=480,
     log:
         f"{OUT}/logs/sample_cnf/{{system}}-seed{{seed}}.log",
     conda:
@@ -60,9 +54,6 @@ rule score_samples:
         settings=lookup(dpath="evaluation", within=config),
         fep=lookup(dpath="fep", within=config),
     threads: 1
-    resources:
-        mem_mb=6000,
-        runtime=60,
     log:
         f"{OUT}/logs/score_samples/{{system}}-{{model}}.log",
     conda:
@@ -139,9 +130,6 @@ rule tfep:
         flows=lookup(dpath="flows", within=config),
         checkpoint_dir=lambda wc: f"{OUT}/fep/{wc.system}/map/checkpoint",
     threads: 1
-    resources:
-        mem_mb=6000,
-        runtime=240,
     log:
         f"{OUT}/logs/tfep/{{system}}.log",
     conda:

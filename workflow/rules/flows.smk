@@ -30,8 +30,6 @@ rule ot_pairs:
         f"{OUT}/couplings/{{system}}/ot.parquet",
     params:
         settings=lookup(dpath="couplings/ot", within=config),
-    resources:
-        mem_mb=8000,
     log:
         f"{OUT}/logs/ot_pairs/{{system}}.log",
     conda:
@@ -54,9 +52,6 @@ rule train_cnf:
         settings=lookup(dpath="couplings/cnf", within=config),
         checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/cnf-seed{wc.seed}/checkpoint",
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     log:
         f"{OUT}/logs/train_cnf/{{system}}-seed{{seed}}.log",
     conda:
@@ -75,9 +70,6 @@ rule cnf_pairs:
     params:
         settings=lookup(dpath="couplings/cnf", within=config),
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     log:
         f"{OUT}/logs/cnf_pairs/{{system}}.log",
     conda:
@@ -99,9 +91,6 @@ rule train_flow:
         flows=lookup(dpath="flows", within=config),
         checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/{wc.method}-{wc.arch}-seed{wc.seed}/checkpoint",
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     log:
         f"{OUT}/logs/train_flow/{{system}}-{{method}}-{{arch}}-seed{{seed}}.log",
     conda:

@@ -17,9 +17,6 @@ if MD["source"] == "simulate" and MD["engine"] == "torch":
             md=lookup(dpath="md", within=config),
             checkpoint_dir=lambda wc: f"{OUT}/md/{wc.system}/jobs/job{wc.job}.ckpt",
         threads: MD["torch"]["threads_per_job"]
-        resources:
-            mem_mb=4000,
-            runtime=240,
         log:
             f"{OUT}/logs/md_torch/{{system}}-{{job}}.log",
         conda:
@@ -44,9 +41,6 @@ elif MD["source"] == "simulate":
             md=lookup(dpath="md", within=config),
             checkpoint_dir=lambda wc: f"{OUT}/md/{wc.system}/replicas/replica{wc.replica}.ckpt",
         threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=240,
         log:
             f"{OUT}/logs/md_replica/{{system}}-{{replica}}.log",
         conda:

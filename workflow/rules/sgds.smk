@@ -13,9 +13,6 @@ rule train_sgds:
         sgds=lookup(dpath="sgds", within=config),
         checkpoint_dir=lambda wc: f"{OUT}/sgds/{wc.target}/{wc.sgds_method}-seed{wc.seed}/checkpoint",
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=720,
     log:
         f"{OUT}/logs/train_sgds/{{target}}-{{sgds_method}}-seed{{seed}}.log",
     conda:

@@ -4,9 +4,6 @@ rule reference_samples:
     params:
         settings=lookup(dpath="reference", within=config),
     threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=240,
     log:
         f"{OUT}/logs/reference_samples/{{target}}.log",
     conda:
