@@ -20,7 +20,12 @@ __all__ = ["Dataset", "known_dataset_names", "load_dataset"]
 
 @dataclass
 class Dataset:
-    """Training data of an EBM run and what is known about its density."""
+    """Training data of an EBM run and what is known about its density.
+
+    >>> data = Dataset("toy", np.zeros((3, 2)))
+    >>> data.x.shape, data.centres
+    ((3, 2), None)
+    """
 
     name: str
     x: np.ndarray                              # (N, d) float64

@@ -26,7 +26,11 @@ _ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "leaky_relu": n
 
 
 class EnergyNet(nn.Module):
-    """An MLP energy ``E(x)``: ``depth`` hidden layers of ``hidden`` units, scalar output that starts at 0."""
+    """An MLP energy ``E(x)``: ``depth`` hidden layers of ``hidden`` units, scalar output that starts at 0.
+
+    >>> EnergyNet(2, hidden=8, depth=1)(torch.zeros(3, 2))  # the zero output layer: E = 0 at the start
+    tensor([0., 0., 0.], grad_fn=<SqueezeBackward1>)
+    """
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, activation: str = "silu"):
         super().__init__()
@@ -50,7 +54,12 @@ class EnergyNet(nn.Module):
 
 
 class TiltedEBM(nn.Module):
-    """``log p(x) = -E(x) + log N(x; 0, s^2 I)`` up to ``log Z`` (see the module docstring)."""
+    """``log p(x) = -E(x) + log N(x; 0, s^2 I)`` up to ``log Z`` (see the module docstring).
+
+    >>> ebm = build_ebm({"dim": 2, "hidden": 8, "depth": 1, "base_scale": 1.0})
+    >>> ebm.log_prob64(torch.zeros(1, 2))  # log N(0; 0, I) in 2-D
+    tensor([-1.8379], dtype=torch.float64)
+    """
 
     def __init__(self, energy: EnergyNet, base_scale: float, config: Mapping[str, Any]):
         super().__init__()

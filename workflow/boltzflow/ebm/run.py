@@ -1,16 +1,6 @@
-"""One EBM run end to end: train (rule ``train_ebm``), then the paper's metrics (rule ``evaluate_ebm``).
-
-The two rule scripts call :func:`train_run` and :func:`evaluate_run`; so does the command line,
-which runs one (dataset, method, seed) without Snakemake, for a machine where only the library is
-installed (a GPU node, a notebook)::
-
-    python -m boltzflow.ebm.run --configfile config/paper/ebm.yaml --dataset gmm4_d16 \\
-        --method flowmc --out results/one_ebm/gmm4_d16-flowmc [--epochs 20] [--threads 2]
-
-Config files are layered on ``config/config.yaml`` as Snakemake layers them, and the ``ebm``
-section is checked against its schema (defaults filled, unknown keys named) before anything runs.
-The outputs are those of the rules: ``model.pt``, ``history.parquet``, ``chains.parquet``,
-``metrics.parquet``, ``density.parquet``; an interrupted run resumes from ``checkpoint/``.
+"""One EBM run end to end: train (rule ``train_ebm``), then the paper's metrics (rule
+``evaluate_ebm``), from the workflow's rule scripts or from the command line (``python -m
+boltzflow.ebm.run``); also where a run's settings are resolved from the ``ebm`` config section.
 """
 
 from __future__ import annotations
@@ -53,7 +43,13 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The resolved settings of one (dataset, method, seed) run."""
+    """The resolved settings of one (dataset, method, seed) run.
+
+    >>> from boltzflow.config import layered_section
+    >>> run = resolve_run(layered_section([], "ebm"), "gmm4_d16", "ula", seed=0)
+    >>> run.settings.method, run.settings.local_kernel
+    ('ula', 'ula')
+    """
 
     settings: EBMSettings
     energy: dict[str, Any]
@@ -180,7 +176,18 @@ def ebm_section(configfiles: Sequence[str | Path], base: str | Path | None = DEF
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one (dataset, method, seed) without Snakemake, for a machine where only the library is
+    installed (a GPU node, a notebook)::
 
+        python -m boltzflow.ebm.run --configfile config/paper/ebm.yaml --dataset gmm4_d16 \\
+            --method flowmc --out results/one_ebm/gmm4_d16-flowmc [--epochs 20] [--threads 2]
+
+    Config files are layered on ``config/config.yaml`` as Snakemake layers them, and the ``ebm``
+    section is checked against its schema (defaults filled, unknown keys named) before anything
+    runs. The outputs are those of the rules: ``model.pt``, ``history.parquet``,
+    ``chains.parquet``, ``metrics.parquet``, ``density.parquet``; an interrupted run resumes from
+    ``checkpoint/``.
+    """
     parser = stage_parser("python -m boltzflow.ebm.run", __doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="an ebm.datasets name (a synthetic target or user data)")
     parser.add_argument("--method", required=True, choices=["flowmc", "ula"])

@@ -32,7 +32,12 @@ CHECKPOINT_NAME = "ebm_state.pt"
 
 @dataclass(frozen=True)
 class EBMSettings:
-    """Everything that defines one training run (see ``ebm`` in the config schema)."""
+    """Everything that defines one training run (see ``ebm`` in the config schema).
+
+    >>> settings = EBMSettings(method="flowmc", iterations=100, lr_schedule="cosine")
+    >>> settings.uses_flow, settings.lr_factor(0), round(settings.lr_factor(99), 3)
+    (True, 1.0, 0.01)
+    """
 
     method: str
     iterations: int

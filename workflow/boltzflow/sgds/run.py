@@ -1,14 +1,6 @@
 """One SGDS run of the workflow: settings from the config, training (rule ``train_sgds``) and the
-paper's metrics (rule ``evaluate_sgds``). The rule scripts only call these functions; so does the
-command line, which runs one (target, method, seed) without Snakemake (a GPU node, a notebook)::
-
-    python -m boltzflow.sgds.run --configfile config/paper/sgds.yaml --target manywell32 \
-        --method sgds --out results/one_sgds/manywell32-sgds [--iterations 2000 3000] [--threads 2]
-
-Config files are layered on ``config/config.yaml`` as Snakemake layers them and the ``sgds``
-section is checked against its schema first. The outputs are the rules' ``model.pt``,
-``history.parquet``, ``metrics.parquet`` and ``samples.parquet``; an interrupted run resumes from
-``checkpoint/``.
+paper's metrics (rule ``evaluate_sgds``), from the rule scripts or the command line (``python -m
+boltzflow.sgds.run``); reference samples are exact draws or read from the target's sample set.
 """
 
 from __future__ import annotations
@@ -227,7 +219,16 @@ def pair_distances(target, x: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one (target, method, seed) without Snakemake (a GPU node, a notebook)::
 
+        python -m boltzflow.sgds.run --configfile config/paper/sgds.yaml --target manywell32 \\
+            --method sgds --out results/one_sgds/manywell32-sgds [--iterations 2000 3000] [--threads 2]
+
+    Config files are layered on ``config/config.yaml`` as Snakemake layers them and the ``sgds``
+    section is checked against its schema first. The outputs are the rules' ``model.pt``,
+    ``history.parquet``, ``metrics.parquet`` and ``samples.parquet``; an interrupted run resumes
+    from ``checkpoint/``.
+    """
     parser = stage_parser("python -m boltzflow.sgds.run", __doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="a synthetic target with an exact sampler, lj13 / lj55 / dw4, "
                                                           "or al2 / al3 / al4")

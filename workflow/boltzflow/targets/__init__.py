@@ -52,7 +52,30 @@ def _register_unavailable(package: str) -> None:
 
 
 def load_target(name: str, **overrides: Any) -> Target:
-    """The target called ``name``; ``overrides`` change its parameters (see each target)."""
+    """The target called ``name``; ``overrides`` change its parameters (see each target).
+
+    The peptides ``al2``, ``al3``, ``al4`` and ``peptide`` (``sequence=``, ``forcefield=``,
+    ``solvent=``, ``temperature=``) take the fields of a :class:`~boltzflow.systems.PeptideSpec`
+    as overrides, plus ``backend``, ``openmm_workers`` and ``compile``. The synthetic targets:
+
+    =====================  ====  ==========================================================
+    name                   dim   overrides
+    =====================  ====  ==========================================================
+    ``gmm40``              2     ``std`` (1.3133)
+    ``manywell32/64/128``  D     -
+    ``funnel10``           10    ``sigma`` (3.0)
+    ``lj13`` / ``lj55``    3n    -
+    ``dw4``                8     -
+    ``checkerboard``       2     -
+    ``mixture2d_weights``  2     ``weights`` ((0.1, 0.2, 0.3, 0.4))
+    ``eight_gaussians``    2     ``radius`` (1.0), ``std`` (0.15)
+    ``rings``              2     -
+    ``gmm4_d16/32/64``     d     ``a`` (0.5919)
+    =====================  ====  ==========================================================
+
+    >>> load_target("gmm4_d16", a=1.0).dim
+    16
+    """
     _load_modules()
     return make(name, **overrides)
 

@@ -1,20 +1,5 @@
-"""The ``Target`` contract: a batched, differentiable reduced energy with optional exact extras.
-
-Every method in boltzflow (flow evaluation, EBM training, diffusion samplers, reweighting,
-free-energy perturbation) talks to a density through this interface:
-
-- ``target.dim``: dimension of a configuration (``3 * n_atoms`` for molecules);
-- ``target.energy(x)``: ``x`` of shape ``(B, dim)`` (float32 or float64, any device) to
-  reduced energies of shape ``(B,)`` - units of kT for molecules, ``-log`` of the unnormalised
-  density for synthetic targets - differentiable by autograd, in the dtype and on the device
-  of ``x``;
-- ``target.log_z``: ``log`` of the normaliser of ``exp(-energy)`` where it is known exactly,
-  else ``None``;
-- ``target.sample(n)``: exact samples where an exact sampler exists, else
-  ``NotImplementedError``.
-
-Non-finite coordinates give non-finite energies for those rows only; they never raise, so one
-bad configuration cannot crash a batch.
+"""The ``Target`` contract (a batched, differentiable reduced energy with optional exact extras)
+and the registry in which every target is declared under its names and kind.
 """
 
 from __future__ import annotations
@@ -29,7 +14,28 @@ __all__ = ["Target", "KINDS", "register", "registered_names", "kind_of", "names_
 
 
 class Target(abc.ABC):
-    """A target density ``p(x) = exp(-energy(x)) / Z`` on ``R^dim``."""
+    """A target density ``p(x) = exp(-energy(x)) / Z`` on ``R^dim``.
+
+    Every method in boltzflow (flow evaluation, EBM training, diffusion samplers, reweighting,
+    free-energy perturbation) talks to a density through this interface:
+
+    - ``dim``: dimension of a configuration (``3 * n_atoms`` for molecules);
+    - ``energy(x)``: ``x`` of shape ``(B, dim)`` (float32 or float64, any device) to reduced
+      energies ``(B,)`` - units of kT for molecules, ``-log`` of the unnormalised density for
+      synthetic targets - differentiable by autograd, in the dtype and on the device of ``x``;
+    - ``log_z``: ``log`` of the normaliser of ``exp(-energy)`` where it is known exactly, else ``None``;
+    - ``sample(n)``: exact samples where an exact sampler exists, else ``NotImplementedError``.
+
+    Non-finite coordinates give non-finite energies for those rows only; they never raise, so one
+    bad configuration cannot crash a batch.
+
+    >>> class Quadratic(Target):
+    ...     dim = 2
+    ...     def _energy(self, x):
+    ...         return 0.5 * (x**2).sum(-1)
+    >>> Quadratic().energy(torch.tensor([[1.0, 2.0], [0.0, float("nan")]]))
+    tensor([2.5000,    nan])
+    """
 
     name: str = "target"
     dim: int

@@ -1,83 +1,5 @@
-"""Batched, differentiable torch potential energy of a small molecule, read from an ``openmm.System``.
-
-:class:`TorchForceField` evaluates exactly the energy OpenMM's Reference platform computes for
-the forces listed below, for a batch of configurations at once, with analytic forces. Every
-parameter comes from the ``System``; nothing is looked up in force-field files.
-
-Supported forces
-----------------
-* ``HarmonicBondForce``: ``E = k/2 (r - r0)^2``.
-* ``HarmonicAngleForce``: ``E = k/2 (theta - theta0)^2``.
-* ``PeriodicTorsionForce``: ``E = k (1 + cos(n phi - phi0))`` (proper and improper terms, any
-  periodicity and phase; ``phi`` follows the IUPAC sign convention, as OpenMM does).
-* ``NonbondedForce`` with ``NoCutoff`` or ``CutoffNonPeriodic``: Lennard-Jones with
-  Lorentz-Berthelot combination plus Coulomb. With ``CutoffNonPeriodic`` a pair interacts only
-  for ``r < rc``; Coulomb becomes the reaction field ``K q_i q_j (1/r + k_rf r^2 - c_rf)`` with
-  ``k_rf = (eps_s - 1) / ((2 eps_s + 1) rc^3)`` and ``c_rf = 3 eps_s / ((2 eps_s + 1) rc)``
-  and the LJ term is truncated at ``rc`` (multiplied by OpenMM's switching polynomial when the
-  switching function is on). Exceptions (scaled 1-4 pairs) are never cut off and use plain
-  Coulomb ``K q_ij / r``; excluded pairs (exceptions with zero charge product and epsilon)
-  contribute nothing, not even a reaction-field term.
-* ``GBSAOBCForce`` (OBC2 generalized Born, ``amber99_obc.xml``) with ``NoCutoff`` or
-  ``CutoffNonPeriodic``, including the ACE surface-area term.
-* ``CustomGBForce`` as created by OpenMM's ``implicit/obc1.xml`` and ``implicit/obc2.xml``
-  (``GBSAOBC1Force``/``GBSAOBC2Force`` of ``openmm.app.internal.customgbforces``), recognised
-  from its expressions, whose constants (OBC polynomial, dielectrics, Coulomb constant,
-  offset, surface-area constants, cutoff shift) are read from the force.
-* ``CMMotionRemover`` is ignored: it does not contribute to the energy.
-
-Anything else (other force classes, periodic or Ewald methods, global parameters, parameter
-offsets, virtual sites, unrecognised custom expressions) raises :class:`UnsupportedForceError`
-at construction, naming the force or the setting.
-
-Generalized Born (both flavours)
---------------------------------
-With offset radii ``o_i = R_i - offset`` (``offset = 0.009`` nm) and scaled radii
-``s_j = scale_j o_j``, the HCT integral of atom ``i`` over atom ``j != i`` (within the cutoff) is,
-for ``r + s_j > o_i`` (zero otherwise), with ``U = r + s_j`` and ``L = max(o_i, |r - s_j|)``::
-
-    I_ij = 1/2 [1/L - 1/U + (r - s_j^2/r)/4 (1/U^2 - 1/L^2) + log(L/U)/(2r)]
-
-``GBSAOBCForce`` adds ``1/o_i - 1/L`` when atom ``i`` is engulfed (``o_i < s_j - r``); the custom
-OBC forces do not. With ``psi_i = o_i sum_j I_ij`` the Born radius is
-``B_i = 1 / (1/o_i - tanh(alpha psi - beta psi^2 + gamma psi^3) / R_i)``. The energy is::
-
-    E = sum_i pre q_i^2 / (2 B_i) + sum_{i<j, r<rc} pre q_i q_j (1/f_ij - c)
-        + sum_i S (R_i + 0.14)^2 (R_i / B_i)^6,
-
-    f_ij = sqrt(r^2 + B_i B_j exp(-r^2 / (4 B_i B_j))),  pre = -K (1/eps_solute - 1/eps_solvent),
-
-with ``c = 1/rc`` under a cutoff (0 otherwise) and ``S = 4 pi * surface-area energy``.
-``GBSAOBCForce`` uses OpenMM's ``K = 138.93545764438198`` and ``alpha, beta, gamma = 1, 0.8,
-4.85``; the custom forces carry their own constants in their expressions.
-
-Implementation
---------------
-Configurations are the last (innermost) axis of every internal array, so that they fill the
-SIMD lanes: coordinates are ``(N, 3, B)``, per-atom quantities ``(N, B)``. Pair terms
-(Lennard-Jones, Coulomb, exceptions, Born integrals, GB energy) use a *cyclic pair layout*:
-row ``k`` of a ``(K, N, B)`` array pairs atom ``i`` with atom ``(i + k + 1) mod N`` for
-``k < K = N // 2``, which lists every unordered pair exactly once (for even ``N`` the last row
-lists its pairs twice and carries weight 1/2). Parameters are precomputed ``(K, N, 1)`` tables
-(zero for excluded pairs; exceptions carry their own parameters and are exempt from cutoff and
-reaction field). For a few dozen atoms this dense layout beats pair lists, and it does half the
-work of an ``(N, N, B)`` square of ordered pairs (measured 1.2-1.4x faster compiled). Per-atom
-values reach the pair layout, and pair gradients return to the atoms, through constant index
-tables (gathers only, never scatters). The asymmetric Born integrals are evaluated in both
-directions on each pair. Bonded terms are functions of difference vectors ``x_b - x_a``, whose
-gradients return to the atoms through one matrix product with a constant ``(N, n_vectors)``
-matrix of +1/-1. Forces are analytic (the tests check them against autograd); batches run in
-chunks of about 2^16 pair elements, which keeps the arrays in cache.
-
-On the CPU the chunk kernel can be compiled with ``torch.compile`` (see ``compile`` of
-:class:`TorchForceField`); the compiled graph contains no autograd and no scatter, only
-forward arithmetic, broadcasts, constant-index gathers and matrix products. Compiled and eager
-results agree to rounding (tested).
-
-For orientation, alanine dipeptide on 2 CPU cores (AVX-512), batches of 10,000: compiled,
-about 340,000 configurations/s for float32 energies and forces (660,000/s energies only) and
-160,000/s in float64, against about 27,000/s for a loop over OpenMM's Reference platform;
-eager, 20,000-70,000/s.
+"""Batched, differentiable torch potential energy of a small molecule, read from an
+``openmm.System`` and exact to OpenMM's Reference platform (see :class:`TorchForceField`).
 """
 
 from __future__ import annotations
@@ -921,10 +843,89 @@ def _fresh_function(fn):
 class TorchForceField(torch.nn.Module):
     """Potential energy of an ``openmm.System`` in torch, batched, exact to OpenMM's Reference platform.
 
+    :class:`TorchForceField` evaluates exactly the energy OpenMM's Reference platform computes for
+    the forces listed below, for a batch of configurations at once, with analytic forces. Every
+    parameter comes from the ``System``; nothing is looked up in force-field files.
+
+    Supported forces
+    ----------------
+    * ``HarmonicBondForce``: ``E = k/2 (r - r0)^2``.
+    * ``HarmonicAngleForce``: ``E = k/2 (theta - theta0)^2``.
+    * ``PeriodicTorsionForce``: ``E = k (1 + cos(n phi - phi0))`` (proper and improper terms, any
+      periodicity and phase; ``phi`` follows the IUPAC sign convention, as OpenMM does).
+    * ``NonbondedForce`` with ``NoCutoff`` or ``CutoffNonPeriodic``: Lennard-Jones with
+      Lorentz-Berthelot combination plus Coulomb. With ``CutoffNonPeriodic`` a pair interacts only
+      for ``r < rc``; Coulomb becomes the reaction field ``K q_i q_j (1/r + k_rf r^2 - c_rf)`` with
+      ``k_rf = (eps_s - 1) / ((2 eps_s + 1) rc^3)`` and ``c_rf = 3 eps_s / ((2 eps_s + 1) rc)``
+      and the LJ term is truncated at ``rc`` (multiplied by OpenMM's switching polynomial when the
+      switching function is on). Exceptions (scaled 1-4 pairs) are never cut off and use plain
+      Coulomb ``K q_ij / r``; excluded pairs (exceptions with zero charge product and epsilon)
+      contribute nothing, not even a reaction-field term.
+    * ``GBSAOBCForce`` (OBC2 generalized Born, ``amber99_obc.xml``) with ``NoCutoff`` or
+      ``CutoffNonPeriodic``, including the ACE surface-area term.
+    * ``CustomGBForce`` as created by OpenMM's ``implicit/obc1.xml`` and ``implicit/obc2.xml``
+      (``GBSAOBC1Force``/``GBSAOBC2Force`` of ``openmm.app.internal.customgbforces``), recognised
+      from its expressions, whose constants (OBC polynomial, dielectrics, Coulomb constant,
+      offset, surface-area constants, cutoff shift) are read from the force.
+    * ``CMMotionRemover`` is ignored: it does not contribute to the energy.
+
+    Anything else (other force classes, periodic or Ewald methods, global parameters, parameter
+    offsets, virtual sites, unrecognised custom expressions) raises :class:`UnsupportedForceError`
+    at construction, naming the force or the setting.
+
+    Generalized Born (both flavours)
+    --------------------------------
+    With offset radii ``o_i = R_i - offset`` (``offset = 0.009`` nm) and scaled radii
+    ``s_j = scale_j o_j``, the HCT integral of atom ``i`` over atom ``j != i`` (within the cutoff) is,
+    for ``r + s_j > o_i`` (zero otherwise), with ``U = r + s_j`` and ``L = max(o_i, |r - s_j|)``::
+
+        I_ij = 1/2 [1/L - 1/U + (r - s_j^2/r)/4 (1/U^2 - 1/L^2) + log(L/U)/(2r)]
+
+    ``GBSAOBCForce`` adds ``1/o_i - 1/L`` when atom ``i`` is engulfed (``o_i < s_j - r``); the custom
+    OBC forces do not. With ``psi_i = o_i sum_j I_ij`` the Born radius is
+    ``B_i = 1 / (1/o_i - tanh(alpha psi - beta psi^2 + gamma psi^3) / R_i)``. The energy is::
+
+        E = sum_i pre q_i^2 / (2 B_i) + sum_{i<j, r<rc} pre q_i q_j (1/f_ij - c)
+            + sum_i S (R_i + 0.14)^2 (R_i / B_i)^6,
+
+        f_ij = sqrt(r^2 + B_i B_j exp(-r^2 / (4 B_i B_j))),  pre = -K (1/eps_solute - 1/eps_solvent),
+
+    with ``c = 1/rc`` under a cutoff (0 otherwise) and ``S = 4 pi * surface-area energy``.
+    ``GBSAOBCForce`` uses OpenMM's ``K = 138.93545764438198`` and ``alpha, beta, gamma = 1, 0.8,
+    4.85``; the custom forces carry their own constants in their expressions.
+
+    Implementation
+    --------------
+    Configurations are the last (innermost) axis of every internal array, so that they fill the
+    SIMD lanes: coordinates are ``(N, 3, B)``, per-atom quantities ``(N, B)``. Pair terms
+    (Lennard-Jones, Coulomb, exceptions, Born integrals, GB energy) use a *cyclic pair layout*:
+    row ``k`` of a ``(K, N, B)`` array pairs atom ``i`` with atom ``(i + k + 1) mod N`` for
+    ``k < K = N // 2``, which lists every unordered pair exactly once (for even ``N`` the last row
+    lists its pairs twice and carries weight 1/2). Parameters are precomputed ``(K, N, 1)`` tables
+    (zero for excluded pairs; exceptions carry their own parameters and are exempt from cutoff and
+    reaction field). For a few dozen atoms this dense layout beats pair lists, and it does half the
+    work of an ``(N, N, B)`` square of ordered pairs (measured 1.2-1.4x faster compiled). Per-atom
+    values reach the pair layout, and pair gradients return to the atoms, through constant index
+    tables (gathers only, never scatters). The asymmetric Born integrals are evaluated in both
+    directions on each pair. Bonded terms are functions of difference vectors ``x_b - x_a``, whose
+    gradients return to the atoms through one matrix product with a constant ``(N, n_vectors)``
+    matrix of +1/-1. Forces are analytic (the tests check them against autograd); batches run in
+    chunks of about 2^16 pair elements, which keeps the arrays in cache.
+
+    On the CPU the chunk kernel can be compiled with ``torch.compile`` (see ``compile`` of
+    :class:`TorchForceField`); the compiled graph contains no autograd and no scatter, only
+    forward arithmetic, broadcasts, constant-index gathers and matrix products. Compiled and eager
+    results agree to rounding (tested).
+
+    For orientation, alanine dipeptide on 2 CPU cores (AVX-512), batches of 10,000: compiled,
+    about 340,000 configurations/s for float32 energies and forces (660,000/s energies only) and
+    160,000/s in float64, against about 27,000/s for a loop over OpenMM's Reference platform;
+    eager, 20,000-70,000/s.
+
     Parameters
     ----------
     system:
-        The ``openmm.System``; see the module docstring for the supported forces. Anything else
+        The ``openmm.System``; see *Supported forces* above. Anything else
         raises :class:`UnsupportedForceError` naming the force or setting.
     temperature:
         In kelvin. If given, energies are reduced, ``E / (R T)`` (units of kT) and forces are in
@@ -944,6 +945,12 @@ class TorchForceField(torch.nn.Module):
     device) to energies ``(B,)`` in the dtype and on the device of ``x``. It is differentiable:
     first derivatives come from the analytic forces, higher ones from autograd through the eager
     implementation. Non-finite coordinates give non-finite energies for those rows only.
+
+    >>> from boltzflow.systems import build_peptide, get_spec
+    >>> built = build_peptide(get_spec("al2"))
+    >>> forcefield = TorchForceField(built.system, 300.0, compile=False)
+    >>> forcefield(torch.as_tensor(built.positions).reshape(1, -1)).shape
+    torch.Size([1])
     """
 
     #: configurations evaluated in one mode before ``compile="auto"`` compiles it

@@ -1,14 +1,6 @@
-"""Energies and forces from OpenMM: the reference implementation behind the torch force field.
-
-:class:`OpenMMPool` keeps one OpenMM ``Context`` per worker and reuses it for every
-configuration (building a Context costs far more than an energy call). Workers are threads:
-OpenMM's Python wrapper releases the GIL while it computes, so threads run in parallel without
-the hazards of forking a process that holds OpenMM state. :func:`openmm_energy` wraps the pool in
-an autograd function, so an OpenMM-backed target is differentiable like the torch one (the
-backward pass uses OpenMM's forces).
-
-Units: positions in nm; energies in kT when a temperature is given (else kJ/mol); forces in
-kT/nm (else kJ/mol/nm). Everything is float64.
+"""Energies and forces from OpenMM, the reference implementation behind the torch force field: a
+pool of reused Contexts (:class:`OpenMMPool`) and an autograd wrapper around it
+(:func:`openmm_energy`).
 """
 
 from __future__ import annotations
@@ -32,8 +24,24 @@ _KJ_NM = unit.kilojoule_per_mole / unit.nanometer
 class OpenMMPool:
     """A pool of OpenMM Contexts evaluating batches of configurations.
 
+    :class:`OpenMMPool` keeps one OpenMM ``Context`` per worker and reuses it for every
+    configuration (building a Context costs far more than an energy call). Workers are threads:
+    OpenMM's Python wrapper releases the GIL while it computes, so threads run in parallel without
+    the hazards of forking a process that holds OpenMM state. :func:`openmm_energy` wraps the pool in
+    an autograd function, so an OpenMM-backed target is differentiable like the torch one (the
+    backward pass uses OpenMM's forces).
+
+    Units: positions in nm; energies in kT when a temperature is given (else kJ/mol); forces in
+    kT/nm (else kJ/mol/nm). Everything is float64.
+
     ``platform``: OpenMM platform name (``Reference`` is the fastest for small peptides on
     CPU and is exact in double precision); ``workers``: number of Contexts/threads.
+
+    >>> from boltzflow.systems import build_peptide, get_spec
+    >>> built = build_peptide(get_spec("al2"))
+    >>> energy, forces = OpenMMPool(built.system, 300.0)(built.positions.reshape(1, -1), forces=True)
+    >>> energy.shape, forces.shape
+    ((1,), (1, 66))
     """
 
     def __init__(self, system: openmm.System, temperature: float | None = None,

@@ -1,18 +1,6 @@
-"""Peptide targets: the Boltzmann density of a peptide at its temperature, in Cartesian nm.
-
-``load_target("al2")`` (also ``al3``, ``al4``) and ``load_target("peptide", sequence=...,
-forcefield=..., solvent=..., temperature=...)`` build the system with
-:mod:`boltzflow.systems` and return a :class:`PeptideTarget`. Its energy is the reduced
-potential energy ``u(x) = E(x) / kT`` of flattened coordinates ``(B, 3 * n_atoms)`` in nm.
-
-``backend="torch"`` (default) evaluates it with :class:`~boltzflow.targets.forcefield.TorchForceField`
-(batched, differentiable, CPU or GPU, exact to OpenMM); ``backend="openmm"`` with a pool of
-OpenMM Contexts (the reference, and the fallback for force fields the torch path refuses).
-``openmm_workers`` sets that pool's size; ``compile`` (``"auto"``, ``True``, ``False``) is passed
-to the torch force field. Other overrides change the system spec (e.g. ``temperature=350``).
-
-The density has no normaliser in closed form (``log_z = None``) and no exact sampler: equilibrium
-data come from the MD stage.
+"""Peptide targets: the Boltzmann density of a peptide at its temperature, in Cartesian nm, built
+from a sequence spec with :mod:`boltzflow.systems` (``load_target("al2")``, ``al3``, ``al4``, or
+``load_target("peptide", sequence=..., ...)``).
 """
 
 from __future__ import annotations
@@ -33,7 +21,27 @@ BACKENDS = ("torch", "openmm")
 
 
 class PeptideTarget(Target):
-    """Reduced energy of a built peptide system (see the module docstring)."""
+    """Reduced energy of a built peptide system: the Boltzmann density of a peptide at its
+    temperature, in Cartesian nm.
+
+    ``load_target("al2")`` (also ``al3``, ``al4``) and ``load_target("peptide", sequence=...,
+    forcefield=..., solvent=..., temperature=...)`` build the system with
+    :mod:`boltzflow.systems` and return a :class:`PeptideTarget`. Its energy is the reduced
+    potential energy ``u(x) = E(x) / kT`` of flattened coordinates ``(B, 3 * n_atoms)`` in nm.
+
+    ``backend="torch"`` (default) evaluates it with :class:`~boltzflow.targets.forcefield.TorchForceField`
+    (batched, differentiable, CPU or GPU, exact to OpenMM); ``backend="openmm"`` with a pool of
+    OpenMM Contexts (the reference, and the fallback for force fields the torch path refuses).
+    ``openmm_workers`` sets that pool's size; ``compile`` (``"auto"``, ``True``, ``False``) is passed
+    to the torch force field. Other overrides change the system spec (e.g. ``temperature=350``).
+
+    The density has no normaliser in closed form (``log_z = None``) and no exact sampler: equilibrium
+    data come from the MD stage.
+
+    >>> target = PeptideTarget(build_peptide(get_spec("al2")), backend="openmm")
+    >>> target.dim, target.log_z, target.energy(torch.as_tensor(target.positions).reshape(1, -1)).shape
+    (66, None, torch.Size([1]))
+    """
 
     def __init__(self, built: BuiltSystem, backend: str = "torch", openmm_workers: int = 1,
                  compile: bool | str = "auto"):

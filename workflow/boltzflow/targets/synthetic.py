@@ -1,30 +1,7 @@
-"""Synthetic benchmark densities: toy 2-D densities, Gaussian mixtures, Many Well, funnel,
-Lennard-Jones clusters and the DW-4 particle system.
-
-Every target follows :class:`boltzflow.targets.base.Target`: ``energy(x)`` is ``-log`` of the
-unnormalised density, batched over rows of ``x`` (shape ``(B, dim)``), in the dtype and on the
-device of ``x`` and differentiable by autograd. Parameters are stored as float64 CPU tensors
-and moved to ``x``'s dtype and device on every call. ``log_z`` is exact where it is known
-(0 for the normalised mixtures) and ``sample`` draws exact samples where an exact sampler
-exists; both are ``None`` / ``NotImplementedError`` for the particle systems (LJ-13, LJ-55,
-DW-4), whose equilibrium samples come from :func:`boltzflow.targets.reference.reference_samples`.
-
-Registered names (``load_target(name, **overrides)``):
-
-=====================  ====  ==========================================================
-name                   dim   overrides
-=====================  ====  ==========================================================
-``gmm40``              2     ``std`` (1.3133)
-``manywell32/64/128``  D     -
-``funnel10``           10    ``sigma`` (3.0)
-``lj13`` / ``lj55``    3n    -
-``dw4``                8     -
-``checkerboard``       2     -
-``mixture2d_weights``  2     ``weights`` ((0.1, 0.2, 0.3, 0.4))
-``eight_gaussians``    2     ``radius`` (1.0), ``std`` (0.15)
-``rings``              2     -
-``gmm4_d16/32/64``     d     ``a`` (0.5919)
-=====================  ====  ==========================================================
+"""Synthetic benchmark densities: toy 2-D densities, Gaussian mixtures, Many Well, funnel, and the
+particle systems LJ-13, LJ-55 and DW-4 (whose equilibrium samples come from
+:func:`boltzflow.mcmc.reference_samples`); each energy is ``-log`` of the unnormalised density,
+with parameters kept in float64 and moved to the dtype and device of ``x`` on every call.
 """
 
 from __future__ import annotations
@@ -78,6 +55,10 @@ class GaussianMixture(Target):
     ``energy = -log p`` is evaluated with a log-sum-exp over components, so ``log_z = 0``;
     ``sample`` draws a component index from the weights and then a Gaussian, which is exact.
     Attributes ``means`` ``(K, dim)``, ``weights`` ``(K,)`` (float64 CPU tensors), ``std``.
+
+    >>> mixture = GaussianMixture("two", [[-1.0], [1.0]], [0.5, 0.5], std=0.5)
+    >>> mixture.sample(4, generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 1])
     """
 
     def __init__(self, name: str, means, weights, std: float) -> None:
@@ -138,6 +119,9 @@ class GMM40(GaussianMixture):
     The means (spread over roughly ``[-40, 40]^2``) are fixed package data. Source: Midgley
     et al., "Flow Annealed Importance Sampling Bootstrap" (ICLR 2023). ``log_z = 0``; exact
     sampler.
+
+    >>> GMM40().means.shape
+    torch.Size([40, 2])
     """
 
     def __init__(self, name: str = "gmm40", std: float = 1.3133) -> None:
@@ -152,6 +136,9 @@ class MixtureWeights2D(GaussianMixture):
     which are divided by their sum (so ``(1, 2, 3, 4)`` is the default again). Unequal weights
     on well separated modes make this a test of whether a sampler recovers mode weights (the
     EBM stage uses ``means`` to define mode zones). ``log_z = 0``; exact sampler.
+
+    >>> MixtureWeights2D().weights.tolist()
+    [0.1, 0.2, 0.3, 0.4]
     """
 
     VARIANCE = 0.05
@@ -173,6 +160,9 @@ class EightGaussians(GaussianMixture):
 
     ``r = 1`` by default. The classic toy density of Grathwohl et al., "FFJORD" (ICLR 2019)
     (there with a larger radius). ``log_z = 0``; exact sampler.
+
+    >>> EightGaussians().log_z
+    0.0
     """
 
     def __init__(self, name: str = "eight_gaussians", radius: float = 1.0, std: float = 0.15) -> None:
@@ -188,6 +178,9 @@ class FourModeGaussianMixture(GaussianMixture):
     ``mu_3 = -mu_2``, ``mu_4 = -mu_1``, with ``a = 0.5919`` by default (override ``a``). The
     modes sit at distance ``2 a sqrt(d/2)`` or ``2 a sqrt(d)`` apart, so they separate as ``d``
     grows. ``log_z = 0``; exact sampler.
+
+    >>> FourModeGaussianMixture("gmm4_d16", 16).means.shape
+    torch.Size([4, 16])
     """
 
     def __init__(self, name: str, dim: int, a: float = 0.5919) -> None:
@@ -285,6 +278,9 @@ class ManyWell(Target):
     :data:`MANYWELL_ENVELOPE`, the second ``~ N(0, 1)``. Source: Midgley et al., "Flow
     Annealed Importance Sampling Bootstrap" (ICLR 2023), from the double well of Wu, Köhler and
     Noé, "Stochastic Normalizing Flows" (NeurIPS 2020).
+
+    >>> ManyWell("manywell32", 32).energy(torch.zeros(1, 32))
+    tensor([0.])
     """
 
     def __init__(self, name: str, dim: int) -> None:
@@ -317,6 +313,9 @@ class Funnel(Target):
 
     ``sigma = 3``, ``d = 10``. The energy is the normalised ``-log p``, so ``log_z = 0``; exact
     sampler. Source: Neal, "Slice sampling", Annals of Statistics 31 (2003).
+
+    >>> Funnel().sample(3, generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([3, 10])
     """
 
     def __init__(self, name: str = "funnel10", dim: int = 10, sigma: float = 3.0) -> None:
@@ -356,6 +355,9 @@ class Checkerboard(Target):
     and outside the board); ``log_z = log 8`` exactly. The gradient is 0 everywhere it exists,
     so gradient-based samplers see no signal: use this target for sample-based (forward KL)
     training and evaluation. Non-finite coordinates give NaN. Exact sampler.
+
+    >>> Checkerboard().energy(torch.tensor([[0.5, 0.5], [0.5, -0.5]])).isfinite().tolist()
+    [True, False]
     """
 
     def __init__(self, name: str = "checkerboard") -> None:
@@ -394,6 +396,9 @@ class Rings(Target):
     finite (very low) energy and a zero gradient. Exact sampler (truncated radius by
     rejection, uniform angle). In the spirit of the FFJORD "rings" toy data (Grathwohl et al.,
     ICLR 2019).
+
+    >>> Rings().sample(5, generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([5, 2])
     """
 
     STD = 0.15
@@ -443,6 +448,10 @@ class ParticleTarget(Target):
     on ``R^dim``; the equilibrium density lives on the centre-of-mass-free subspace
     (``sum_i x_i = 0``) and so do all reference samples. ``log_z`` is ``None`` (unknown) and
     there is no exact sampler.
+
+    >>> dw4 = MultiDoubleWell()
+    >>> dw4.squared_distances(torch.zeros(1, 8)).shape  # the 6 pairs of 4 particles
+    torch.Size([1, 6])
     """
 
     com_free = True
@@ -483,6 +492,10 @@ class LennardJonesCluster(ParticleTarget):
     Köhler, Klein and Noé, "Equivariant Flows" (ICML 2020) for LJ-13; Klein et al.,
     "Equivariant flow matching" (NeurIPS 2023) and Akhound-Sadegh et al., "Iterated Denoising
     Energy Matching" (ICML 2024) for LJ-13/LJ-55 with this scaling.
+
+    >>> lj13 = LennardJonesCluster("lj13", 13)
+    >>> lj13.dim, lj13.log_z
+    (39, None)
     """
 
     def __init__(self, name: str, n_particles: int) -> None:
@@ -503,6 +516,9 @@ class MultiDoubleWell(ParticleTarget):
     live at zero centre of mass. Distances use ``sqrt(max(d^2, tiny))`` so coincident particles
     give a finite energy with a zero gradient. Source: Köhler, Klein and Noé, "Equivariant
     Flows" (ICML 2020).
+
+    >>> MultiDoubleWell().dim
+    8
     """
 
     def __init__(self, name: str = "dw4", n_particles: int = 4, spatial_dim: int = 2,
