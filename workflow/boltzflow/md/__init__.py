@@ -39,16 +39,13 @@ from boltzflow.md.splits import (  # noqa: F401
     split_frames,
     split_frames_and_energies,
 )
+from boltzflow.md.settings import TorchMDSettings, geometric_ladder
+from boltzflow.md.tempering import CHECKPOINT_NAME, log_default, run_parallel_tempering
 from boltzflow.md.torch_engine import (
-    CHECKPOINT_NAME,
     BatchedLangevin,
     EnergyAndForces,
-    TorchMDSettings,
-    geometric_ladder,
-    log_default,
     measure_throughput,
     repartition_hydrogen_mass,
-    run_parallel_tempering,
     system_masses,
 )
 

@@ -31,7 +31,7 @@ import openmm
 import openmm.unit as unit
 
 from boltzflow.io import atomic_path, config_hash, read_sample_set, write_sample_set
-from boltzflow.md.torch_engine import TorchMDSettings
+from boltzflow.md.settings import TorchMDSettings
 from boltzflow.units import kT_kJ_per_mol
 
 __all__ = [
