@@ -425,7 +425,7 @@ def test_mode_weights_and_coverage():
 # ---- split R-hat ----
 
 def test_classic_rhat_matches_a_hand_computation():
-    from boltzflow.evaluation.metrics import _classic_rhat
+    from boltzflow.evaluation.diagnostics import _classic_rhat
 
     chains = np.array([[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]])[:, :, None]
     # W = 5/3 (both chains), B/n = var(1.5, 3.5) = 2, var+ = 3/4 W + 2 = 3.25
@@ -446,7 +446,7 @@ def test_split_rhat_is_one_for_agreeing_chains_and_large_for_stuck_ones():
 def test_split_rhat_sees_trends_within_chains_and_spread_differences():
     rng = np.random.default_rng(1)
     drift = rng.normal(size=(8, 400)) + np.linspace(0.0, 6.0, 400)[None, :]
-    from boltzflow.evaluation.metrics import _classic_rhat
+    from boltzflow.evaluation.diagnostics import _classic_rhat
 
     assert _classic_rhat(drift[:, :, None])[0] < 1.05  # whole chains agree with each other ...
     assert split_rhat(drift)[0] > 1.3  # ... but the halves of each chain do not

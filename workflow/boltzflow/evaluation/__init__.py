@@ -1,31 +1,49 @@
-"""evaluation."""
+"""Evaluation of samples against a target or a reference: importance weights (ESS, SNIS),
+distances between sample sets (E-W, T-W2, W2), chirality, bootstrap intervals, mode weights of
+synthetic targets, MCMC diagnostics (split R-hat, autocorrelation time), conformational states of
+peptides, free-energy estimators, the scoring of peptide samples and the result tables. It imports
+no training code, so every stage can score its own output."""
 
-from boltzflow.evaluation.metrics import (  # noqa: F401
-    BootstrapCI,
-    Resampled,
-    bootstrap_ci,
+from boltzflow.evaluation.chirality import (  # noqa: F401
     chirality_centres,
     chirality_signs,
-    energy_wasserstein,
-    fep_free_energy,
     fix_chirality,
-    free_energy_from_populations,
-    kish_ess,
-    log_z_importance,
-    mode_coverage,
-    mode_weights,
-    seed_summary,
-    snis_resample,
-    split_rhat,
+)
+from boltzflow.evaluation.diagnostics import split_rhat  # noqa: F401
+from boltzflow.evaluation.distances import (  # noqa: F401
+    energy_wasserstein,
     torus_wasserstein2,
     wasserstein2,
 )
+from boltzflow.evaluation.fep import (  # noqa: F401
+    fep_free_energy,
+    free_energy_from_populations,
+    md_free_energy,
+    tfep_estimate,
+)
+from boltzflow.evaluation.modes import mode_coverage, mode_weights  # noqa: F401
 from boltzflow.evaluation.scoring import (  # noqa: F401
     SCORE_DEFAULTS,
     evenly_spaced,
     reference_chirality,
     score_peptide_samples,
 )
+from boltzflow.evaluation.states import (  # noqa: F401
+    DEFAULT_STATE_A,
+    DEFAULT_STATE_B,
+    PHI_POSITIVE,
+    ROW_STATES,
+    STATES,
+    StateBox,
+    StateDefinition,
+    conformational_states,
+    parse_state,
+    phi_positive,
+    residues,
+    select_states,
+    state_mask,
+)
+from boltzflow.evaluation.statistics import BootstrapCI, bootstrap_ci, seed_summary  # noqa: F401
 from boltzflow.evaluation.tables import (  # noqa: F401
     EBM_METHOD_NAMES,
     EBM_METRICS,
@@ -43,6 +61,12 @@ from boltzflow.evaluation.tables import (  # noqa: F401
     markdown_sgds_table,
     sgds_table,
 )
+from boltzflow.evaluation.weights import (  # noqa: F401
+    Resampled,
+    kish_ess,
+    log_z_importance,
+    snis_resample,
+)
 
 __all__ = [
     "kish_ess",
@@ -57,12 +81,27 @@ __all__ = [
     "fix_chirality",
     "free_energy_from_populations",
     "fep_free_energy",
+    "md_free_energy",
+    "tfep_estimate",
     "BootstrapCI",
     "bootstrap_ci",
     "seed_summary",
     "mode_weights",
     "mode_coverage",
     "split_rhat",
+    "STATES",
+    "PHI_POSITIVE",
+    "ROW_STATES",
+    "DEFAULT_STATE_A",
+    "DEFAULT_STATE_B",
+    "residues",
+    "conformational_states",
+    "phi_positive",
+    "StateBox",
+    "StateDefinition",
+    "parse_state",
+    "state_mask",
+    "select_states",
     "SCORE_DEFAULTS",
     "evenly_spaced",
     "reference_chirality",

@@ -25,18 +25,16 @@ import mdtraj
 import numpy as np
 import pandas as pd
 
-from boltzflow.evaluation.metrics import (
-    bootstrap_ci,
+from boltzflow.evaluation.chirality import (
     chirality_centres,
     chirality_signs,
-    energy_wasserstein,
     fix_chirality,
-    free_energy_from_populations,
-    kish_ess,
-    snis_resample,
-    torus_wasserstein2,
 )
-from boltzflow.fep import state_mask
+from boltzflow.evaluation.distances import energy_wasserstein, torus_wasserstein2
+from boltzflow.evaluation.fep import free_energy_from_populations
+from boltzflow.evaluation.states import state_mask
+from boltzflow.evaluation.statistics import bootstrap_ci
+from boltzflow.evaluation.weights import kish_ess, snis_resample
 from boltzflow.systems import backbone_dihedrals
 
 __all__ = ["score_peptide_samples", "reference_chirality", "evenly_spaced", "SCORE_DEFAULTS"]

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from boltzflow.evaluation.metrics import seed_summary
+from boltzflow.evaluation.statistics import seed_summary
 
 __all__ = ["flow_table", "markdown_flow_table", "TABLE_METRICS", "EBM_METRICS", "ebm_table", "markdown_ebm_summary",
            "markdown_ebm_mode_weights", "markdown_ebm_rhat", "SGDS_METRICS", "sgds_table", "markdown_sgds_table"]

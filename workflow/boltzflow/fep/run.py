@@ -40,11 +40,11 @@ indicator that is invariant under rigid motions (molecules in vacuum or implicit
 States
 ------
 A state is either the name of one of the backbone basins of
-:func:`boltzflow.convergence.conformational_states` (``alpha_R``, ``beta``, ``alpha_L``,
+:func:`boltzflow.evaluation.conformational_states` (``alpha_R``, ``beta``, ``alpha_L``,
 ``C7ax``; the classification is then exactly that function's), or a union of boxes in the
 (phi, psi) plane of one residue, in degrees: ``{"phi": [lo, hi], "psi": [lo, hi]}`` means
 ``lo < angle <= hi`` after the angle is wrapped into ``(-180, 180]`` (rounded to 1e-4 degree as
-in :mod:`boltzflow.convergence`); an interval with ``lo > hi`` runs through 180, e.g.
+in :mod:`boltzflow.evaluation.states`); an interval with ``lo > hi`` runs through 180, e.g.
 ``psi: [50, -120]`` is ``psi > 50 or psi <= -120``. The defaults for alanine dipeptide are
 ``A = "beta"`` (phi <= 0 and (psi <= -120 or psi > 50)) and ``B = "alpha_R"`` (phi <= 0 and
 -120 < psi <= 50), the two well-populated basins; as boxes they are
@@ -56,10 +56,8 @@ in radians); a plain ``(N, 2)`` array holds (phi, psi) in radians.
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -67,9 +65,18 @@ import torch
 
 from boltzflow.cnf import VelocityField, flow_matching_loss, integrate
 from boltzflow.couplings import ot_permutation
-from boltzflow.evaluation import bootstrap_ci, fep_free_energy, free_energy_from_populations, kish_ess
+from boltzflow.evaluation import (
+    DEFAULT_STATE_A,
+    DEFAULT_STATE_B,
+    StateBox,
+    StateDefinition,
+    md_free_energy,
+    parse_state,
+    select_states,
+    state_mask,
+    tfep_estimate,
+)
 from boltzflow.flows import BodyFrame, frame_from_config
-from boltzflow.md import STATES, conformational_states, residues
 from boltzflow.training import fit_flow, train
 from boltzflow.units import resolve_device
 
@@ -91,204 +98,9 @@ __all__ = [
     "md_free_energy",
 ]
 
-DEFAULT_STATE_A = "beta"
-DEFAULT_STATE_B = "alpha_R"
 
 EnergyFn = Callable[[np.ndarray], Any]
 IndicatorFn = Callable[[np.ndarray], Any]
-
-
-# --------------------------------------------------------------------------- states
-
-
-def _wrap_degrees(radians: Any, name: str) -> np.ndarray:
-    """Radians -> degrees in (-180, 180], rounded to 1e-4 degree (the rule of
-    :mod:`boltzflow.convergence`, so a box edge or +-180 is read the same way there and here)."""
-    values = np.asarray(radians, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} has {int(np.sum(~np.isfinite(values)))} non-finite value(s)")
-    deg = np.round(np.degrees(values), 4)
-    return deg - 360.0 * np.ceil((deg - 180.0) / 360.0)
-
-
-def _interval(value: Any, what: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be a pair [lo, hi] of degrees, got {value!r}") from err
-    if not (-180.0 <= lo <= 180.0 and -180.0 <= hi <= 180.0):
-        raise ValueError(f"{what} = [{lo}, {hi}] must lie within [-180, 180] degrees")
-    if lo == hi:
-        raise ValueError(f"{what} = [{lo}, {hi}] is empty (lo == hi)")
-    return lo, hi
-
-
-def _in_interval(deg: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    # (lo, hi] on the circle; lo > hi wraps through 180. An interval starting at -180 includes
-    # nothing at -180 itself, which reads as 180 after wrapping.
-    if lo < hi:
-        return (deg > lo) & (deg <= hi)
-    return (deg > lo) | (deg <= hi)
-
-
-@dataclass(frozen=True)
-class StateBox:
-    """A box ``phi in (lo, hi]`` and ``psi in (lo, hi]`` (degrees, see the module docstring)."""
-
-    phi: tuple[float, float]
-    psi: tuple[float, float]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "phi", _interval(self.phi, "phi"))
-        object.__setattr__(self, "psi", _interval(self.psi, "psi"))
-
-    def contains(self, phi_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
-        """Boolean membership of angles already wrapped into (-180, 180] degrees."""
-        return _in_interval(phi_deg, *self.phi) & _in_interval(psi_deg, *self.psi)
-
-
-@dataclass(frozen=True)
-class StateDefinition:
-    """A named state of one residue: a basin name of :mod:`boltzflow.convergence` or a union of
-    :class:`StateBox` es. ``residue`` (e.g. ``ALA2``) may be left ``None`` when the dihedral
-    table has a single residue with phi and psi."""
-
-    name: str
-    boxes: tuple[StateBox, ...] = ()
-    basin: str | None = None
-    residue: str | None = None
-
-    def __post_init__(self) -> None:
-
-        if (self.basin is None) == (not self.boxes):
-            raise ValueError(f"state {self.name!r} needs either a basin name or at least one box, not both")
-        if self.basin is not None and self.basin not in STATES:
-            raise ValueError(f"state {self.name!r}: unknown basin {self.basin!r}; known: {', '.join(STATES)}")
-
-
-def _box(spec: Any, name: str) -> StateBox:
-    if isinstance(spec, StateBox):
-        return spec
-    if not isinstance(spec, Mapping) or set(spec) != {"phi", "psi"}:
-        raise ValueError(f"state {name!r}: a box is {{'phi': [lo, hi], 'psi': [lo, hi]}} in degrees, got {spec!r}")
-    try:
-        return StateBox(spec["phi"], spec["psi"])
-    except ValueError as err:
-        raise ValueError(f"state {name!r}: {err}") from err
-
-
-def parse_state(spec: Any, name: str | None = None) -> StateDefinition:
-    """A :class:`StateDefinition` from a config entry.
-
-    Accepted: a basin name (``"beta"``); one box ``{"phi": [lo, hi], "psi": [lo, hi]}``; a list of
-    boxes (their union); a mapping with ``boxes`` (a box or a list) or ``basin`` and optionally
-    ``residue`` and ``name``; a :class:`StateDefinition` (returned as is).
-    """
-    if isinstance(spec, StateDefinition):
-        return spec
-    if isinstance(spec, str):
-        return StateDefinition(name or spec, basin=spec)
-    if isinstance(spec, StateBox):
-        return StateDefinition(name or "state", boxes=(spec,))
-    if isinstance(spec, Mapping):
-        if set(spec) == {"phi", "psi"}:
-            label = name or "state"
-            return StateDefinition(label, boxes=(_box(spec, label),))
-        unknown = sorted(set(spec) - {"name", "boxes", "basin", "residue"})
-        if unknown:
-            raise ValueError(f"state {name or spec.get('name')!r}: unknown key(s) {', '.join(map(str, unknown))}; "
-                             "known: name, boxes, basin, residue (or a box with phi and psi)")
-        label = str(spec.get("name") or name or spec.get("basin") or "state")
-        boxes = spec.get("boxes", ())
-        if isinstance(boxes, (Mapping, StateBox)):
-            boxes = [boxes]
-        return StateDefinition(label, boxes=tuple(_box(b, label) for b in boxes), basin=spec.get("basin"),
-                               residue=spec.get("residue"))
-    if isinstance(spec, Sequence) and spec:
-        label = name or "state"
-        return StateDefinition(label, boxes=tuple(_box(b, label) for b in spec))
-    raise ValueError(f"state {name!r}: cannot read a state definition from {spec!r}")
-
-
-def _angles(dihedrals: Any, state: StateDefinition) -> tuple[pd.DataFrame, str]:
-    """The (phi, psi) table of the state's residue: columns ``phi_<RES>``, ``psi_<RES>``."""
-
-    if isinstance(dihedrals, pd.DataFrame):
-        found = residues(dihedrals)
-        if state.residue is not None:
-            if state.residue not in found:
-                raise ValueError(f"state {state.name!r}: residue {state.residue!r} has no phi_/psi_ columns "
-                                 f"(residues with both: {found})")
-            res = state.residue
-        elif len(found) == 1:
-            res = found[0]
-        else:
-            raise ValueError(f"state {state.name!r}: the dihedral table has residues {found}; "
-                             "say which one the state is defined on ('residue')")
-        return dihedrals[[f"phi_{res}", f"psi_{res}"]].reset_index(drop=True), res
-    a = dihedrals.detach().cpu().numpy() if isinstance(dihedrals, torch.Tensor) else np.asarray(dihedrals)
-    if a.ndim != 2 or a.shape[1] != 2:
-        raise ValueError(f"state {state.name!r}: dihedrals must be a table with phi_<RES>/psi_<RES> columns or "
-                         f"an array of shape (N, 2) of (phi, psi) in radians, got shape {a.shape}")
-    res = state.residue or "RES"
-    return pd.DataFrame({f"phi_{res}": a[:, 0], f"psi_{res}": a[:, 1]}), res
-
-
-def state_mask(dihedrals: Any, state_def: Any, *, name: str | None = None) -> np.ndarray:
-    """Which frames lie in the state: a boolean array ``(N,)``.
-
-    ``dihedrals``: a dihedral table (:func:`boltzflow.observables.backbone_dihedrals`) or an
-    ``(N, 2)`` array of (phi, psi) in radians; ``state_def``: anything :func:`parse_state` reads.
-    """
-
-    state = parse_state(state_def, name)
-    table, res = _angles(dihedrals, state)
-    if state.basin is not None:
-        labels = conformational_states(table)[f"state_{res}"]
-        return np.asarray(labels == state.basin, dtype=bool)
-    phi = _wrap_degrees(table[f"phi_{res}"], f"phi_{res}")
-    psi = _wrap_degrees(table[f"psi_{res}"], f"psi_{res}")
-    mask = np.zeros(len(table), dtype=bool)
-    for box in state.boxes:
-        mask |= box.contains(phi, psi)
-    return mask
-
-
-def select_states(x: Any, dihedrals: Any, state_a: Any = DEFAULT_STATE_A, state_b: Any = DEFAULT_STATE_B
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The frames of ``x`` ``(N, D)`` in state A and in state B, and the two masks.
-
-    Raises ``ValueError`` naming the state when a state holds no frame, and when the two states
-    overlap (a frame in both would make the free-energy difference ill-defined).
-    """
-    x = np.asarray(x)
-    labels = {key: parse_state(spec, spec if isinstance(spec, str) else key)
-              for key, spec in (("A", state_a), ("B", state_b))}
-    masks = {}
-    for key, state in labels.items():
-        mask = state_mask(dihedrals, state)
-        if len(mask) != len(x):
-            raise ValueError(f"{len(x)} frames but {len(mask)} rows of dihedrals")
-        if not mask.any():
-            raise ValueError(f"state {key} ({state.name!r}) is empty: no frame among {len(x)} falls in it")
-        masks[key] = mask
-    both = int((masks["A"] & masks["B"]).sum())
-    if both:
-        raise ValueError(f"states A ({labels['A'].name!r}) and B ({labels['B'].name!r}) overlap: "
-                         f"{both} frames are in both")
-    return x[masks["A"]], x[masks["B"]], masks["A"], masks["B"]
-
-
-def md_free_energy(in_a: Any, in_b: Any, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                   block: int | None = None) -> dict[str, float]:
-    """The population estimate ``dF = -log(p_B / p_A)`` (kT) of equilibrium frames with a
-    (block-)bootstrap interval (:func:`boltzflow.evaluation.bootstrap_ci`; pass ``block`` well
-    above the correlation time for MD frames in time order)."""
-
-    ci = bootstrap_ci(free_energy_from_populations, np.asarray(in_a), np.asarray(in_b), n_boot=n_boot,
-                      level=level, seed=seed, block=block)
-    return {"dF": ci.estimate, "low": ci.low, "high": ci.high, "n": int(len(np.asarray(in_a))),
-            "n_a": int(np.sum(in_a)), "n_b": int(np.sum(in_b))}
 
 
 # --------------------------------------------------------------------------- pairs
@@ -555,58 +367,3 @@ def tfep_work(
         n_nonfinite += int((~good).sum())
         work[start:start + n] = w
     return TFEPWork(work, n_nonfinite, n_outside)
-
-
-def tfep_estimate(work: Any, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                  block: int | None = None) -> dict[str, Any]:
-    """The TFEP free energy of works ``W`` (``(N,)``, ``+inf`` allowed) with a bootstrap interval.
-
-    Returns ``dF = -log mean(exp(-W))`` (kT, :func:`boltzflow.evaluation.fep_free_energy`), the
-    percentile bootstrap interval ``low``, ``high`` at ``level`` (:func:`~boltzflow.evaluation.
-    bootstrap_ci`; ``block`` for time-ordered samples), ``n``, ``n_infinite`` (samples with
-    ``W = +inf``), ``ess`` (the normalised Kish effective sample size of ``exp(-W)``), and the
-    mean and standard deviation of the finite works. When so many works are infinite that a
-    bootstrap replicate has none finite, that replicate is ``+inf`` and the interval's upper end
-    may be ``+inf``.
-    """
-
-    w = work.detach().cpu().numpy() if isinstance(work, torch.Tensor) else np.asarray(work)
-    w = w.astype(np.float64)
-    if w.ndim != 1:
-        raise ValueError(f"work has shape {w.shape}, expected (N,)")
-    if w.size == 0:
-        raise ValueError("work is empty")
-    if np.isnan(w).any() or np.isneginf(w).any():
-        raise ValueError(f"work: {int(np.isnan(w).sum())} NaN and {int(np.isneginf(w).sum())} -inf values among "
-                         f"{w.size}; tfep_work marks bad samples +inf, so these came from elsewhere")
-    finite = np.isfinite(w)
-    out: dict[str, Any] = {"n": int(w.size), "n_infinite": int((~finite).sum()), "level": float(level),
-                           "n_boot": int(n_boot),
-                           "work_mean": float(w[finite].mean()) if finite.any() else math.inf,
-                           "work_std": float(w[finite].std()) if finite.any() else math.nan}
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
-    if block is not None and not 1 <= block <= w.size:
-        raise ValueError(f"block must be in [1, {w.size}], got {block!r}")
-    if not finite.any():
-        return {**out, "dF": math.inf, "low": math.inf, "high": math.inf, "ess": 0.0}
-    try:
-        ci = bootstrap_ci(fep_free_energy, w, n_boot=n_boot, level=level, seed=seed, block=block)
-        estimate, low, high = ci.estimate, ci.low, ci.high
-    except ValueError:  # the arguments are checked above, so only an infinite replicate gets here
-        # some replicate drew only infinite works (dF = +inf), which bootstrap_ci refuses; the
-        # same percentile interval, read off the empirical quantiles so that +inf stays +inf
-        rng = np.random.default_rng(seed)
-        reps = np.empty(n_boot)
-        for i in range(n_boot):
-            if block is None or block == 1:
-                idx = rng.integers(0, w.size, size=w.size)
-            else:
-                starts = rng.integers(0, w.size - block + 1, size=-(-w.size // block))
-                idx = (starts[:, None] + np.arange(block)[None, :]).reshape(-1)[:w.size]
-            reps[i] = fep_free_energy(w[idx])
-        estimate = fep_free_energy(w)
-        low, high = (float(q) for q in np.quantile(reps, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf"))
-    return {**out, "dF": float(estimate), "low": float(low), "high": float(high), "ess": kish_ess(-w)}

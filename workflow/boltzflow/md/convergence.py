@@ -108,6 +108,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from boltzflow.evaluation import (
+    PHI_POSITIVE,
+    ROW_STATES,
+    STATES,
+    conformational_states,
+    phi_positive,
+    residues,
+)
+from boltzflow.evaluation.states import _pairs
+
 __all__ = [
     "initial_positive_sequence_tau",
     "PHI_POSITIVE",
@@ -126,74 +136,10 @@ __all__ = [
     "state_populations",
 ]
 
-STATES = ("alpha_R", "beta", "alpha_L", "C7ax")
-PHI_POSITIVE = "phi>0"
-ROW_STATES = STATES + (PHI_POSITIVE,)
 
 BLOCK_TAUS = 5.0  # automatic block length, in units of the integrated autocorrelation time
 MAX_BLOCKS = 2000  # the automatic block length is raised so there are at most this many blocks
 _DRAWS_PER_CHUNK = 4_000_000  # bootstrap indices held in memory at once
-
-
-# --------------------------------------------------------------------------- basins
-
-
-def residues(dihedrals: pd.DataFrame) -> list[str]:
-    """Residue labels (e.g. ``ALA2``) that have both a ``phi_`` and a ``psi_`` column, in order."""
-    return [c[4:] for c in dihedrals.columns if c.startswith("phi_") and f"psi_{c[4:]}" in dihedrals]
-
-
-def _degrees(radians: pd.Series, name: str) -> np.ndarray:
-    values = np.asarray(radians, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        bad = int(np.sum(~np.isfinite(values)))
-        raise ValueError(f"dihedral column {name!r} has {bad} non-finite value(s)")
-    # Rounding to 1e-4 degree removes the noise of radian round trips and of float32 storage
-    # (float32(pi) is 180.0000025 degrees), so an angle meant as a box edge (or as +-180) is
-    # classified by the documented rule; 1e-4 degree is far below any physical resolution.
-    deg = np.round(np.degrees(values), 4)
-    return deg - 360.0 * np.ceil((deg - 180.0) / 360.0)  # into (-180, 180]
-
-
-def _pairs(dihedrals: pd.DataFrame) -> list[str]:
-    found = residues(dihedrals)
-    if not found:
-        raise ValueError(
-            "the dihedral table has no residue with both phi_<RES> and psi_<RES> columns "
-            f"(has {list(dihedrals.columns)})"
-        )
-    return found
-
-
-def conformational_states(dihedrals: pd.DataFrame) -> pd.DataFrame:
-    """The basin of every frame for every residue with phi and psi: columns ``state_<RES>``.
-
-    Values are a pandas Categorical over :data:`STATES`; the boxes are in the module docstring.
-    The index is that of ``dihedrals``.
-    """
-    out = {}
-    for res in _pairs(dihedrals):
-        phi = _degrees(dihedrals[f"phi_{res}"], f"phi_{res}")
-        psi = _degrees(dihedrals[f"psi_{res}"], f"psi_{res}")
-        code = np.where(
-            phi <= 0.0,
-            np.where((psi > -120.0) & (psi <= 50.0), 0, 1),  # alpha_R, beta
-            np.where(psi >= 0.0, 2, 3),  # alpha_L, C7ax
-        )
-        out[f"state_{res}"] = pd.Categorical.from_codes(code, categories=list(STATES))
-    return pd.DataFrame(out, index=dihedrals.index)
-
-
-def phi_positive(dihedrals: pd.DataFrame) -> pd.DataFrame:
-    """``phi > 0`` (after wrapping into (-180, 180] degrees) per residue: bool columns ``phi_positive_<RES>``.
-
-    Same residues as :func:`conformational_states`; the union alpha_L + C7ax of that function.
-    """
-    return pd.DataFrame(
-        {f"phi_positive_{res}": _degrees(dihedrals[f"phi_{res}"], f"phi_{res}") > 0.0
-         for res in _pairs(dihedrals)},
-        index=dihedrals.index,
-    )
 
 
 def _indicators(states: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from boltzflow.md import ROW_STATES
+from boltzflow.evaluation import ROW_STATES
 from boltzflow.plots.common import save_figure
 
 __all__ = ["ramachandran", "energy_histogram", "populations_vs_time"]
