@@ -147,6 +147,46 @@ def mode_row(prefix: str, weights: np.ndarray) -> dict[str, float]:
 
 
 
+def _training_step(data: torch.Tensor, bank: torch.Tensor, ebm: TiltedEBM, flow: nn.Module,
+                   opt_ebm: torch.optim.Optimizer, opt_flow: torch.optim.Optimizer, sampler: GlobalLocal,
+                   settings: EBMSettings, it: int, factor: float) -> tuple[dict[str, float], int]:
+    """Iteration ``it`` of the paper's Algorithm 1; updates ``bank`` in place and returns the
+    logged terms and the number of updates skipped for a non-finite loss (``factor``: the
+    learning-rate factor of this iteration, logged).
+
+    1. positives: a minibatch of data;
+    2. negatives: a minibatch of persistent chains advanced by the method's sampler on
+       ``p_theta`` (flowMC: i-SIR or IMH moves with the flow as proposal interleaved with adaptive
+       MALA; ULA-EBM: unadjusted Langevin only), written back to the persistent bank;
+    3. EBM step on ``mean E(pos) - mean E(neg)`` (the negative log-likelihood gradient), plus an
+       optional L2 penalty on the energies;
+    4. flow step by maximum likelihood on the negatives (forward KL from the EBM to the flow).
+    """
+    n, dim = data.shape
+    gen = step_generator(settings.seed, it)
+    pos = data[torch.randint(0, n, (settings.batch_size,), generator=gen)]
+    idx = torch.randperm(settings.n_persistent, generator=gen)[: settings.batch_size]
+    keep = "all" if settings.negatives == "all" else "last"
+    run = sampler.run(bank[idx], ebm.log_prob, settings.n_cycles, generator=gen, keep=keep)
+    bank[idx] = run.x.detach().to(bank.dtype)
+    neg = run.states.reshape(-1, dim)[:: settings.thin] if keep == "all" else run.x
+    neg = neg.detach().to(torch.float32)
+    e_pos, e_neg = ebm.energy(pos), ebm.energy(neg)
+    loss = e_pos.mean() - e_neg.mean()
+    if settings.l2_energy > 0:
+        loss = loss + settings.l2_energy * (e_pos.square().mean() + e_neg.square().mean())
+    terms = {"loss_ebm": float(loss.detach()), "energy_pos": float(e_pos.detach().mean()),
+             "energy_neg": float(e_neg.detach().mean()), "global_acceptance": run.global_acceptance,
+             "local_acceptance": run.local_acceptance, "step_size": float(sampler.local.step_size),
+             "lr_ebm": settings.lr_ebm * factor}
+    skipped = int(not guarded_step(loss, opt_ebm, ebm.parameters(), settings.grad_clip))
+    if settings.uses_flow:
+        nll = -flow.log_prob(neg).mean()
+        skipped += int(not guarded_step(nll, opt_flow, flow.parameters(), settings.grad_clip))
+        terms["flow_nll"] = float(nll.detach())
+    return terms, skipped
+
+
 def train_ebm(
     data: torch.Tensor,
     settings: EBMSettings,
@@ -169,6 +209,13 @@ def train_ebm(
     the mode weights of the EBM (integrated on a grid over ``box`` in 2-D, else from the
     persistent chains) and of the persistent chains. ``checkpoint_dir/ebm_state.pt`` is written
     every ``checkpoint_every`` iterations; a run with the same ``identity`` resumes from it.
+
+    The model is the tilted EBM ``p_theta(x) = exp(-E_theta(x)) rho(x) / Z_theta`` with ``rho`` the
+    density the flow has before training (``N(0, s^2 I)``): ``E`` starts at exactly 0 and the flow at
+    the identity, so the two agree at step 0. Each iteration is :func:`_training_step` (the paper's
+    Algorithm 1). Minibatches and MCMC noise come from generators seeded by ``(seed, iteration)``
+    and the whole state (networks, optimisers, persistent chains, adapted step size, history) is
+    checkpointed, so a killed run resumes to the same result.
     """
 
     log = log or logging.getLogger("boltzflow.ebm")
@@ -217,27 +264,8 @@ def train_ebm(
         for optimizer, lr in ((opt_ebm, settings.lr_ebm), (opt_flow, settings.lr_flow)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
-        gen = step_generator(settings.seed, it)
-        pos = data[torch.randint(0, n, (settings.batch_size,), generator=gen)]
-        idx = torch.randperm(settings.n_persistent, generator=gen)[: settings.batch_size]
-        keep = "all" if settings.negatives == "all" else "last"
-        run = sampler.run(bank[idx], ebm.log_prob, settings.n_cycles, generator=gen, keep=keep)
-        bank[idx] = run.x.detach().to(bank.dtype)
-        neg = run.states.reshape(-1, dim)[:: settings.thin] if keep == "all" else run.x
-        neg = neg.detach().to(torch.float32)
-        e_pos, e_neg = ebm.energy(pos), ebm.energy(neg)
-        loss = e_pos.mean() - e_neg.mean()
-        if settings.l2_energy > 0:
-            loss = loss + settings.l2_energy * (e_pos.square().mean() + e_neg.square().mean())
-        terms = {"loss_ebm": float(loss.detach()), "energy_pos": float(e_pos.detach().mean()),
-                 "energy_neg": float(e_neg.detach().mean()), "global_acceptance": run.global_acceptance,
-                 "local_acceptance": run.local_acceptance, "step_size": float(sampler.local.step_size),
-                 "lr_ebm": settings.lr_ebm * factor}
-        skipped += not guarded_step(loss, opt_ebm, ebm.parameters(), settings.grad_clip)
-        if settings.uses_flow:
-            nll = -flow.log_prob(neg).mean()
-            skipped += not guarded_step(nll, opt_flow, flow.parameters(), settings.grad_clip)
-            terms["flow_nll"] = float(nll.detach())
+        terms, failed = _training_step(data, bank, ebm, flow, opt_ebm, opt_flow, sampler, settings, it, factor)
+        skipped += failed
         for key, value in terms.items():
             window.setdefault(key, []).append(value)
         it += 1
