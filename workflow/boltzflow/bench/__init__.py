@@ -1,14 +1,19 @@
-"""bench."""
+"""Side-by-side benchmarks of the workflow's engines, reported as ratios measured in one run.
 
-from boltzflow.bench.flows import (  # noqa: F401
+:mod:`~boltzflow.bench.energy` times energy and force evaluations of the torch force field
+against OpenMM, :mod:`~boltzflow.bench.md` races the MD engines (plain OpenMM, the MD stage,
+the torch engine) to a statistical precision, and :mod:`~boltzflow.bench.flows` times flow
+training and sampling engines.
+"""
+
+from boltzflow.bench.energy import bench_energy, energy_markdown
+from boltzflow.bench.flows import (
     SAMPLING_ENGINES,
     TRAINING_ENGINES,
     bench_flows,
 )
-from boltzflow.bench.md import (  # noqa: F401
-    bench_energy,
+from boltzflow.bench.md import (
     bench_md,
-    energy_markdown,
     markdown_rows,
     markdown_table,
     plain_dynamics_correlation,
