@@ -1,15 +1,8 @@
-"""Benchmarks that compare engines side by side in one run, reported as ratios.
+"""MD benchmark: plain OpenMM, the workflow's MD stage and the torch engine, raced side by side.
 
-:func:`bench_md` measures, on the same machine and in the same process tree:
-
-- plain OpenMM: one ``Context`` with a Langevin integrator stepping with no I/O, on each
-  available platform (the CPU platform with as many threads as the benchmark was given);
-- the MD stage: :func:`boltzflow.md.run_replica` end to end (platform choice, equilibration,
-  saving a frame every ``save_interval_ps``, checkpoints, writing Parquet), for one replica and
-  for as many replicas in parallel processes as there are cores, as the workflow runs them;
-- the Parquet writer and reader of sample sets, in rows per second.
-
-Every MD row carries its ratio to the fastest plain single-context OpenMM run.
+Every engine runs on the same machine and in the same process tree, and each row is reported as
+a ratio to the fastest plain single-context OpenMM run; worker processes are started as
+``python -m boltzflow.bench.md JOB.json``.
 """
 
 from __future__ import annotations
@@ -415,6 +408,17 @@ def bench_md(
     With ``md_config`` (the config's ``md`` section, engine ``torch``) it also measures the torch
     engine for each replica count in ``torch_replicas`` and, if ``race_seconds`` > 0, runs
     :func:`precision_race` (``topology``: the mdtraj topology, for phi).
+
+    It measures, on the same machine and in the same process tree:
+
+    - plain OpenMM: one ``Context`` with a Langevin integrator stepping with no I/O, on each
+      available platform (the CPU platform with as many threads as the benchmark was given);
+    - the MD stage: :func:`boltzflow.md.run_replica` end to end (platform choice, equilibration,
+      saving a frame every ``save_interval_ps``, checkpoints, writing Parquet), for one replica and
+      for as many replicas in parallel processes as there are cores, as the workflow runs them;
+    - the Parquet writer and reader of sample sets, in rows per second.
+
+    Every MD row carries its ratio to the fastest plain single-context OpenMM run.
     """
     rows: list[dict[str, Any]] = []
     platforms = [p for p in available_platforms() if p in ("Reference", "CPU", "CUDA", "OpenCL")]
