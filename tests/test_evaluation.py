@@ -18,6 +18,8 @@ from boltzflow.evaluation import (
     fep_free_energy,
     fix_chirality,
     free_energy_from_populations,
+    initial_positive_sequence_tau,
+    integrated_autocorrelation_time,
     kish_ess,
     log_z_importance,
     mode_coverage,
@@ -27,6 +29,8 @@ from boltzflow.evaluation import (
     split_rhat,
     torus_wasserstein2,
 )
+from boltzflow.evaluation.diagnostics import _classic_rhat
+from boltzflow.mcmc import convergence_diagnostics
 
 # --------------------------------------------------------------------------------------------
 # Kish ESS
@@ -425,7 +429,6 @@ def test_mode_weights_and_coverage():
 # ---- split R-hat ----
 
 def test_classic_rhat_matches_a_hand_computation():
-    from boltzflow.evaluation.diagnostics import _classic_rhat
 
     chains = np.array([[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]])[:, :, None]
     # W = 5/3 (both chains), B/n = var(1.5, 3.5) = 2, var+ = 3/4 W + 2 = 3.25
@@ -446,7 +449,6 @@ def test_split_rhat_is_one_for_agreeing_chains_and_large_for_stuck_ones():
 def test_split_rhat_sees_trends_within_chains_and_spread_differences():
     rng = np.random.default_rng(1)
     drift = rng.normal(size=(8, 400)) + np.linspace(0.0, 6.0, 400)[None, :]
-    from boltzflow.evaluation.diagnostics import _classic_rhat
 
     assert _classic_rhat(drift[:, :, None])[0] < 1.05  # whole chains agree with each other ...
     assert split_rhat(drift)[0] > 1.3  # ... but the halves of each chain do not
@@ -466,3 +468,41 @@ def test_split_rhat_is_rank_based_and_checks_its_input():
         bad = x.copy()
         bad[0, 0, 0] = np.nan
         split_rhat(bad)
+
+
+# Pins of the diagnostics merge (issue 17): the numbers below come from the code before the merge,
+# md's integrated_autocorrelation_time (boltzflow.convergence), the reference sampler's
+# integrated_autocorrelation_time and _split_rhat (boltzflow.targets.reference), and split_rhat.
+def _ar_traces() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    x = np.zeros((501, 4))
+    e = rng.standard_normal((501, 4))
+    for t in range(1, 501):
+        x[t] = 0.9 * x[t - 1] + e[t]
+    return x
+
+
+def test_autocorrelation_time_pins_the_md_and_reference_sampler_numbers():
+    tr = _ar_traces()
+    unequal = np.concatenate([tr[:300, 0], tr[:501, 1], tr[:120, 2]])
+    assert integrated_autocorrelation_time(unequal, [300, 501, 120]) == 18.416473948964786
+    assert integrated_autocorrelation_time(tr.T.reshape(-1), [501] * 4) == 20.230703763631464
+    # the reference sampler summed in another order: equal up to rounding
+    assert integrated_autocorrelation_time(tr) == pytest.approx(20.230703763631467, rel=1e-12)
+    assert integrated_autocorrelation_time(tr[:500]) == pytest.approx(20.276483233978766, rel=1e-12)
+    assert convergence_diagnostics(tr)["tau_int"] == pytest.approx(20.230703763631467, rel=1e-12)
+    assert convergence_diagnostics(tr[:3])["tau_int"] == 1.0
+    assert convergence_diagnostics(np.ones((10, 2)))["tau_int"] == 1.0
+    antithetic = np.tile(np.array([1.0, -1.0]), 5)[:, None].repeat(2, axis=1)
+    assert convergence_diagnostics(antithetic)["tau_int"] == 0.1
+    assert initial_positive_sequence_tau(np.array([1.0, 0.5, 0.2, 0.1, -0.3, 0.0])) == 2.6
+
+
+def test_split_rhat_pins_the_reference_sampler_and_rank_normalised_numbers():
+    tr = _ar_traces()
+    assert convergence_diagnostics(tr)["rhat"] == pytest.approx(1.0650542361732114, rel=1e-12)
+    assert convergence_diagnostics(tr[:500])["rhat"] == pytest.approx(1.0650542361732114, rel=1e-12)
+    assert math.isnan(convergence_diagnostics(np.ones((10, 3)))["rhat"])
+    assert math.isnan(convergence_diagnostics(tr[:3])["rhat"])
+    assert split_rhat(tr.T).tolist() == [1.0629506318818374]
+    assert split_rhat(tr.T[:, :-1]).tolist() == [1.0632647765197245]

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from boltzflow.evaluation import integrated_autocorrelation_time
 from boltzflow.mcmc import (
     convergence_diagnostics,
-    integrated_autocorrelation_time,
     reference_samples,
 )
 from boltzflow.targets import synthetic  # noqa: F401  (registers the targets)

@@ -9,7 +9,11 @@ from boltzflow.evaluation.chirality import (  # noqa: F401
     chirality_signs,
     fix_chirality,
 )
-from boltzflow.evaluation.diagnostics import split_rhat  # noqa: F401
+from boltzflow.evaluation.diagnostics import (  # noqa: F401
+    initial_positive_sequence_tau,
+    integrated_autocorrelation_time,
+    split_rhat,
+)
 from boltzflow.evaluation.distances import (  # noqa: F401
     energy_wasserstein,
     torus_wasserstein2,
@@ -89,6 +93,8 @@ __all__ = [
     "mode_weights",
     "mode_coverage",
     "split_rhat",
+    "initial_positive_sequence_tau",
+    "integrated_autocorrelation_time",
     "STATES",
     "PHI_POSITIVE",
     "ROW_STATES",

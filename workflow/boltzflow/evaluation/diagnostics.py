@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-__all__ = ["split_rhat"]
+__all__ = ["split_rhat", "initial_positive_sequence_tau", "integrated_autocorrelation_time"]
 
 
 # MCMC convergence
@@ -38,7 +38,7 @@ def _rank_normalise(chains: np.ndarray) -> np.ndarray:
     return ndtri((ranks - 0.375) / (m * n + 0.25)).reshape(m, n, d)
 
 
-def split_rhat(chains: Any) -> np.ndarray:
+def split_rhat(chains: Any, *, rank_normalised: bool = True) -> np.ndarray:
     """Rank-normalised split R-hat of each coordinate, shape ``(d,)``, float64.
 
     ``chains`` has shape ``(M, N, d)`` (M chains of N draws; ``(M, N)`` for one coordinate), with
@@ -47,7 +47,8 @@ def split_rhat(chains: Any) -> np.ndarray:
     ``sqrt(var_plus / W)`` is taken; the same is done for the folded draws ``|x - median|``, and
     the larger value is returned. Values near 1 (below ~1.01) mean the chains agree; chains stuck
     in different modes give large values. The statistic is invariant under monotone maps of each
-    coordinate.
+    coordinate. With ``rank_normalised=False`` it is the classic split R-hat of the raw draws
+    (no ranks, no folding), which the reference sampler reports for its energy traces.
     """
     x = np.asarray(chains, dtype=np.float64)
     if x.ndim == 2:
@@ -60,7 +61,64 @@ def split_rhat(chains: Any) -> np.ndarray:
         raise ValueError(f"chains hold {int((~np.isfinite(x)).sum())} non-finite values")
     half = x.shape[1] // 2
     split = np.concatenate([x[:, :half], x[:, -half:]], axis=0)
+    if not rank_normalised:
+        return _classic_rhat(split)
     bulk = _classic_rhat(_rank_normalise(split))
     folded = np.abs(split - np.median(split.reshape(-1, split.shape[2]), axis=0))
     tail = _classic_rhat(_rank_normalise(folded))
     return np.maximum(bulk, tail)
+
+
+def initial_positive_sequence_tau(rho: np.ndarray) -> float:
+    """Integrated autocorrelation time ``1 + 2 sum_k rho_k`` from the normalised autocorrelation
+    ``rho`` (``rho[0] = 1``), summed over Geyer's initial positive sequence: pairs
+    ``rho_{2m} + rho_{2m+1}`` are added while they are positive."""
+    tau = -1.0
+    for k in range(0, len(rho) - 1, 2):
+        pair = rho[k] + rho[k + 1]
+        if pair <= 0.0:
+            break
+        tau += 2.0 * pair
+    return float(tau)
+
+
+def integrated_autocorrelation_time(values: Any, lengths: Any = None) -> float:
+    """Integrated autocorrelation time, in draws, of independent chains of one scalar.
+
+    ``values`` is either an array ``(n_steps, n_chains)`` of equal-length chains, or, with
+    ``lengths``, the chains concatenated into one 1-D array (chain ``c`` holds ``lengths[c]``
+    consecutive values). The autocovariance of each chain is taken around the pooled mean, summed
+    over chains, divided by the total number of draws, and summed over Geyer's initial positive
+    sequence (:func:`initial_positive_sequence_tau`). Returns NaN for a constant series and 1.0
+    when every chain has a single draw; values below 1 are possible for antithetic chains.
+
+    >>> x = np.repeat(np.arange(50.0) % 2, 2)[:, None].repeat(3, axis=1)  # 0, 0, 1, 1, 0, 0, ...
+    >>> round(integrated_autocorrelation_time(x), 3)
+    1.02
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if lengths is None:
+        if values.ndim != 2:
+            raise ValueError(f"values must have shape (n_steps, n_chains) when lengths is not given, got {values.shape}")
+        lengths = np.full(values.shape[1], values.shape[0])
+        values = values.T.reshape(-1)  # chain after chain, as with explicit lengths
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if values.ndim != 1 or int(lengths.sum()) != len(values):
+        raise ValueError(f"values of shape {values.shape} do not split into chains of lengths summing to "
+                         f"{int(lengths.sum())}")
+    n_total = len(values)
+    centred = values - values.mean()
+    if n_total < 2 or not np.any(centred):
+        return float("nan")
+    max_len = int(lengths.max())
+    acov = np.zeros(max_len)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    # chains of one length share one batched FFT
+    for n in np.unique(lengths):
+        rows = np.stack([centred[s : s + n] for s, m in zip(starts, lengths) if m == n])
+        f = np.fft.rfft(rows, n=2 * int(n), axis=1)
+        acov[:n] += np.fft.irfft(f * np.conj(f), n=2 * int(n), axis=1)[:, :n].sum(axis=0)
+    acov /= n_total
+    if max_len < 2:  # one draw per chain: no lag to correlate over
+        return 1.0
+    return initial_positive_sequence_tau(acov / acov[0])

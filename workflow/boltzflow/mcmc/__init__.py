@@ -20,13 +20,11 @@ from boltzflow.mcmc.kernels import (  # noqa: F401
 from boltzflow.mcmc.reference import (  # noqa: F401
     DEFAULTS,
     convergence_diagnostics,
-    integrated_autocorrelation_time,
     reference_samples,
 )
 
 __all__ = [
     "DEFAULTS",
-    "integrated_autocorrelation_time",
     "convergence_diagnostics",
     "reference_samples",
     "LogProb",

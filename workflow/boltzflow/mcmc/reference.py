@@ -32,12 +32,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from boltzflow.md import initial_positive_sequence_tau
+from boltzflow.evaluation import integrated_autocorrelation_time, split_rhat
 from boltzflow.targets import load_target
 from boltzflow.targets.base import Target
 from boltzflow.targets.synthetic import LennardJonesCluster
 
-__all__ = ["reference_samples", "DEFAULTS", "convergence_diagnostics", "integrated_autocorrelation_time"]
+__all__ = ["reference_samples", "DEFAULTS", "convergence_diagnostics"]
 
 #: Per-target defaults (targets not listed use ``"generic"``). ``burn_in`` and ``thin`` count
 #: moves; an HMC move costs ``n_leapfrog`` gradient evaluations, a MALA or random-walk move one.
@@ -98,42 +98,6 @@ def _initial_states(target: Target, n: int, generator: torch.Generator,
     return torch.randn(n, target.dim, generator=generator, dtype=torch.float64).to(dtype)
 
 
-def integrated_autocorrelation_time(traces: np.ndarray) -> float:
-    """Integrated autocorrelation time of ``traces`` ``(n_steps, n_chains)``.
-
-    The autocovariance is averaged over chains (around the pooled mean) and summed with
-    Geyer's initial positive sequence; the result is >= 1 only when the chains are
-    autocorrelated (it can be below 1 for antithetic chains).
-    """
-    traces = np.asarray(traces, dtype=np.float64)
-    n = traces.shape[0]
-    if n < 4:
-        return 1.0
-    centred = traces - traces.mean()
-    f = np.fft.rfft(centred, n=2 * n, axis=0)
-    acov = np.fft.irfft(f * np.conj(f), axis=0)[:n].mean(axis=1) / n
-    if acov[0] <= 0:
-        return 1.0
-
-    return float(max(initial_positive_sequence_tau(acov / acov[0]), 1.0 / n))
-
-
-def _split_rhat(traces: np.ndarray) -> float:
-    s, c = traces.shape
-    half = s // 2
-    if half < 2:
-        return float("nan")
-    parts = np.concatenate([traces[:half], traces[half : 2 * half]], axis=1)
-    n = parts.shape[0]
-    means = parts.mean(0)
-    w = parts.var(0, ddof=1).mean()
-    b = n * means.var(ddof=1)
-    if w <= 0:
-        return float("nan")
-    var_plus = (n - 1) / n * w + b / n
-    return float(math.sqrt(var_plus / w))
-
-
 def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.sort(a), np.sort(b)
     grid = np.concatenate([a, b])
@@ -169,13 +133,19 @@ def convergence_diagnostics(traces: np.ndarray, *, z_threshold: float = 4.0,
     ga, gb = means[: c // 2], means[c // 2 :]
     se_g = math.sqrt(ga.var(ddof=1) / len(ga) + gb.var(ddof=1) / len(gb)) if min(len(ga), len(gb)) > 1 else float("nan")
     out["z_groups"] = float((ga.mean() - gb.mean()) / se_g) if se_g > 0 else 0.0
-    tau = integrated_autocorrelation_time(traces)
+    # a short or constant trace counts as uncorrelated; tau is kept above 1/s
+    tau = integrated_autocorrelation_time(traces) if s >= 4 else 1.0
+    tau = max(tau, 1.0 / s) if math.isfinite(tau) else 1.0
     out["tau_int"] = tau
     out["ess"] = float(s * c / max(tau, 1.0))
     n_eff_half = max(out["ess"] / 2.0, 2.0)
     out["ks_halves"] = _ks_statistic(first.ravel(), second.ravel())
     out["ks_critical"] = float(math.sqrt(-0.5 * math.log(ks_alpha / 2.0)) * math.sqrt(2.0 / n_eff_half))
-    out["rhat"] = _split_rhat(traces)
+    # classic split R-hat of the first 2 * half saves (an odd last save is dropped); NaN when
+    # the halves are too short or none of them moves
+    halves = traces[: 2 * half].T.reshape(c, 2, half)
+    moving = half >= 2 and halves.var(axis=2, ddof=1).mean() > 0
+    out["rhat"] = float(split_rhat(traces[: 2 * half].T, rank_normalised=False)[0]) if moving else float("nan")
     q = [0.05, 0.25, 0.5, 0.75, 0.95]
     out["energy_quantiles_first_half"] = np.quantile(first, q).tolist()
     out["energy_quantiles_second_half"] = np.quantile(second, q).tolist()

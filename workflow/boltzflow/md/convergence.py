@@ -116,10 +116,10 @@ from boltzflow.evaluation import (
     phi_positive,
     residues,
 )
+from boltzflow.evaluation.diagnostics import integrated_autocorrelation_time
 from boltzflow.evaluation.states import _pairs
 
 __all__ = [
-    "initial_positive_sequence_tau",
     "PHI_POSITIVE",
     "ROW_STATES",
     "STATES",
@@ -129,7 +129,6 @@ __all__ = [
     "convergence_curves",
     "convergence_report",
     "halves_agreement",
-    "integrated_autocorrelation_time",
     "phi_positive",
     "populations_vs_time",
     "residues",
@@ -242,39 +241,6 @@ class _Chains:
 # --------------------------------------------------------------------------- estimators
 
 
-def _tau(values: np.ndarray, lengths: np.ndarray) -> float:
-    """Integrated autocorrelation time of ``values`` (chains concatenated, ``lengths`` each)."""
-    values = np.asarray(values, dtype=np.float64)
-    n_total = len(values)
-    centred = values - values.mean()
-    if n_total < 2 or not np.any(centred):
-        return float("nan")
-    max_len = int(lengths.max())
-    acov = np.zeros(max_len)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    for n in np.unique(lengths):
-        rows = np.stack([centred[s : s + n] for s, m in zip(starts, lengths) if m == n])
-        f = np.fft.rfft(rows, n=2 * int(n), axis=1)
-        acov[:n] += np.fft.irfft(f * np.conj(f), n=2 * int(n), axis=1)[:, :n].sum(axis=0)
-    acov /= n_total
-    if max_len < 2:  # one frame per chain: no lag to correlate over
-        return 1.0
-    return initial_positive_sequence_tau(acov / acov[0])
-
-
-def initial_positive_sequence_tau(rho: np.ndarray) -> float:
-    """Integrated autocorrelation time ``1 + 2 sum_k rho_k`` from the normalised autocorrelation
-    ``rho`` (``rho[0] = 1``), summed over Geyer's initial positive sequence: pairs
-    ``rho_{2m} + rho_{2m+1}`` are added while they are positive."""
-    tau = -1.0
-    for k in range(0, len(rho) - 1, 2):
-        pair = rho[k] + rho[k + 1]
-        if pair <= 0.0:
-            break
-        tau += 2.0 * pair
-    return float(tau)
-
-
 def _auto_block(tau: float, lengths: np.ndarray) -> int:
     longest = int(lengths.max())
     if not np.isfinite(tau):
@@ -315,7 +281,7 @@ def _estimate(values: np.ndarray, lengths: np.ndarray, block_frames: int | None,
                            "n_blocks": 0, "tau_frames": float("nan"), "block_frames": 0}
     if n == 0:
         return out
-    tau = _tau(values, lengths)
+    tau = integrated_autocorrelation_time(values, lengths)
     block = int(block_frames) if block_frames is not None else _auto_block(tau, lengths)
     block = min(block, int(lengths.max()))
     p = float(np.mean(values))
@@ -347,16 +313,6 @@ def _check_settings(n_boot: int, block_frames: int | None, confidence: float) ->
         raise ValueError(f"block_frames must be a positive number of frames or None, got {block_frames}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-
-
-def integrated_autocorrelation_time(values: Any, replica: Any, time_ps: Any) -> float:
-    """Integrated autocorrelation time (frames) of a per-frame series over independent chains.
-
-    Definition in the module docstring (pooled-mean autocovariance, Geyer's initial positive
-    sequence). NaN for a constant series.
-    """
-    chains = _Chains(replica, time_ps)
-    return _tau(chains.sort(np.asarray(values, dtype=np.float64)), chains.lengths)
 
 
 def bootstrap_population(indicator: Any, replica: Any, time_ps: Any, *, n_boot: int = 1000,
