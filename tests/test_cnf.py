@@ -13,14 +13,14 @@ import math
 
 import pytest
 import torch
-from boltzflow.cnf.model import (
+from boltzflow.cnf import (
     VelocityField,
-    _velocity_and_divergence,
     flow_matching_loss,
     integrate,
     log_prob,
     sample_with_log_prob,
 )
+from boltzflow.cnf.sampling import _velocity_and_divergence
 from torch import nn
 
 F64 = torch.float64

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from boltzflow.couplings import cnf_pairs, ot_pairs
 from boltzflow.fep import (
     StateBox,
     fit_state_map,
@@ -15,14 +16,18 @@ from boltzflow.fep import (
     parse_state,
     select_states,
     state_mask,
-    state_pairs,
     tfep_estimate,
     tfep_work,
 )
 from boltzflow.flows import BodyFrame, fit_body_frame, frame_from_config, helmert_basis
 from boltzflow.md import conformational_states
-from boltzflow.training import TrainSettings
+from boltzflow.training import TrainSettings, fit_cnf
 from torch import nn
+
+
+def state_pairs(xa, xb, **options):
+    """Exact-OT pairs between the points of state A and state B, float64 (x0 in A, x1 in B)."""
+    return ot_pairs(xb, x0=xa, dtype=np.float64, **options)[:2]
 
 
 @pytest.fixture(autouse=True)
@@ -295,7 +300,7 @@ def test_ot_state_pairs_with_unequal_states_use_every_point_of_the_larger():
 
 
 def test_bad_input_names_the_state_or_the_expected_shape(tmp_path):
-    with pytest.raises(ValueError, match="state B latent points is empty"):
+    with pytest.raises(ValueError, match="x1 points is empty"):
         state_pairs(np.zeros((4, 3)), np.zeros((0, 3)), batch_size=2)
     with pytest.raises(ValueError, match=r"expected \(n, 3\)"):
         state_pairs(np.zeros((4, 3)), np.zeros((4, 2)), batch_size=2)
@@ -317,9 +322,6 @@ def test_bad_input_names_the_state_or_the_expected_shape(tmp_path):
 def test_state_cnf_carries_state_a_onto_state_b():
     """The flow of a state CNF, trained on OT pairs between two Gaussians, maps A's samples onto B
     (mean and spread within stated tolerances), which a regression onto the pairs cannot promise."""
-    from boltzflow.fep import fit_state_cnf, state_cnf_pairs, state_pairs
-    from boltzflow.training import TrainSettings
-
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     xa = rng.normal(0.0, 1.0, size=(2000, 2))
@@ -330,9 +332,51 @@ def test_state_cnf_carries_state_a_onto_state_b():
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, history, _ = fit_state_cnf(x0, x1, hidden=64, layers=2, settings=settings, checkpoint_dir=tmp)
+        model, history, _ = fit_cnf(x1, x0=x0, hidden=64, layers=2, settings=settings, checkpoint_dir=tmp)
     fresh = rng.normal(0.0, 1.0, size=(4000, 2))
-    _, mapped = state_cnf_pairs(model, fresh, atol=1e-5, rtol=1e-5)
+    _, mapped, _ = cnf_pairs(model, x0=fresh, atol=1e-5, rtol=1e-5)
     assert np.allclose(mapped.mean(axis=0), [3.0, -1.0], atol=0.15)
     assert np.allclose(mapped.std(axis=0), [0.5, 2.0], rtol=0.15)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+
+# --------------------------------------------------------------------------- pins of the merged pipeline
+# Numbers from the pre-merge code (boltzflow.fep.state_pairs / fit_state_cnf / state_cnf_pairs and
+# boltzflow.couplings.ot_pairs / cnf_pairs, boltzflow.regflow.fit_cnf) on the same seeds.
+
+_PIN_SETTINGS = dict(steps=6, batch_size=4, lr=1e-3, checkpoint_every=6, history_every=3, seed=1, ema_decay=0.9)
+
+
+def test_pin_state_pipeline_equals_the_old_fep_functions(tmp_path):
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(3)
+    xa = rng.normal(size=(7, 2))
+    xb = rng.normal(2.0, 1.0, size=(5, 2))
+    x0, x1, _ = ot_pairs(xb, x0=xa, batch_size=3, seed=4, dtype=np.float64)
+    assert x0.tolist() == [[0.41809884672577885, -0.5677696061279298], [-0.45264929211044586, -0.2155971630897659], [2.0409191213851825, -2.5556650313141818], [0.22578661322792176, -0.3526307943415954], [-0.8652130762749417, 3.3229995166448827], [-2.019986129147251, -0.23193237764418947], [-0.2812874181513504, -0.6680463461089501]]
+    assert x1.tolist() == [[2.481945388506786, 1.7614463934266333], [0.9448494487948786, 1.6091990227653452], [2.9577587029597643, 1.80019787093342], [2.5451055226876447, 1.494771264385982], [2.024259565076665, 3.545820851212812], [2.481945388506786, 1.7614463934266333], [2.5451055226876447, 1.494771264385982]]
+    model, history, _ = fit_cnf(x1, x0=x0, hidden=8, layers=2, settings=TrainSettings(**_PIN_SETTINGS),
+                                checkpoint_dir=tmp_path)
+    with torch.no_grad():
+        v = model(torch.tensor([0.25, 0.75]), torch.tensor([[0.1, -0.2], [0.3, 0.4]])).double().tolist()
+    assert v == [[-0.1539754718542099, 0.13544704020023346], [-0.10999055206775665, 0.12999005615711212]]
+    assert history["loss"].tolist() == [12.283330917358398, 11.389057477315268]
+    a, b, _ = cnf_pairs(model, x0=xa, batch_size=3)
+    assert a.astype(float).tolist() == [[2.040919065475464, -2.5556650161743164], [0.4180988371372223, -0.5677695870399475], [-0.4526492953300476, -0.21559716761112213], [-2.019986152648926, -0.2319323718547821], [-0.8652130961418152, 3.3229994773864746], [0.22578661143779755, -0.3526307940483093], [-0.28128743171691895, -0.6680463552474976]]
+    assert b.astype(float).tolist() == [[1.897298812866211, -2.4200439453125], [0.2658277750015259, -0.4548968970775604], [-0.6108604669570923, -0.11085966974496841], [-2.1971614360809326, -0.1457848697900772], [-1.0294662714004517, 3.4026100635528564], [0.07273399084806442, -0.2421131581068039], [-0.43868348002433777, -0.5598622560501099]]
+
+
+def test_pin_prior_pipeline_equals_the_old_couplings_and_fit_cnf(tmp_path):
+    torch.set_num_threads(1)
+    x = np.random.default_rng(3).normal(size=(7, 2))
+    a, b, stats = ot_pairs(x, batch_size=3, n_pairs=9, seed=4)
+    assert a.astype(float).tolist() == [[-1.64139723777771, -0.00520326429978013], [-0.6234637498855591, 0.1486315280199051], [-1.6081877946853638, 0.2417718768119812], [0.23538091778755188, 1.575626015663147], [0.3166450262069702, 0.5105466842651367], [-1.4931167364120483, 2.2527291774749756], [-1.9156455993652344, 1.101801872253418], [-0.6720146536827087, 0.38018909096717834], [-0.11005869507789612, 1.4825711250305176]]
+    assert b.astype(float).tolist() == [[0.4180988371372223, -0.5677695870399475], [2.040919065475464, -2.5556650161743164], [-0.4526492953300476, -0.21559716761112213], [-2.019986152648926, -0.2319323718547821], [0.22578661143779755, -0.3526307940483093], [-0.8652130961418152, 3.3229994773864746], [-0.28128743171691895, -0.6680463552474976], [2.040919065475464, -2.5556650161743164], [-2.019986152648926, -0.2319323718547821]]
+    assert (stats["mean_sq_cost_ot"], stats["mean_sq_cost_independent"]) == (6.614635617698896, 8.189738188062277)
+    model, _, _ = fit_cnf(x, hidden=8, layers=2, settings=TrainSettings(**_PIN_SETTINGS), checkpoint_dir=tmp_path)
+    with torch.no_grad():
+        v = model(torch.tensor([0.25, 0.75]), torch.tensor([[0.1, -0.2], [0.3, 0.4]])).double().tolist()
+    assert v == [[-0.15620985627174377, 0.13532090187072754], [-0.11315946280956268, 0.1288304179906845]]
+    c0, c1, _ = cnf_pairs(model, 5, batch_size=2, seed=2)
+    assert c0.astype(float).tolist() == [[0.39229682087898254, -0.223564013838768], [-0.31950026750564575, -1.2050371170043945], [1.0444635152816772, -0.6332277059555054], [0.5731067657470703, 0.540947437286377], [-0.39190584421157837, -1.0426788330078125]]
+    assert c1.astype(float).tolist() == [[0.23664306104183197, -0.11432072520256042], [-0.48147180676460266, -1.0960885286331177], [0.8914850354194641, -0.5189133882522583], [0.41674748063087463, 0.644777774810791], [-0.5542733073234558, -0.9349753260612488]]

@@ -2,8 +2,10 @@
 
 import torch
 from _common import setup_logging
+from boltzflow.cnf import load_cnf
+from boltzflow.flows import frame_fingerprint
 from boltzflow.io import provenance, write_pairs
-from boltzflow.training import frame_fingerprint, load_cnf, make_cnf_pairs
+from boltzflow.training import make_cnf_pairs
 from boltzflow.units import resolve_device
 
 smk = snakemake  # noqa: F821

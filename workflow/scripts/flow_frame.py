@@ -2,9 +2,9 @@
 
 import mdtraj
 from _common import setup_logging
+from boltzflow.flows import frame_fingerprint, latent_frame, write_frame
 from boltzflow.io import provenance
 from boltzflow.md import split_frames
-from boltzflow.training import frame_fingerprint, latent_frame, write_frame
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -1,9 +1,10 @@
 """Rule ot_pairs: exact optimal-transport pairs between prior draws and the training frames."""
 
 from _common import setup_logging
+from boltzflow.flows import frame_fingerprint, read_frame
 from boltzflow.io import provenance, write_pairs
 from boltzflow.md import split_frames
-from boltzflow.training import frame_fingerprint, make_ot_pairs, read_frame
+from boltzflow.training import make_ot_pairs
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -4,10 +4,10 @@ import json
 
 import torch
 from _common import load_built, setup_logging
-from boltzflow.flows import CNFSampler, draw_sample_set, frame_from_config
+from boltzflow.cnf import CNFSampler, load_cnf
+from boltzflow.flows import draw_sample_set, frame_from_config
 from boltzflow.io import provenance, write_sample_set
 from boltzflow.targets.forcefield import TorchForceField
-from boltzflow.training import load_cnf
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -4,9 +4,11 @@ import shutil
 
 import torch
 from _common import setup_logging
+from boltzflow.cnf import save_cnf
+from boltzflow.flows import frame_fingerprint, read_frame, to_latent
 from boltzflow.io import config_hash, provenance, write_table
 from boltzflow.md import split_frames
-from boltzflow.training import TrainSettings, fit_cnf, frame_fingerprint, read_frame, save_cnf, to_latent
+from boltzflow.training import TrainSettings, fit_cnf
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

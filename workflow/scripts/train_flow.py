@@ -5,17 +5,10 @@ import shutil
 
 import torch
 from _common import setup_logging
-from boltzflow.flows import save_flow
+from boltzflow.flows import check_same_frame, frame_fingerprint, read_frame, save_flow
 from boltzflow.io import atomic_path, config_hash, provenance, read_pairs, write_table
 from boltzflow.md import split_frames
-from boltzflow.training import (
-    TrainSettings,
-    check_same_frame,
-    fit_flow,
-    flow_architecture,
-    frame_fingerprint,
-    read_frame,
-)
+from boltzflow.training import TrainSettings, fit_flow, flow_architecture
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)

@@ -63,8 +63,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from boltzflow.cnf import VelocityField, flow_matching_loss, integrate
-from boltzflow.couplings import ot_permutation
+from boltzflow.couplings import as_points, cnf_pairs, ot_pairs
 from boltzflow.evaluation import (
     DEFAULT_STATE_A,
     DEFAULT_STATE_B,
@@ -76,13 +75,15 @@ from boltzflow.evaluation import (
     state_mask,
     tfep_estimate,
 )
-from boltzflow.flows import BodyFrame, frame_from_config
-from boltzflow.training import fit_flow, train
+from boltzflow.flows import BodyFrame, frame_fingerprint, frame_from_config, to_latent
+from boltzflow.io import config_hash
+from boltzflow.systems import backbone_dihedrals
+from boltzflow.training import TrainSettings, fit_cnf, fit_flow, flow_architecture
 from boltzflow.units import resolve_device
 
 __all__ = [
-    "fit_state_cnf",
-    "state_cnf_pairs",
+    "run_tfep",
+    "TFEPRun",
     "DEFAULT_STATE_A",
     "DEFAULT_STATE_B",
     "StateBox",
@@ -90,7 +91,6 @@ __all__ = [
     "parse_state",
     "state_mask",
     "select_states",
-    "state_pairs",
     "fit_state_map",
     "TFEPWork",
     "tfep_work",
@@ -101,80 +101,6 @@ __all__ = [
 
 EnergyFn = Callable[[np.ndarray], Any]
 IndicatorFn = Callable[[np.ndarray], Any]
-
-
-# --------------------------------------------------------------------------- pairs
-
-
-def _points(x: Any, name: str, dim: int | None = None) -> np.ndarray:
-    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    a = a.astype(np.float64, copy=False)
-    expected = "(n, d)" if dim is None else f"(n, {dim})"
-    if a.ndim != 2 or (dim is not None and a.shape[1] != dim):
-        raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
-    if len(a) == 0:
-        raise ValueError(f"{name} is empty: the state holds no point")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} has {int((~np.isfinite(a)).any(axis=1).sum())} rows with non-finite values")
-    return a
-
-
-class _Stream:
-    """Indices into ``n`` points, one reshuffled pass after another (seeded)."""
-
-    def __init__(self, n: int, rng: np.random.Generator):
-        self.n, self.rng, self.order, self.pos = n, rng, rng.permutation(n), 0
-
-    def take(self, k: int) -> np.ndarray:
-        out = []
-        while k > 0:
-            if self.pos == self.n:
-                self.order, self.pos = self.rng.permutation(self.n), 0
-            step = min(k, self.n - self.pos)
-            out.append(self.order[self.pos:self.pos + step])
-            self.pos += step
-            k -= step
-        return np.concatenate(out)
-
-
-def state_pairs(xa_latent: Any, xb_latent: Any, *, batch_size: int, seed: int = 0, n_pairs: int | None = None,
-                log: logging.Logger | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact-OT pairs ``(x0, x1)`` between latent points of state A ``(N_A, d)`` and B ``(N_B, d)``.
-
-    Each state's points are drawn as a stream of seeded random passes (a new shuffle after each
-    pass); batches of ``batch_size`` A points and as many B points are matched by the exact
-    optimal assignment for the squared Euclidean cost
-    (:func:`boltzflow.couplings.ot_permutation`, which checks that POT's plan is a permutation).
-    ``n_pairs`` defaults to ``max(N_A, N_B)``, so every point of the larger state is used once
-    and the smaller state's points are reused with other partners. Returns float64 arrays
-    ``(n_pairs, d)``; ``x0[i]`` (state A) is paired with ``x1[i]`` (state B).
-    """
-
-    log = log or logging.getLogger("boltzflow.fep")
-    xa = _points(xa_latent, "state A latent points")
-    xb = _points(xb_latent, "state B latent points", xa.shape[1])
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n_pairs = max(len(xa), len(xb)) if n_pairs is None else int(n_pairs)
-    if n_pairs < 1:
-        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
-    rng = np.random.default_rng(seed)
-    stream_a, stream_b = _Stream(len(xa), rng), _Stream(len(xb), rng)
-    out0, out1 = [], []
-    cost_random = cost_ot = 0.0
-    done = 0
-    while done < n_pairs:
-        take = min(batch_size, n_pairs - done)
-        a, b = xa[stream_a.take(take)], xb[stream_b.take(take)]
-        perm = ot_permutation(a, b)[0] if take > 1 else np.zeros(1, dtype=np.int64)
-        cost_random += float(np.sum((a - b) ** 2))
-        cost_ot += float(np.sum((a - b[perm]) ** 2))
-        out0.append(a)
-        out1.append(b[perm])
-        done += take
-    log.info("%d OT state pairs in batches of %d: mean squared distance %.4g (random pairing %.4g)", done,
-             batch_size, cost_ot / done, cost_random / done)
-    return np.concatenate(out0), np.concatenate(out1)
 
 
 # --------------------------------------------------------------------------- the map
@@ -202,20 +128,19 @@ def fit_state_map(
 ) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """A coupling flow ``g`` trained by RegFlow regression ``g(x0) ~ x1`` on state pairs.
 
-    ``x0``, ``x1``: ``(n, d)`` latent points of states A and B (:func:`state_pairs`) in the frame
-    of ``architecture["frame"]`` (a :func:`~boltzflow.flows.build_flow` config); ``settings``: a
-    :class:`~boltzflow.training.TrainSettings`; ``regflow_options``: ``regulariser``,
-    ``lambda_reg``, ``target_noise`` as in :func:`boltzflow.regflow.fit_flow`, which does the
-    training (the flow's input is simply a state-A point instead of a prior draw). The summary
-    adds ``invertibility_state_a``: the round-trip error ``|g^-1(g(x0)) - x0|`` on (up to 10,000
-    of) the training inputs, where the map is used, next to fit_flow's report on prior draws.
+    ``x0``, ``x1``: ``(n, d)`` latent points of states A and B (:func:`boltzflow.couplings.ot_pairs`
+    with ``x0``, or :func:`boltzflow.couplings.cnf_pairs` of a state CNF) in the frame of
+    ``architecture["frame"]``; :func:`boltzflow.training.fit_flow` does the training, with a
+    state-A point as the flow's input instead of a prior draw. The summary adds
+    ``invertibility_state_a``: the round-trip error ``|g^-1(g(x0)) - x0|`` on (up to 10,000 of)
+    the training inputs, where the map is used, next to fit_flow's report on prior draws.
     """
 
     if "frame" not in architecture:
         raise ValueError("the state map's architecture needs a 'frame'")
     dim = frame_from_config(architecture["frame"]).dim
-    a = _points(x0, "x0 (state A latent points)", dim)
-    b = _points(x1, "x1 (state B latent points)", dim)
+    a = as_points(x0, "x0 (state A latent points)", dim)
+    b = as_points(x1, "x1 (state B latent points)", dim)
     if a.shape != b.shape:
         raise ValueError(f"x1 has shape {b.shape}, expected {a.shape} like x0 (one B point per A point)")
     model, history, summary = fit_flow("regflow", architecture, settings, checkpoint_dir, pairs=(a, b),
@@ -233,45 +158,6 @@ def fit_state_map(
         "mean_error": float(err[finite].mean()) if finite.any() else float("inf"),
         "nonfinite": int((~finite).any(dim=1).sum())}}
     return model, history, summary
-
-
-def fit_state_cnf(x0: Any, x1: Any, *, hidden: int, layers: int, settings: Any, checkpoint_dir: str | Path,
-                  identity: str = "", device: str = "cpu", log: logging.Logger | None = None):
-    """A flow-matching CNF that carries state A onto state B (a teacher for the state map).
-
-    Trained by conditional flow matching on the pairs ``(x0, x1)`` (A and B latent points, e.g.
-    the exact-OT pairs of :func:`state_pairs`, so the straight interpolants are short). Unlike a
-    regression of a one-step map onto those pairs, whose optimum is the blurred conditional mean
-    ``E[x1 | x0]``, the flow of the learned marginal velocity transports the distribution of A
-    onto that of B; integrating it gives a deterministic coupling a flow can fit (reflow).
-    Returns the EMA model on the CPU, the history and a summary.
-    """
-
-    a = torch.as_tensor(_points(x0, "x0 (state A latent points)"), dtype=torch.float32)
-    b = torch.as_tensor(_points(x1, "x1 (state B latent points)", a.shape[1]), dtype=torch.float32)
-    if a.shape != b.shape:
-        raise ValueError(f"x1 has shape {tuple(b.shape)}, expected {tuple(a.shape)} like x0")
-    torch.manual_seed(settings.seed)
-    where = resolve_device(device)
-    model = VelocityField(a.shape[1], hidden=hidden, layers=layers).to(where)
-
-    def objective(net, batch, generator):
-        loss = flow_matching_loss(net, batch["x0"], batch["x1"], generator=generator)
-        return loss, {"flow_matching": float(loss.detach())}
-
-    trained, history, summary = train(model, objective, {"x0": a.to(where), "x1": b.to(where)}, settings,
-                                      checkpoint_dir, identity=identity, log=log or logging.getLogger("boltzflow.fep"))
-    return trained.cpu(), history, summary
-
-
-def state_cnf_pairs(model: Any, xa_latent: Any, *, batch_size: int = 4096, method: str = "dopri5",
-                    atol: float = 1e-5, rtol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
-    """Reflow pairs ``(x_A, phi(x_A))`` of a state CNF (:func:`fit_state_cnf`), float64."""
-
-    a = torch.as_tensor(_points(xa_latent, "xa_latent"), dtype=torch.float32)
-    with torch.no_grad():
-        b = integrate(model, a, method=method, atol=atol, rtol=rtol, batch_size=batch_size)
-    return a.numpy().astype(np.float64), b.numpy().astype(np.float64)
 
 
 # --------------------------------------------------------------------------- work and estimate
@@ -367,3 +253,90 @@ def tfep_work(
         n_nonfinite += int((~good).sum())
         work[start:start + n] = w
     return TFEPWork(work, n_nonfinite, n_outside)
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+class TFEPRun(NamedTuple):
+    """What :func:`run_tfep` produces: the estimates, the works and the trained state map."""
+
+    table: pd.DataFrame  # one row per estimator: MD populations, TFEP with the RegFlow map
+    work: TFEPWork
+    state_map: Any
+    history: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def run_tfep(
+    fep: Mapping[str, Any],
+    flows: Mapping[str, Any],
+    frame: Mapping[str, Any],
+    *,
+    dihedrals: pd.DataFrame,
+    train_x: np.ndarray,
+    test_x: np.ndarray,
+    topology: Any,
+    energy: EnergyFn,
+    checkpoint_dir: str,
+    log: logging.Logger | None = None,
+) -> TFEPRun:
+    """dF between the states ``fep["state_a"]`` and ``fep["state_b"]`` by MD populations and by TFEP.
+
+    The MD estimate comes from the state populations of every frame's ``dihedrals``. The state map
+    is trained on training frames of A and B only, without energies: exact-OT pairs between the
+    two states (:func:`boltzflow.couplings.ot_pairs`), or, with ``fep["coupling"] == "cnf"``, the
+    reflow pairs of a flow-matching CNF trained on them (:func:`boltzflow.training.fit_cnf`,
+    :func:`boltzflow.couplings.cnf_pairs`), then RegFlow (:func:`fit_state_map`). The reduced
+    ``energy`` enters only in the works of the test frames of A (:func:`tfep_work`).
+    ``frame`` is the flow's frame config; ``flows`` the ``flows`` config section (architectures
+    and invertibility); checkpoints go to ``checkpoint_dir`` (and ``checkpoint_dir + "-cnf"``).
+    """
+    log = log or logging.getLogger("boltzflow.fep")
+    in_a_md, in_b_md = (state_mask(dihedrals, fep[key], name=key) for key in ("state_a", "state_b"))
+    md = md_free_energy(in_a_md, in_b_md, n_boot=fep["n_boot"], seed=fep["seed"], block=fep["md_block_frames"])
+    log.info("MD: dF = %.3f [%.3f, %.3f] kT from %d frames (%d in A, %d in B)", md["dF"], md["low"], md["high"],
+             md["n"], md["n_a"], md["n_b"])
+
+    xa, xb, _, _ = select_states(train_x, backbone_dihedrals(train_x, topology), fep["state_a"], fep["state_b"])
+    log.info("training frames: %d in A, %d in B", len(xa), len(xb))
+    x0, x1, _ = ot_pairs(to_latent(xb, frame), x0=to_latent(xa, frame), batch_size=fep["ot_batch_size"],
+                         n_pairs=fep["n_pairs"], seed=fep["seed"], dtype=np.float64, log=log)
+    device = resolve_device(fep["device"])
+    if fep["coupling"] == "cnf":
+        cnf = fep["cnf"]
+        teacher, teacher_history, _ = fit_cnf(
+            x1, x0=x0, hidden=cnf["hidden"], layers=cnf["layers"],
+            settings=TrainSettings.from_config({**cnf["train"], "seed": fep["seed"]}),
+            checkpoint_dir=checkpoint_dir + "-cnf", identity=config_hash({"fep": fep, "n": len(x0)}),
+            device=device, log=log)
+        x0, x1, _ = cnf_pairs(teacher, x0=x0, batch_size=cnf["batch_size"], method=cnf["method"],
+                              atol=cnf["atol"], rtol=cnf["rtol"], log=log)
+        log.info("reflow state pairs from the state CNF: %d (flow-matching loss %.4g at the end)", len(x0),
+                 float(teacher_history["loss"].iloc[-1]))
+    architecture = flow_architecture(fep["architecture"], flows[fep["architecture"]], frame)
+    settings = TrainSettings.from_config({**fep["train"], "seed": fep["seed"]})
+    identity = config_hash({"fep": fep, "architecture": {**architecture, "frame": frame_fingerprint(frame)},
+                            "n": len(x0)})
+    state_map, history, summary = fit_state_map(x0, x1, architecture, settings, fep["regflow"], checkpoint_dir,
+                                                identity=identity, device=device,
+                                                invertibility=flows["invertibility"], log=log)
+
+    xa_test, _, _, _ = select_states(test_x, backbone_dihedrals(test_x, topology), fep["state_a"], fep["state_b"])
+
+    def in_b(x: np.ndarray) -> np.ndarray:
+        return state_mask(backbone_dihedrals(np.asarray(x, dtype=np.float32), topology), fep["state_b"],
+                          name="state_b")
+
+    work = tfep_work(state_map, xa_test, energy, in_b)
+    tfep = tfep_estimate(work.work, n_boot=fep["n_boot"], seed=fep["seed"])
+    log.info("TFEP: dF = %.3f [%.3f, %.3f] kT from %d test frames of A (ESS %.3f; %d mapped outside B, "
+             "%d non-finite)", tfep["dF"], tfep["low"], tfep["high"], tfep["n"], tfep["ess"], work.n_outside_b,
+             work.n_nonfinite)
+    table = pd.DataFrame([
+        {"estimator": "MD populations", "dF": md["dF"], "low": md["low"], "high": md["high"], "n": md["n"],
+         "ess": np.nan, "n_outside_b": 0, "n_nonfinite": 0},
+        {"estimator": "TFEP (RegFlow map)", "dF": tfep["dF"], "low": tfep["low"], "high": tfep["high"],
+         "n": tfep["n"], "ess": tfep["ess"], "n_outside_b": work.n_outside_b, "n_nonfinite": work.n_nonfinite},
+    ])
+    return TFEPRun(table, work, state_map, history, summary)

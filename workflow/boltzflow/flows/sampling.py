@@ -27,34 +27,12 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from boltzflow.cnf import sample_with_log_prob
-
-__all__ = ["Sampler", "SampleDraw", "CNFSampler", "draw_sample_set"]
+__all__ = ["Sampler", "SampleDraw", "draw_sample_set"]
 
 
 class Sampler(Protocol):
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         ...
-
-
-class CNFSampler:
-    """A flow-matching CNF (:mod:`boltzflow.cnf`) as a sampler of the target's coordinates:
-    prior draws integrated with the exact divergence (float64, adaptive solver), mapped out of
-    the latent by ``frame`` with its log-Jacobian, so ``log q`` lives on the same space as a
-    coupling flow's."""
-
-    def __init__(self, model: torch.nn.Module, frame: torch.nn.Module, *, atol: float = 1e-5, rtol: float = 1e-5,
-                 method: str = "dopri5", batch_size: int = 1024):
-        self.model, self.frame = model, frame
-        self.options = {"atol": atol, "rtol": rtol, "method": method, "batch_size": batch_size}
-        self.nfe = 0
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-
-        stats: dict = {}
-        y, log_q = sample_with_log_prob(self.model, n, generator=generator, stats=stats, **self.options)
-        self.nfe += int(stats.get("nfe", 0))
-        return self.frame.from_latent(y, generator=generator), log_q + self.frame.log_jacobian(y)
 
 
 @dataclass

@@ -1,50 +1,37 @@
-"""training."""
+"""Training flows for Boltzmann generators: the RegFlow and MLE objectives
+(:mod:`~boltzflow.training.objectives`, RegFlow of arXiv 2506.01158), the shared loop with EMA,
+checkpoints and resume (:mod:`~boltzflow.training.loop`), and the workflow's steps that fit a
+coupling flow or a CNF teacher and make their pairs (:mod:`~boltzflow.training.fit`)."""
 
 from boltzflow.training.fit import (  # noqa: F401
-    FRAME_KINDS,
-    check_same_frame,
     fit_cnf,
     fit_flow,
     flow_architecture,
-    frame_fingerprint,
-    latent_frame,
-    load_cnf,
     make_cnf_pairs,
     make_ot_pairs,
-    read_frame,
-    save_cnf,
-    to_latent,
-    write_frame,
 )
 from boltzflow.training.loop import (  # noqa: F401
     CHECKPOINT_NAME,
     EMA,
-    METHODS,
-    REGULARISERS,
-    Objective,
     TrainSettings,
     guarded_step,
     invertibility_report,
+    train,
+)
+from boltzflow.training.objectives import (  # noqa: F401
+    METHODS,
+    REGULARISERS,
+    Objective,
     mle_loss,
     regflow_loss,
-    train,
 )
 
 __all__ = [
-    "FRAME_KINDS",
-    "latent_frame",
-    "frame_fingerprint",
-    "write_frame",
-    "read_frame",
-    "check_same_frame",
-    "to_latent",
     "make_ot_pairs",
     "flow_architecture",
     "fit_flow",
     "fit_cnf",
     "make_cnf_pairs",
-    "save_cnf",
-    "load_cnf",
     "METHODS",
     "REGULARISERS",
     "CHECKPOINT_NAME",

@@ -1,22 +1,10 @@
-"""Training objectives and the training loop for flows (RegFlow, MLE) and the CNF teacher.
+"""The training loop shared by flows (RegFlow, MLE) and the CNF teacher.
 
-Objectives (all on the flow's latent coordinates, see :mod:`boltzflow.flows.cartesian`):
-
-- **RegFlow** (Rehman et al., 2025, arXiv 2506.01158, Eq. 3 and Algorithm 1): regress the flow's
-  generative map onto fixed pairs ``(x0, x1)`` with ``x0 ~ N(0, I)``,
-
-      L = E || f(x0) - (x1 + sigma_n eps) ||^2 + lambda_r R,
-
-  with ``R = (log|det J_f(x0)|)^2`` ("logdet") or ``R = || f^-1(f(x0)) - x0 ||^2`` ("fwdbwd",
-  forward-backward self-consistency), or no regulariser.
-- **MLE**: the forward KL on data, ``L = -E log q(x1)`` (one inverse pass per point).
-- **Flow matching** for the CNF teacher (see :mod:`boltzflow.cnf`).
-
-The loop (:func:`train`) is shared: AdamW, linear warm-up then cosine decay, gradient clipping,
-an exponential moving average (EMA) of the weights, atomic checkpoints every few steps from which
-a killed run resumes to the same result, and non-finite losses or gradients skipped, counted and
-logged (too many in a row abort with an error). Minibatches and noise are drawn from generators
-seeded by ``(seed, epoch)`` and ``(seed, step)``, so a resumed run sees the same batches.
+AdamW, linear warm-up then cosine decay, gradient clipping, an exponential moving average (EMA) of
+the weights, atomic checkpoints every few steps from which a killed run resumes to the same result,
+and non-finite losses or gradients skipped, counted and logged (too many in a row abort). Batches
+and noise come from generators seeded by ``(seed, epoch)`` and ``(seed, step)``, so a resumed run
+sees the same batches.
 """
 
 from __future__ import annotations
@@ -28,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -36,15 +24,11 @@ import torch
 from torch import nn
 
 from boltzflow.io import atomic_path, load_resume_state
+from boltzflow.training.objectives import Objective
 
-__all__ = ["TrainSettings", "regflow_loss", "mle_loss", "train", "invertibility_report", "EMA",
-           "REGULARISERS", "METHODS", "guarded_step"]
+__all__ = ["TrainSettings", "train", "invertibility_report", "EMA", "guarded_step", "CHECKPOINT_NAME"]
 
-METHODS = ("regflow", "mle")
-REGULARISERS = ("logdet", "fwdbwd", "none")
 CHECKPOINT_NAME = "train_state.pt"
-
-Objective = Callable[[nn.Module, dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -95,52 +79,6 @@ class TrainSettings:
             return self.lr
         progress = (step - warmup) / max(1, self.steps - warmup)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-# ---- objectives ----
-
-def regflow_loss(regulariser: str = "logdet", lambda_reg: float = 1e-5, target_noise: float = 0.0) -> Objective:
-    """The RegFlow objective on batches ``{"x0": (B, d), "x1": (B, d)}`` (latent coordinates)."""
-    if regulariser not in REGULARISERS:
-        raise ValueError(f"regulariser must be one of {', '.join(REGULARISERS)}, got {regulariser!r}")
-    if lambda_reg < 0 or target_noise < 0:
-        raise ValueError("lambda_reg and target_noise must be >= 0")
-
-    def objective(flow, batch, generator):
-        x0, x1 = batch["x0"], batch["x1"]
-        if target_noise > 0:
-            x1 = x1 + target_noise * torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
-        y, logdet = flow(x0)
-        regression = (y - x1).square().sum(dim=1).mean()
-        terms = {"regression": float(regression.detach())}
-        loss = regression
-        if regulariser == "logdet":
-            reg = logdet.square().mean()
-        elif regulariser == "fwdbwd":
-            back, _ = flow.inverse(y)
-            reg = (back - x0).square().sum(dim=1).mean()
-        else:
-            reg = None
-        if reg is not None:
-            loss = loss + lambda_reg * reg
-            terms[regulariser] = float(reg.detach())
-        terms["mean_logdet"] = float(logdet.detach().mean())
-        return loss, terms
-
-    return objective
-
-
-def mle_loss() -> Objective:
-    """Negative log-likelihood of data batches ``{"x1": (B, d)}`` in latent coordinates (nats per
-    configuration; add the frame's ``log_jacobian`` for the density on the target's space)."""
-
-    def objective(flow, batch, generator):
-        z0, logdet = flow.inverse(batch["x1"])
-        log_q = -0.5 * (z0.square().sum(dim=1) + z0.shape[1] * math.log(2 * math.pi)) + logdet
-        nll = -log_q.mean()
-        return nll, {"nll": float(nll.detach())}
-
-    return objective
 
 
 # ---- EMA ----
