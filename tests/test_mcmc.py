@@ -11,9 +11,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-from boltzflow.mcmc import MALA, ULA, CountingLogProb, GlobalLocal, imh_step, init_state, isir_step, mala_step, ula_step
+from boltzflow.mcmc import (
+    MALA,
+    ULA,
+    CountingLogProb,
+    GlobalLocal,
+    imh_step,
+    init_state,
+    isir_step,
+    mala_step,
+    neighbour_swap,
+    reference_samples,
+    ula_step,
+)
+from boltzflow.md import BatchedLangevin
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 MEANS = torch.tensor([[-2.0, 0.0], [2.0, 0.5]], dtype=torch.float64)
@@ -252,3 +266,57 @@ def test_annealed_importance_sampling_finds_the_manywell_log_z():
     assert abs(result.log_z - target.log_z) < 0.05, (result.log_z, target.log_z)
     left = (result.x[:, ::2] < 0).double().mean()  # the tilt -0.5 x1 favours the right well
     assert 0.3 < float(left) < 0.5
+
+
+# ---- replica exchange: one swap rule shared by the reference sampler and the torch MD engine ----
+# The literals are the outputs of the two separate swap implementations that existed before
+# boltzflow.mcmc.tempering (torch_md.BatchedLangevin.exchange and targets.reference), on the
+# same seeds: the shared neighbour_swap must keep both callers' trajectories bitwise.
+
+
+def _harmonic(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return 0.5 * 50.0 * (x * x).sum(1), -50.0 * x
+
+
+def test_neighbour_swap_keeps_the_md_engine_trajectory():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine = BatchedLangevin(_harmonic, [1.0] * 3, [300.0, 400.0, 550.0, 700.0], n_ladders=2, seed=3)
+        engine.set_positions(torch.linspace(-0.1, 0.1, 3, dtype=torch.float64))
+        engine.draw_velocities()
+        masks = []
+        for _ in range(6):
+            engine.run(5)
+            masks.append(engine.exchange().to(torch.int64).tolist())
+    finally:
+        torch.set_num_threads(threads)
+    weights = torch.arange(24, dtype=torch.float64).reshape(8, 3)
+    assert masks == [[[1, 1], [1, 1]], [[1], [1]], [[1, 1], [1, 1]], [[1], [0]], [[1, 1], [1, 1]], [[1], [1]]]
+    assert engine.swap_accepts.tolist() == [[3, 3, 3], [3, 2, 3]]
+    assert float(engine.x.sum()) == 0.1113757826075763
+    assert float((engine.x * weights).sum()) == -1.9440353627583749
+    assert float((engine.v * weights).sum()) == -106.32970360851118
+
+
+def test_neighbour_swap_keeps_the_reference_sampler_samples():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s, d = reference_samples("dw4", 12, n_chains=4, n_temperatures=3, t_max=3.0, burn_in=6, thin=2, log=None)
+    finally:
+        torch.set_num_threads(threads)
+    assert float((s * np.arange(s.size).reshape(s.shape)).sum()) == 88.73741271936728
+    assert d["swap_acceptance"] == [0.75, 0.6666666666666666]
+    assert float(d["energies"].sum()) == -253.75313015923103
+
+
+def test_neighbour_swap_swaps_exactly_the_accepted_pairs():
+    energy = torch.tensor([[0.0, 50.0, 1.0, 1.0], [0.0, -50.0, 2.0, 2.0]], dtype=torch.float64)
+    beta = torch.tensor([1.0, 0.5, 0.25, 0.125], dtype=torch.float64)
+    accepted, perm = neighbour_swap(energy, beta, torch.tensor([0, 2]), torch.Generator().manual_seed(0))
+    # pair (0, 1): ladder 1's hot slot holds the low energy (always swapped), ladder 0's is e^-25 likely
+    assert not accepted[0, 0] and accepted[1, 0]
+    assert perm[0, :2].tolist() == [0, 1] and perm[1, :2].tolist() == [1, 0]
+    for c in range(2):
+        assert perm[c, 2:].tolist() == ([3, 2] if accepted[c, 1] else [2, 3])

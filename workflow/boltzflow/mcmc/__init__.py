@@ -1,4 +1,10 @@
-"""mcmc."""
+"""Markov chain Monte Carlo shared by the EBM, SGDS and MD stages.
+
+:mod:`~boltzflow.mcmc.kernels` holds the transition kernels (ULA, MALA, i-SIR, IMH) and annealed
+importance sampling, :mod:`~boltzflow.mcmc.tempering` the one replica-exchange swap rule of every
+parallel-tempering ladder, and :mod:`~boltzflow.mcmc.reference` the reference sampler that draws
+equilibrium samples of synthetic targets by parallel tempering.
+"""
 
 from boltzflow.mcmc.kernels import (  # noqa: F401
     MALA,
@@ -22,6 +28,7 @@ from boltzflow.mcmc.reference import (  # noqa: F401
     convergence_diagnostics,
     reference_samples,
 )
+from boltzflow.mcmc.tempering import neighbour_swap
 
 __all__ = [
     "DEFAULTS",
@@ -42,4 +49,5 @@ __all__ = [
     "GlobalLocal",
     "AISResult",
     "annealed_importance_sampling",
+    "neighbour_swap",
 ]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from boltzflow.evaluation import integrated_autocorrelation_time, split_rhat
+from boltzflow.mcmc.tempering import neighbour_swap
 from boltzflow.targets import load_target
 from boltzflow.targets.base import Target
 from boltzflow.targets.synthetic import LennardJonesCluster
@@ -323,12 +324,7 @@ def reference_samples(
         if k > 1:  # deterministic even/odd neighbour swaps
             lo = torch.arange(step % 2, k - 1, 2)
             if len(lo) > 0:
-                hi = lo + 1
-                log_swap = (betas[lo] - betas[hi]).view(1, -1) * (u[:, lo] - u[:, hi])
-                swap = torch.log(torch.rand(c, len(lo), generator=gen, dtype=dtype)) < log_swap
-                perm = torch.arange(k).repeat(c, 1)
-                perm[:, lo] = torch.where(swap, hi.view(1, -1), lo.view(1, -1))
-                perm[:, hi] = torch.where(swap, lo.view(1, -1), hi.view(1, -1))
+                swap, perm = neighbour_swap(u, betas, lo, gen, log_uniform=True)
                 x = torch.gather(x, 1, perm.unsqueeze(-1).expand(c, k, d))
                 g = torch.gather(g, 1, perm.unsqueeze(-1).expand(c, k, d))
                 u = torch.gather(u, 1, perm)

@@ -1,17 +1,9 @@
-"""Equilibrium data by molecular dynamics, with OpenMM as the reference engine.
+"""Equilibrium data by molecular dynamics with OpenMM, the reference engine of the MD stage.
 
-One replica is one independent Langevin trajectory (``LangevinMiddleIntegrator``, flexible
-bonds, the system temperature), run as its own job so replicas spread over cores or cluster
-nodes. :func:`run_replica` equilibrates, then saves a frame every ``save_interval_ps``; it writes
-an OpenMM checkpoint every ``checkpoint_interval_ps``, and when re-run after being killed it
-resumes from the last one. On the Reference platform the resumed trajectory is bitwise the one
-an uninterrupted run gives (the checkpoint holds the integrator's random state).
-
-Platform: CUDA when present. On CPU, per-step overhead dominates for systems of a few dozen
-atoms, so OpenMM's single-threaded Reference platform is usually much faster than its CPU
-platform; ``platform: auto`` measures both at the start of the job and takes the faster.
-
-Energies are reported as reduced energies ``u = E / (k_B T)`` (units of kT), in float64.
+One replica is one independent Langevin trajectory, run as its own job so replicas spread over
+cores or cluster nodes (:func:`run_replica`); :func:`gather_replicas` joins them into one sample
+set, and :func:`torch_md_settings` maps the same config section onto the torch engine.
+Energies are reduced, ``u = E / (k_B T)`` in float64.
 """
 
 from __future__ import annotations
@@ -174,7 +166,12 @@ def choose_platform(
     settings: MDSettings,
     threads: int = 1,
 ) -> tuple[str, dict[str, float]]:
-    """The platform to run on, and the ns/day measured for each candidate (empty if none)."""
+    """The platform to run on, and the ns/day measured for each candidate (empty if none).
+
+    Platform: CUDA when present. On CPU, per-step overhead dominates for systems of a few dozen
+    atoms, so OpenMM's single-threaded Reference platform is usually much faster than its CPU
+    platform; ``platform: auto`` measures both at the start of the job and takes the faster.
+    """
     available = available_platforms()
     if settings.platform != "auto":
         if settings.platform not in available:
@@ -282,6 +279,13 @@ def run_replica(
 
     Returns a summary (platform, ns/day, frames). Progress and ns/day go to the
     ``boltzflow.md`` logger at every checkpoint.
+
+    One replica is one independent Langevin trajectory (``LangevinMiddleIntegrator``, flexible
+    bonds, the system temperature), run as its own job so replicas spread over cores or cluster
+    nodes. :func:`run_replica` equilibrates, then saves a frame every ``save_interval_ps``; it writes
+    an OpenMM checkpoint every ``checkpoint_interval_ps``, and when re-run after being killed it
+    resumes from the last one. On the Reference platform the resumed trajectory is bitwise the one
+    an uninterrupted run gives (the checkpoint holds the integrator's random state).
     """
     n_atoms = system.getNumParticles()
     spf = settings.steps_per_frame

@@ -45,6 +45,10 @@ class TorchMDSettings:
     ``n_temperatures = 1`` is plain Langevin dynamics of ``n_ladders`` independent replicas.
     With more, the ladder is ``temperatures_K`` if given (it must start at ``temperature_K`` and
     increase), else geometric from ``temperature_K`` to ``max_temperature_K``.
+
+    >>> s = TorchMDSettings(n_ladders=2, n_temperatures=3, max_temperature_K=600.0, length_ps=10.0)
+    >>> [round(t) for t in s.ladder()], s.n_replicas, s.steps_per_frame, s.total_steps
+    ([300, 424, 600], 6, 500, 55000)
     """
 
     temperature_K: float = 300.0

@@ -18,6 +18,7 @@ import openmm.app as app
 import openmm.unit as unit
 import torch
 
+from boltzflow.mcmc.tempering import neighbour_swap
 from boltzflow.md.settings import _DTYPES
 from boltzflow.targets.forcefield import TorchForceField
 from boltzflow.units import kT_kJ_per_mol, resolve_device
@@ -318,16 +319,10 @@ class BatchedLangevin:
         self.n_exchanges += 1
         if K < 2 or lo.numel() == 0:
             return torch.zeros(M, 0, dtype=torch.bool, device=self.device)
-        hi = lo + 1
-        u = self.energy.reshape(M, K)
-        log_ratio = (self.beta_ladder[lo] - self.beta_ladder[hi]) * (u[:, lo] - u[:, hi])  # (M, P)
-        draw = torch.rand(log_ratio.shape, generator=self.generator, dtype=torch.float64, device=self.device)
-        accepted = draw < torch.exp(torch.clamp(log_ratio, max=0.0))
+        accepted, slots = neighbour_swap(self.energy.reshape(M, K), self.beta_ladder, lo, self.generator)
         self.swap_attempts[:, lo] += 1
         self.swap_accepts[:, lo] += accepted.to(torch.int64)
-        perm = self._identity.clone()
-        perm[:, lo] = torch.where(accepted, self._identity[:, hi], self._identity[:, lo])
-        perm[:, hi] = torch.where(accepted, self._identity[:, lo], self._identity[:, hi])
+        perm = self._identity[:, :1] + slots  # slot k of ladder m is replica m * K + k
         perm = perm.reshape(-1)
         scale = torch.sqrt(self.kT / self.kT[perm])  # T_new / T_old for the configuration arriving
         self.x.copy_(self.x[perm])
