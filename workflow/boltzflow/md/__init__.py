@@ -1,4 +1,12 @@
-"""md."""
+"""Equilibrium data of peptides by molecular dynamics.
+
+Two engines produce the same sample sets: OpenMM, one Langevin trajectory per job
+(:mod:`~boltzflow.md.openmm`), and the batched torch engine (:mod:`~boltzflow.md.torch_engine`,
+configured by :mod:`~boltzflow.md.settings`), which runs many replicas as parallel-tempering
+ladders (:mod:`~boltzflow.md.tempering`). :mod:`~boltzflow.md.splits` cuts trajectories into
+train, validation and test blocks, and :mod:`~boltzflow.md.convergence` reports whether the data
+have converged.
+"""
 
 from boltzflow.md.convergence import (  # noqa: F401
     BLOCK_TAUS,
