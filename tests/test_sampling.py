@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from boltzflow.evaluation import evenly_spaced, score_peptide_samples
-from boltzflow.flows import draw_sample_set
+from boltzflow.flows import BoltzmannGenerator, build_flow, draw_sample_set
 
 
 class GaussianSampler:
@@ -109,3 +109,24 @@ def test_mirrored_and_invalid_samples_are_counted(al2_cloud):
 def test_evenly_spaced():
     assert evenly_spaced(10, 3).tolist() == [0, 4, 9] or evenly_spaced(10, 3).tolist() == [0, 5, 9]
     assert evenly_spaced(3, 10).tolist() == [0, 1, 2]
+
+
+def test_boltzmann_generator_gives_the_old_flow_numbers_and_log_w_is_minus_energy_minus_log_q():
+    # pinned: flow.sample / flow.log_prob of the pre-refactor code on the same seeds
+    torch.manual_seed(0)
+    flow = build_flow({"transform": "affine", "layers": 2, "hidden": 8,
+                       "frame": {"kind": "vector", "dim": 2, "scale": 1.3}})
+    energy = lambda x: 0.5 * x.square().sum(1)  # noqa: E731
+    bg = BoltzmannGenerator(flow, energy)
+    x, log_q = bg.sample(3, generator=torch.Generator().manual_seed(5))
+    assert x.double().tolist() == [[-0.6328149437904358, -0.7849680185317993], [-0.7255250811576843, 0.8677815198898315], [-0.25663962960243225, 2.525618314743042]]
+    assert log_q.tolist() == [-2.663383486865036, -2.741135515761898, -4.269295659588587]
+    with torch.no_grad():
+        assert bg.log_q(x).tolist() == [-2.663383472357839, -2.741135515761898, -4.269295430932471]
+    log_w = bg.log_w(x, log_q)
+    assert log_w.dtype == torch.float64
+    assert torch.equal(log_w, -energy(x.double()) - log_q)
+    draw, old = bg.draw(50, batch_size=20, seed=3), draw_sample_set(flow, energy, 50, batch_size=20, seed=3)
+    np.testing.assert_array_equal(draw.x, old.x)
+    np.testing.assert_array_equal(draw.log_w, old.log_w)
+

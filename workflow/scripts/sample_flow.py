@@ -4,7 +4,7 @@ import json
 
 import torch
 from _common import load_built, setup_logging
-from boltzflow.flows import draw_sample_set, load_flow
+from boltzflow.flows import BoltzmannGenerator, load_flow
 from boltzflow.io import provenance, write_sample_set
 from boltzflow.targets.forcefield import TorchForceField
 from boltzflow.units import resolve_device
@@ -20,8 +20,8 @@ if flow.cartesian_dim != 3 * built.n_atoms:
     raise ValueError(f"{smk.input.model}: the flow samples {flow.cartesian_dim} coordinates, but {smk.input.xml} "
                      f"has {built.n_atoms} atoms")
 forcefield = TorchForceField(built.system, built.spec.temperature).to(device)
-draw = draw_sample_set(flow, lambda x: forcefield(x.to(device)), settings["n_samples"],
-                       batch_size=settings["batch_size"], seed=settings["seed"], log=log)
+generator = BoltzmannGenerator(flow, lambda x: forcefield(x.to(device)))
+draw = generator.draw(settings["n_samples"], batch_size=settings["batch_size"], seed=settings["seed"], log=log)
 stats = draw.stats()
 log.info("%s", json.dumps(stats))
 meta = provenance(smk.rule, settings, seed=settings["seed"], system=smk.wildcards.system,

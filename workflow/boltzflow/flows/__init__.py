@@ -2,7 +2,8 @@
 (:mod:`~boltzflow.flows.coupling`, :mod:`~boltzflow.flows.spline`) composed into a :class:`Flow`
 (:mod:`~boltzflow.flows.model`), coordinate frames that remove rigid motions
 (:mod:`~boltzflow.flows.body`, :mod:`~boltzflow.flows.cartesian`, fitted and fingerprinted in
-:mod:`~boltzflow.flows.frames`), and sampling with importance weights (:mod:`~boltzflow.flows.sampling`)."""
+:mod:`~boltzflow.flows.frames`), and a :class:`BoltzmannGenerator` (flow + target energy) drawing importance-weighted sample sets
+(:mod:`~boltzflow.flows.generator`, :mod:`~boltzflow.flows.sampling`)."""
 
 from boltzflow.flows.body import (
     BodyFrame,
@@ -27,6 +28,7 @@ from boltzflow.flows.frames import (
     to_latent,
     write_frame,
 )
+from boltzflow.flows.generator import BoltzmannGenerator
 from boltzflow.flows.model import (
     Flow,
     VectorFrame,
@@ -52,5 +54,5 @@ __all__ = [
     "rq_spline_planes", "rq_spline_split", "save_flow", "spline_knots",
     "standard_normal_log_prob",
     "FRAME_KINDS", "latent_frame", "frame_fingerprint", "write_frame", "read_frame", "check_same_frame", "to_latent",
-    "Sampler", "SampleDraw", "draw_sample_set",
+    "Sampler", "SampleDraw", "draw_sample_set", "BoltzmannGenerator",
 ]
