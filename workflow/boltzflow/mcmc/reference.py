@@ -1,26 +1,7 @@
-"""Reference equilibrium samples by parallel tempering for targets without an exact sampler.
+"""Reference equilibrium samples of synthetic targets by parallel-tempering MCMC.
 
-:func:`reference_samples` runs many independent parallel-tempering (replica-exchange) MCMC
-chains as one torch batch. Each chain carries ``n_temperatures`` replicas on a geometric
-ladder ``1 = T_0 < T_1 < ... < T_{K-1} = t_max``; every step moves every replica with one
-Metropolis-adjusted proposal for ``energy / T_k`` - Langevin (MALA), random walk, or
-Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps (HMC; MALA is its one-step case) -
-then attempts swaps between neighbouring temperatures (even pairs on even steps, odd pairs on
-odd steps), accepted with probability ``min(1, exp((1/T_k - 1/T_{k+1}) (U_k - U_{k+1})))``.
-
-The step size of each temperature is adapted during burn-in (Robbins-Monro on its log, toward
-the target acceptance: 0.574 for MALA, 0.234 for random walk, 0.65 for HMC) and then frozen,
-so the production run is an exact, time-homogeneous Markov chain. For translation-invariant particle
-targets (``target.com_free``: LJ-13, LJ-55, DW-4) the chains start at zero centre of mass
-and the noise and drift are projected onto the centre-of-mass-free subspace, so the chains
-sample the normalisable density on that subspace.
-
-Only the ``T = 1`` replicas are kept, after burn-in, every ``thin`` steps. The convergence
-check compares the ``T = 1`` energies of the first and second half of the production run
-(paired over chains), of two disjoint groups of chains, and their distributions (a KS
-statistic against a critical value from the effective sample size); together with the split
-R-hat of the energy, the MCMC and swap acceptance rates, the verdict is
-``diagnostics["converged"]`` (``strict=True`` raises instead).
+:func:`reference_samples` runs many independent replica-exchange chains as one torch batch and
+checks its own convergence; it serves the targets that have no exact sampler (LJ clusters, DW-4).
 """
 
 from __future__ import annotations
@@ -212,6 +193,30 @@ def reference_samples(
     need every MCMC rate in (0.05, 0.95) and every swap rate above ``min_swap_acceptance``),
     ``converged`` (all checks passed) and ``time_s``. With ``strict=True`` a failed check
     raises ``RuntimeError``. Deterministic given ``seed`` (and the torch thread count).
+
+    Algorithm
+    ---------
+    :func:`reference_samples` runs many independent parallel-tempering (replica-exchange) MCMC
+    chains as one torch batch. Each chain carries ``n_temperatures`` replicas on a geometric
+    ladder ``1 = T_0 < T_1 < ... < T_{K-1} = t_max``; every step moves every replica with one
+    Metropolis-adjusted proposal for ``energy / T_k`` - Langevin (MALA), random walk, or
+    Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps (HMC; MALA is its one-step case) -
+    then attempts swaps between neighbouring temperatures (even pairs on even steps, odd pairs on
+    odd steps), accepted with probability ``min(1, exp((1/T_k - 1/T_{k+1}) (U_k - U_{k+1})))``.
+
+    The step size of each temperature is adapted during burn-in (Robbins-Monro on its log, toward
+    the target acceptance: 0.574 for MALA, 0.234 for random walk, 0.65 for HMC) and then frozen,
+    so the production run is an exact, time-homogeneous Markov chain. For translation-invariant particle
+    targets (``target.com_free``: LJ-13, LJ-55, DW-4) the chains start at zero centre of mass
+    and the noise and drift are projected onto the centre-of-mass-free subspace, so the chains
+    sample the normalisable density on that subspace.
+
+    Only the ``T = 1`` replicas are kept, after burn-in, every ``thin`` steps. The convergence
+    check compares the ``T = 1`` energies of the first and second half of the production run
+    (paired over chains), of two disjoint groups of chains, and their distributions (a KS
+    statistic against a critical value from the effective sample size); together with the split
+    R-hat of the energy, the MCMC and swap acceptance rates, the verdict is
+    ``diagnostics["converged"]`` (``strict=True`` raises instead).
     """
     if isinstance(target, str):
 
