@@ -99,7 +99,7 @@ def integrated_autocorrelation_time(values: Any, lengths: Any = None) -> float:
     values = np.asarray(values, dtype=np.float64)
     if lengths is None:
         if values.ndim != 2:
-            raise ValueError(f"values must have shape (n_steps, n_chains) when lengths is not given, got {values.shape}")
+            raise ValueError(f"values must have shape (n_steps, n_chains) without lengths, got {values.shape}")
         lengths = np.full(values.shape[1], values.shape[0])
         values = values.T.reshape(-1)  # chain after chain, as with explicit lengths
     lengths = np.asarray(lengths, dtype=np.int64)

@@ -1,20 +1,7 @@
 """Score a sample set of a peptide against reference MD data: one row of the papers' tables.
 
-:func:`score_peptide_samples` takes proposals ``x`` with energies and exact ``log q`` and
-computes, in this order (the papers' evaluation, see REFERENCE.md "Metrics"):
-
-1. **chirality**: the sign of every C-alpha centre is compared with the reference data's; samples
-   that are the mirror image are mirrored (``x -> -x``, energy unchanged) and samples with mixed
-   signs get weight 0; both rates are reported;
-2. **ESS**: Kish's normalised ESS of ``log_w = -u - log q``, over every proposal drawn (invalid
-   ones, left out of the sample set, count as weight 0);
-3. **SNIS**: ``n_eval`` points resampled with ``softmax(log_w)`` after the quantile filter;
-4. **E-W1, E-W2** between the resampled energies and ``n_eval`` reference energies, and
-   **T-W2** between their backbone dihedrals (phi/psi of every residue, torus metric, exact OT);
-5. the same energy distances for the raw proposals (no reweighting), which still say something
-   when the ESS is near 0.
-
-Every metric is in :mod:`boltzflow.evaluation`; this module only composes them.
+Every metric is in :mod:`boltzflow.evaluation`; this module only composes them, in the order of
+the papers' evaluation (REFERENCE.md "Metrics").
 """
 
 from __future__ import annotations
@@ -78,14 +65,27 @@ def score_peptide_samples(x: np.ndarray, energy: np.ndarray, log_q: np.ndarray, 
                           reference_x: np.ndarray, reference_energy: np.ndarray, topology: mdtraj.Topology,
                           settings: Mapping[str, Any] | None = None,
                           states: Mapping[str, Any] | None = None) -> tuple[dict[str, float | int], pd.DataFrame]:
-    """The metrics of one sample set (see the module docstring); ``reference_*`` are the MD test
-    frames. Returns a flat dict of numbers and the resampled points (``sample``, the index of the
+    """The metrics of one sample set; ``reference_*`` are the MD test frames. Returns a flat dict of numbers and the resampled points (``sample``, the index of the
     point among the *valid* rows, ``energy`` and the backbone dihedrals, one row per resampled
     point; empty when no sample has a finite weight).
 
-    With ``states`` (``state_a``, ``state_b`` as in :mod:`boltzflow.fep`, ``n_boot``, ``seed``)
+    With ``states`` (``state_a``, ``state_b`` as in :mod:`boltzflow.evaluation.states`, ``n_boot``, ``seed``)
     the row also holds the reweighted free energy ``dF = -log(p_B / p_A)`` of the samples with a
-    bootstrap interval (``dF``, ``dF_low``, ``dF_high``; NaN when a state gets no weight)."""
+    bootstrap interval (``dF``, ``dF_low``, ``dF_high``; NaN when a state gets no weight).
+
+    From proposals ``x`` with energies and exact ``log q`` it computes, in this order:
+
+    1. **chirality**: the sign of every C-alpha centre is compared with the reference data's; samples
+       that are the mirror image are mirrored (``x -> -x``, energy unchanged) and samples with mixed
+       signs get weight 0; both rates are reported;
+    2. **ESS**: Kish's normalised ESS of ``log_w = -u - log q``, over every proposal drawn (invalid
+       ones, left out of the sample set, count as weight 0);
+    3. **SNIS**: ``n_eval`` points resampled with ``softmax(log_w)`` after the quantile filter;
+    4. **E-W1, E-W2** between the resampled energies and ``n_eval`` reference energies, and
+       **T-W2** between their backbone dihedrals (phi/psi of every residue, torus metric, exact OT);
+    5. the same energy distances for the raw proposals (no reweighting), which still say something
+       when the ESS is near 0.
+    """
     cfg = {**SCORE_DEFAULTS, **dict(settings or {})}
     x = np.asarray(x)
     energy = np.asarray(energy, dtype=np.float64)

@@ -1,18 +1,6 @@
 """Conformational states of peptide residues from their backbone dihedrals: the four basins that
 tile the (phi, psi) torus (alpha_R, beta, alpha_L, C7ax, plus the phi>0 union reported by the MD
 convergence check) and user-defined states as unions of (phi, psi) boxes, read from the config.
-
-Angles are read in degrees, rounded to 1e-4 degree (so float32 noise does not move an angle
-across a box edge) and wrapped into ``(-180, 180]``. The basins are
-
-=========  ==================================================  =================================
-state      box (degrees)                                       what it is
-=========  ==================================================  =================================
-alpha_R    phi <= 0 and -120 < psi <= 50                       right-handed helix basin
-beta       phi <= 0 and (psi <= -120 or psi > 50)              C5 / C7eq / PII (extended) region
-alpha_L    phi > 0 and psi >= 0                                left-handed helix basin
-C7ax       phi > 0 and psi < 0                                 C7ax basin
-=========  ==================================================  =================================
 """
 
 from __future__ import annotations
@@ -81,8 +69,21 @@ def _pairs(dihedrals: pd.DataFrame) -> list[str]:
 def conformational_states(dihedrals: pd.DataFrame) -> pd.DataFrame:
     """The basin of every frame for every residue with phi and psi: columns ``state_<RES>``.
 
-    Values are a pandas Categorical over :data:`STATES`; the boxes are in the module docstring.
-    The index is that of ``dihedrals``.
+    Values are a pandas Categorical over :data:`STATES`; the index is that of ``dihedrals``.
+
+    Angles are read in degrees, rounded to 1e-4 degree (so float32 noise does not move an angle
+    across a box edge) and wrapped into ``(-180, 180]``. The basins are
+
+    =========  ==================================================  =================================
+    state      box (degrees)                                       what it is
+    =========  ==================================================  =================================
+    alpha_R    phi <= 0 and -120 < psi <= 50                       right-handed helix basin
+    beta       phi <= 0 and (psi <= -120 or psi > 50)              C5 / C7eq / PII (extended) region
+    alpha_L    phi > 0 and psi >= 0                                left-handed helix basin
+    C7ax       phi > 0 and psi < 0                                 C7ax basin
+    =========  ==================================================  =================================
+
+    The four boxes tile the torus, so every frame has exactly one state.
     """
     out = {}
     for res in _pairs(dihedrals):
@@ -144,7 +145,13 @@ def _in_interval(deg: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StateBox:
-    """A box ``phi in (lo, hi]`` and ``psi in (lo, hi]`` (degrees, see the module docstring)."""
+    """A box ``phi in (lo, hi]`` and ``psi in (lo, hi]`` in degrees; an interval with
+    ``lo > hi`` runs through 180 (angles wrapped as in :func:`conformational_states`).
+
+    >>> box = StateBox(phi=(-180, 0), psi=(50, -120))  # the beta basin
+    >>> box.contains(np.array([-60.0, -60.0]), np.array([140.0, -40.0])).tolist()
+    [True, False]
+    """
 
     phi: tuple[float, float]
     psi: tuple[float, float]
@@ -162,7 +169,14 @@ class StateBox:
 class StateDefinition:
     """A named state of one residue: a basin name of :data:`STATES` or a union of
     :class:`StateBox` es. ``residue`` (e.g. ``ALA2``) may be left ``None`` when the dihedral
-    table has a single residue with phi and psi."""
+    table has a single residue with phi and psi.
+
+    >>> state = parse_state({"phi": [-180, 0], "psi": [-120, 50]}, "helix")
+    >>> state.name, len(state.boxes), state.basin
+    ('helix', 1, None)
+    >>> state_mask(np.radians([[-60.0, -45.0], [60.0, 45.0]]), state).tolist()
+    [True, False]
+    """
 
     name: str
     boxes: tuple[StateBox, ...] = ()

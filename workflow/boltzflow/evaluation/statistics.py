@@ -14,7 +14,12 @@ __all__ = ["BootstrapCI", "bootstrap_ci", "seed_summary"]
 
 
 class BootstrapCI(NamedTuple):
-    """A point estimate and the bounds of its bootstrap confidence interval."""
+    """A point estimate and the bounds of its bootstrap confidence interval.
+
+    >>> ci = bootstrap_ci(np.mean, np.arange(10.0), n_boot=200, seed=0)
+    >>> ci.estimate, bool(ci.low <= ci.estimate <= ci.high)
+    (4.5, True)
+    """
 
     estimate: float
     low: float

@@ -89,7 +89,12 @@ def kish_ess(log_w: np.ndarray | torch.Tensor) -> float:
 @dataclass(frozen=True)
 class Resampled:
     """Result of :func:`snis_resample`: the drawn ``indices`` (int64, shape ``(n,)``) and
-    ``n_filtered``, how many samples the quantile filter gave weight 0."""
+    ``n_filtered``, how many samples the quantile filter gave weight 0.
+
+    >>> r = snis_resample(np.array([0.0, -np.inf, 0.0]), 4, generator_or_seed=0)
+    >>> r.indices.shape, bool((r.indices != 1).all()), r.n_filtered
+    ((4,), True, 0)
+    """
 
     indices: np.ndarray
     n_filtered: int

@@ -1,102 +1,7 @@
-"""Convergence of equilibrium MD data: backbone basin populations with block-bootstrap intervals.
-
-The question this module answers for a dataset of one or more independent chains is: *how well
-do the frames pin down the population of each backbone basin, and do independent parts of the
-data agree?* Everything here is plain numpy/pandas and deterministic for a given ``seed``.
-
-Inputs
-------
-- the ``columns`` of a frames sample set (:func:`boltzflow.io.read_sample_set`), of which two
-  columns are used: ``replica`` (which independent chain a frame belongs to) and ``time_ps``
-  (simulated time of the frame within its chain). Chains may have different lengths and the
-  rows may be in any order: frames are put in (replica, time) order here.
-- the dihedral table of the same frames (rule ``dihedrals``): a ``frame`` column (row index
-  into the frames table) and ``phi_<RES>`` / ``psi_<RES>`` columns in radians.
-
-Basins (:func:`conformational_states`)
---------------------------------------
-Angles are converted to degrees, rounded to 1e-4 degree (so float32 noise does not move an
-angle across a box edge) and wrapped into ``(-180, 180]`` (so -180 and 180 are both read as
-180, which has phi > 0). For every residue with both a phi and a psi column:
-
-=========  ==================================================  =================================
-state      box (degrees)                                       what it is
-=========  ==================================================  =================================
-alpha_R    phi <= 0 and -120 < psi <= 50                       right-handed helix basin
-beta       phi <= 0 and (psi <= -120 or psi > 50)              C5 / C7eq / PII (extended) region
-alpha_L    phi > 0 and psi >= 0                                left-handed helix basin
-C7ax       phi > 0 and psi < 0                                 C7ax basin
-=========  ==================================================  =================================
-
-The four boxes tile the torus, so every frame has exactly one state. The union
-``phi>0`` = alpha_L + C7ax is reported as a fifth row per residue: for alanine peptides it is
-the rare, slowly exchanging region whose population is the usual convergence test.
-
-Estimates (all in :func:`state_populations` and friends)
---------------------------------------------------------
-For a state S of a residue, let ``I_t`` be 1 when frame t is in S and 0 otherwise.
-
-- **population**: the fraction of all frames in S, ``sum_t I_t / N`` (every frame of every chain
-  weighs the same, so long chains weigh more than short ones).
-- **n_frames_in_state**: ``sum_t I_t``. A state that is never visited has population 0 and
-  interval [0, 0]; the count 0 next to it shows the reader why.
-- **tau_frames** (integrated autocorrelation time of ``I``, in frames): the autocovariance of
-  ``I`` at lag k is summed over all chains around the *pooled* mean and divided by the total
-  frame count; ``tau = 1 + 2 sum_k rho_k`` is summed with Geyer's initial positive sequence
-  (stop at the first pair of lags whose correlation sum is not positive). Centring on the
-  pooled mean makes chains that sit in different basins look long-correlated, which is what
-  should happen: their blocks then become whole chains. NaN when ``I`` is constant.
-- **block_frames** (target block length ``b``): ``ceil(5 * max(tau, 1))``, raised when needed so
-  that there are at most 2,000 blocks in all (cost control; longer blocks only make the
-  interval more conservative), and capped at the longest chain. Pass ``block_frames`` to
-  override (it is then used as given, capped at each chain's length). Each chain of ``n``
-  frames is cut into ``m = max(1, n // b)`` contiguous blocks of nearly equal length (``n // m``
-  or one more), so no block is shorter than ``min(b, n)`` and there are no stub blocks.
-- **confidence interval** (block bootstrap, *pooled*): the ``M`` blocks of all chains form one
-  pool; a bootstrap replicate draws ``M`` blocks from the pool uniformly with replacement and
-  computes ``sum of I over the drawn blocks / frames in the drawn blocks``. The interval is the
-  (2.5 %, 97.5 %) percentiles of ``n_boot`` replicates (for ``confidence=0.95``), ``se`` their
-  standard deviation. Pooling across chains (rather than resampling within each chain) lets the
-  spread *between* chains enter the interval, so chains stuck in different basins give a wide
-  interval instead of a falsely narrow one. The blocks keep the autocorrelation within ``b``
-  frames, so the interval is right when ``b`` is several times ``tau``; an iid bootstrap
-  (``block_frames=1``) is too narrow by about ``sqrt(tau)``. With fewer than about 10 blocks
-  (see ``n_blocks``) the interval is rough; with a single block and a non-constant ``I`` there
-  is no information about the spread and the interval and ``se`` are NaN.
-- The random numbers of every estimate come from ``numpy.random.default_rng`` seeded with
-  ``seed`` and a fixed key naming the residue, state and data subset, so a number does not
-  depend on which other numbers were computed.
-
-Agreement of two halves (:func:`halves_agreement`)
---------------------------------------------------
-The data are split into two parts that are estimated independently:
-
-- two or more chains: chains at even positions of the sorted replica ids (half A) against
-  chains at odd positions (half B). The halves share no frames and no chain, so they are truly
-  independent samples;
-- a single chain: the first ``n // 2`` frames (A) against the rest (B).
-
-Each half is treated as a data set of its own: its population, ``tau``, block length and
-interval are computed from its frames only (so a half does not inherit a long block length
-that only the disagreement between the halves created). The test statistic is
-``z_halves = |p_A - p_B| / sqrt(se_A^2 + se_B^2)``; the halves agree (``halves_agree``) when
-``z_halves <= 3`` (about a 0.3 % false-alarm rate per row for well-sampled data), or when both populations are below ``floor`` (default 1e-3: too rare to
-compare), or when ``p_A == p_B`` exactly. A half whose interval cannot be estimated (NaN
-``se``) cannot be shown to agree. The split by chains detects chains (or groups of chains)
-that disagree beyond their stated uncertainty; it cannot see a bias that every chain shares,
-such as all chains started from the same structure and not yet relaxed. For that, the report
-also compares the first half of *every* chain's time with the second half (``early``,
-``late``, ``z_drift``, ``no_drift``, same test); these halves are adjacent in time, so the test
-is conservative when ``tau`` is comparable to the chain length.
-
-Populations against simulated time (:func:`populations_vs_time`)
-----------------------------------------------------------------
-At checkpoints ``k / K`` (``k = 1..K``, ``K = n_checkpoints``) every chain keeps its first
-``ceil(n * k / K)`` frames (its first fraction ``k / K`` of time, for evenly saved frames) and
-the population, ``tau``, block length and interval are recomputed from those frames alone:
-each point is what the data up to that time would have said. The abscissa is the *aggregate*
-simulated time of the kept frames of all chains, in ns; a chain's time is
-``t_last - t_first + dt`` with ``dt`` its median frame spacing.
+"""Convergence of equilibrium MD data: for one or more independent chains, how well the frames pin
+down the population of each backbone basin (:func:`boltzflow.evaluation.conformational_states`,
+plus the phi>0 union), with block-bootstrap intervals, and whether independent parts of the data
+agree. Everything here is plain numpy/pandas and deterministic for a given ``seed``.
 """
 
 from __future__ import annotations
@@ -250,7 +155,7 @@ def _auto_block(tau: float, lengths: np.ndarray) -> int:
 
 
 def _blocks(lengths: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets and lengths of the contiguous blocks of every chain (see module docstring)."""
+    """Start offsets and lengths of the contiguous blocks of every chain (see :func:`state_populations`)."""
     starts, sizes, offset = [], [], 0
     for n in lengths:
         n = int(n)
@@ -321,7 +226,7 @@ def bootstrap_population(indicator: Any, replica: Any, time_ps: Any, *, n_boot: 
     """Mean of a 0/1 per-frame ``indicator`` with its pooled block-bootstrap interval.
 
     Returns ``population``, ``ci_low``, ``ci_high``, ``se``, ``n_frames``, ``n_frames_in_state``,
-    ``n_blocks``, ``tau_frames`` and ``block_frames`` (definitions in the module docstring).
+    ``n_blocks``, ``tau_frames`` and ``block_frames`` (definitions in :func:`state_populations`).
     ``block_frames=1`` gives the naive iid bootstrap.
     """
     _check_settings(n_boot, block_frames, confidence)
@@ -348,6 +253,39 @@ def state_populations(states: pd.DataFrame, replica: Any, time_ps: Any, *, n_boo
     ``states`` is the output of :func:`conformational_states`, row-aligned with ``replica`` and
     ``time_ps``. One row per (residue, state) with ``population``, ``ci_low``, ``ci_high``,
     ``se``, ``n_frames``, ``n_frames_in_state``, ``n_blocks``, ``tau_frames``, ``block_frames``.
+
+    For a state S of a residue, let ``I_t`` be 1 when frame t is in S and 0 otherwise.
+
+    - **population**: the fraction of all frames in S, ``sum_t I_t / N`` (every frame of every chain
+      weighs the same, so long chains weigh more than short ones).
+    - **n_frames_in_state**: ``sum_t I_t``. A state that is never visited has population 0 and
+      interval [0, 0]; the count 0 next to it shows the reader why.
+    - **tau_frames** (integrated autocorrelation time of ``I``, in frames): the autocovariance of
+      ``I`` at lag k is summed over all chains around the *pooled* mean and divided by the total
+      frame count; ``tau = 1 + 2 sum_k rho_k`` is summed with Geyer's initial positive sequence
+      (stop at the first pair of lags whose correlation sum is not positive). Centring on the
+      pooled mean makes chains that sit in different basins look long-correlated, which is what
+      should happen: their blocks then become whole chains. NaN when ``I`` is constant.
+    - **block_frames** (target block length ``b``): ``ceil(5 * max(tau, 1))``, raised when needed so
+      that there are at most 2,000 blocks in all (cost control; longer blocks only make the
+      interval more conservative), and capped at the longest chain. Pass ``block_frames`` to
+      override (it is then used as given, capped at each chain's length). Each chain of ``n``
+      frames is cut into ``m = max(1, n // b)`` contiguous blocks of nearly equal length (``n // m``
+      or one more), so no block is shorter than ``min(b, n)`` and there are no stub blocks.
+    - **confidence interval** (block bootstrap, *pooled*): the ``M`` blocks of all chains form one
+      pool; a bootstrap replicate draws ``M`` blocks from the pool uniformly with replacement and
+      computes ``sum of I over the drawn blocks / frames in the drawn blocks``. The interval is the
+      (2.5 %, 97.5 %) percentiles of ``n_boot`` replicates (for ``confidence=0.95``), ``se`` their
+      standard deviation. Pooling across chains (rather than resampling within each chain) lets the
+      spread *between* chains enter the interval, so chains stuck in different basins give a wide
+      interval instead of a falsely narrow one. The blocks keep the autocorrelation within ``b``
+      frames, so the interval is right when ``b`` is several times ``tau``; an iid bootstrap
+      (``block_frames=1``) is too narrow by about ``sqrt(tau)``. With fewer than about 10 blocks
+      (see ``n_blocks``) the interval is rough; with a single block and a non-constant ``I`` there
+      is no information about the spread and the interval and ``se`` are NaN.
+    - The random numbers of every estimate come from ``numpy.random.default_rng`` seeded with
+      ``seed`` and a fixed key naming the residue, state and data subset, so a number does not
+      depend on which other numbers were computed.
     """
     _check_settings(n_boot, block_frames, confidence)
     chains, rows = _prepare(states, replica, time_ps)
@@ -389,9 +327,29 @@ def halves_agreement(states: pd.DataFrame, replica: Any, time_ps: Any, *, n_boot
                      z_max: float = 3.0, floor: float = 1e-3) -> pd.DataFrame:
     """Populations of two independent halves of the data and whether they agree.
 
-    Split and test as in the module docstring. One row per (residue, state) with ``split``,
+    Split and test as below. One row per (residue, state) with ``split``,
     ``half_a``, ``half_a_ci_low``, ``half_a_ci_high``, ``half_a_se``, ``half_a_n_frames``,
     ``half_a_block_frames``, the same for ``half_b``, ``z_halves`` and ``halves_agree``.
+
+    The data are split into two parts that are estimated independently:
+
+    - two or more chains: chains at even positions of the sorted replica ids (half A) against
+      chains at odd positions (half B). The halves share no frames and no chain, so they are truly
+      independent samples;
+    - a single chain: the first ``n // 2`` frames (A) against the rest (B).
+
+    Each half is treated as a data set of its own: its population, ``tau``, block length and
+    interval are computed from its frames only (so a half does not inherit a long block length
+    that only the disagreement between the halves created). The test statistic is
+    ``z_halves = |p_A - p_B| / sqrt(se_A^2 + se_B^2)``; the halves agree (``halves_agree``) when
+    ``z_halves <= 3`` (about a 0.3 % false-alarm rate per row for well-sampled data), or when both populations are below ``floor`` (default 1e-3: too rare to
+    compare), or when ``p_A == p_B`` exactly. A half whose interval cannot be estimated (NaN
+    ``se``) cannot be shown to agree. The split by chains detects chains (or groups of chains)
+    that disagree beyond their stated uncertainty; it cannot see a bias that every chain shares,
+    such as all chains started from the same structure and not yet relaxed. For that, the report
+    also compares the first half of *every* chain's time with the second half (``early``,
+    ``late``, ``z_drift``, ``no_drift``, same test); these halves are adjacent in time, so the test
+    is conservative when ``tau`` is comparable to the chain length.
     """
     _check_settings(n_boot, block_frames, confidence)
     chains, rows = _prepare(states, replica, time_ps)
@@ -412,6 +370,13 @@ def populations_vs_time(states: pd.DataFrame, replica: Any, time_ps: Any, *, n_c
     One row per (residue, state, checkpoint) with ``fraction``, ``time_ns`` (aggregate simulated
     time of the frames used, all chains), and the columns of :func:`state_populations`, all
     computed from the frames up to the checkpoint only.
+
+    At checkpoints ``k / K`` (``k = 1..K``, ``K = n_checkpoints``) every chain keeps its first
+    ``ceil(n * k / K)`` frames (its first fraction ``k / K`` of time, for evenly saved frames) and
+    the population, ``tau``, block length and interval are recomputed from those frames alone:
+    each point is what the data up to that time would have said. The abscissa is the *aggregate*
+    simulated time of the kept frames of all chains, in ns; a chain's time is
+    ``t_last - t_first + dt`` with ``dt`` its median frame spacing.
     """
     _check_settings(n_boot, block_frames, confidence)
     if int(n_checkpoints) < 1:
@@ -545,6 +510,13 @@ def convergence_report(frames_columns: pd.DataFrame, dihedrals: pd.DataFrame, *,
     ``halves_agree``) and of the drift test (``early``, ``late``, their intervals, ``z_drift``,
     ``no_drift``). ``name`` (e.g. the system) goes into the Markdown title. The summary is a
     JSON-serialisable dict (non-finite numbers become None).
+
+    - the ``columns`` of a frames sample set (:func:`boltzflow.io.read_sample_set`), of which two
+      columns are used: ``replica`` (which independent chain a frame belongs to) and ``time_ps``
+      (simulated time of the frame within its chain). Chains may have different lengths and the
+      rows may be in any order: frames are put in (replica, time) order here.
+    - the dihedral table of the same frames (rule ``dihedrals``): a ``frame`` column (row index
+      into the frames table) and ``phi_<RES>`` / ``psi_<RES>`` columns in radians.
     """
     _check_settings(n_boot, block_frames, confidence)
     aligned, replica, time_ps = align_inputs(frames_columns, dihedrals)
