@@ -1,21 +1,5 @@
-"""Draw importance-weighted sample sets from a trained sampler (the evaluation stage's first step).
-
-A *sampler* is anything with ``sample(n, generator) -> (x, log_q)``: ``x`` of shape
-``(n, dim)`` in the target's coordinates and ``log_q`` its exact log-density (float64) -- a
-:class:`~boltzflow.flows.Flow`, and later the CNF, the EBM's flow and the diffusion samplers
-through small adapters. :func:`draw_sample_set` draws in batches, evaluates the target's reduced
-energy ``u`` in float64 on the coordinates *as stored* (float32), and forms the log importance
-weight ``log_w = -u - log q``.
-
-Bad samples never crash the stage:
-
-- a NaN or infinite ``log_q``, or NaN coordinates or energy, make a row *invalid*: it is left out
-  of the sample set and counted (``n_invalid``);
-- an energy of ``+inf`` (e.g. overlapping atoms) is a valid sample the target gives zero density:
-  it is kept, with ``log_w = -inf`` (weight 0), and counted (``n_zero_weight``).
-
-The proposals drawn count towards the ESS denominator, so the invalid ones are reported beside it.
-"""
+"""Importance-weighted sample sets drawn in batches from any sampler with an exact ``log q``
+(a :class:`~boltzflow.flows.Flow`, the CNF, adapters for the EBM's flow and the diffusion samplers)."""
 
 from __future__ import annotations
 
@@ -63,7 +47,12 @@ def draw_sample_set(sampler: Sampler, energy: Callable[[torch.Tensor], torch.Ten
     """``n`` samples from ``sampler`` in batches of ``batch_size`` with their energies (``energy``
     maps a float64 ``(B, dim)`` tensor to ``(B,)`` reduced energies) and exact ``log q``.
 
-    Draws are reproducible: batch ``k`` uses a generator seeded with ``(seed, k)``.
+    Draws are reproducible: batch ``k`` uses a generator seeded with ``(seed, k)``. The energy is
+    evaluated in float64 on the coordinates as stored (float32), and ``log_w = -u - log q``. Bad
+    samples never crash the stage: a NaN or infinite ``log q``, or NaN coordinates or energy, make
+    a row invalid, left out and counted (``n_invalid``, reported beside the ESS denominator, which
+    counts every proposal); an energy of ``+inf`` (e.g. overlapping atoms) is a valid sample of
+    zero weight, kept with ``log_w = -inf`` and counted (``n_zero_weight``).
     """
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be >= 1, got {n} and {batch_size}")
