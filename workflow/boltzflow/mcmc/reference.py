@@ -142,6 +142,54 @@ def convergence_diagnostics(traces: np.ndarray, *, z_threshold: float = 4.0,
     return out
 
 
+def _metropolis_move(
+    target: Target, x: torch.Tensor, u: torch.Tensor, g: torch.Tensor, log_h: torch.Tensor,
+    betas: torch.Tensor, move: str, n_leapfrog: int, project: Callable[[torch.Tensor], torch.Tensor],
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Metropolis-adjusted MALA, random-walk or HMC move of every replica ``(c, k, d)`` for
+    ``energy / T_k``; returns the new states, energies, gradients and the acceptance mask."""
+    c, k, d = x.shape
+    dtype = x.dtype
+    b = betas.view(1, k)
+    h = torch.exp(log_h).view(1, k, 1)
+    noise = project(torch.randn(c * k, d, generator=gen, dtype=dtype)).reshape(c, k, d)
+    bb = b.unsqueeze(-1)
+    if move == "hmc":
+        # leapfrog step jittered by +-20 % per replica to avoid periodic trajectories
+        eps = h * (0.8 + 0.4 * torch.rand(c, k, 1, generator=gen, dtype=dtype))
+        p = noise
+        y, gy = x, g
+        p = p - 0.5 * eps * bb * gy
+        for i in range(n_leapfrog):
+            y = y + eps * p
+            uy, gy = _energy_grad(target, y.reshape(c * k, d))
+            gy = project(gy).reshape(c, k, d)
+            uy = uy.reshape(c, k)
+            p = p - (0.5 if i == n_leapfrog - 1 else 1.0) * eps * bb * gy
+        log_alpha = -b * (uy - u) - 0.5 * ((p**2).sum(-1) - (noise**2).sum(-1))
+    else:
+        if move == "mala":
+            y = x - h * bb * g + torch.sqrt(2.0 * h) * noise
+        else:
+            y = x + h * noise
+        uy, gy = _energy_grad(target, y.reshape(c * k, d))
+        gy = project(gy)
+        uy, gy = uy.reshape(c, k), gy.reshape(c, k, d)
+        log_alpha = -b * (uy - u)
+        if move == "mala":
+            fwd = ((y - x + h * bb * g) ** 2).sum(-1)
+            bwd = ((x - y + h * bb * gy) ** 2).sum(-1)
+            log_alpha = log_alpha - (bwd - fwd) / (4.0 * h.squeeze(-1))
+    finite = torch.isfinite(uy) & torch.isfinite(gy).all(-1) & torch.isfinite(log_alpha)
+    log_alpha = torch.where(finite, log_alpha, torch.full_like(log_alpha, -math.inf))
+    accept = torch.log(torch.rand(c, k, generator=gen, dtype=dtype)) < log_alpha
+    x = torch.where(accept.unsqueeze(-1), y, x)
+    u = torch.where(accept, uy, u)
+    g = torch.where(accept.unsqueeze(-1), gy, g)
+    return x, u, g, accept
+
+
 def reference_samples(
     target: Target | str,
     n_samples: int,
@@ -282,42 +330,7 @@ def reference_samples(
         f"burn-in {burn_in}, production {n_prod} (thin {thin}) -> {n_samples} samples")
 
     for step in range(total):
-        b = betas.view(1, k)
-        h = torch.exp(log_h).view(1, k, 1)
-        noise = project(torch.randn(c * k, d, generator=gen, dtype=dtype)).reshape(c, k, d)
-        bb = b.unsqueeze(-1)
-        if move == "hmc":
-            # leapfrog step jittered by +-20 % per replica to avoid periodic trajectories
-            eps = h * (0.8 + 0.4 * torch.rand(c, k, 1, generator=gen, dtype=dtype))
-            p = noise
-            y, gy = x, g
-            p = p - 0.5 * eps * bb * gy
-            for i in range(n_leapfrog):
-                y = y + eps * p
-                uy, gy = _energy_grad(target, y.reshape(c * k, d))
-                gy = project(gy).reshape(c, k, d)
-                uy = uy.reshape(c, k)
-                p = p - (0.5 if i == n_leapfrog - 1 else 1.0) * eps * bb * gy
-            log_alpha = -b * (uy - u) - 0.5 * ((p**2).sum(-1) - (noise**2).sum(-1))
-        else:
-            if move == "mala":
-                y = x - h * bb * g + torch.sqrt(2.0 * h) * noise
-            else:
-                y = x + h * noise
-            uy, gy = _energy_grad(target, y.reshape(c * k, d))
-            gy = project(gy)
-            uy, gy = uy.reshape(c, k), gy.reshape(c, k, d)
-            log_alpha = -b * (uy - u)
-            if move == "mala":
-                fwd = ((y - x + h * bb * g) ** 2).sum(-1)
-                bwd = ((x - y + h * bb * gy) ** 2).sum(-1)
-                log_alpha = log_alpha - (bwd - fwd) / (4.0 * h.squeeze(-1))
-        finite = torch.isfinite(uy) & torch.isfinite(gy).all(-1) & torch.isfinite(log_alpha)
-        log_alpha = torch.where(finite, log_alpha, torch.full_like(log_alpha, -math.inf))
-        accept = torch.log(torch.rand(c, k, generator=gen, dtype=dtype)) < log_alpha
-        x = torch.where(accept.unsqueeze(-1), y, x)
-        u = torch.where(accept, uy, u)
-        g = torch.where(accept.unsqueeze(-1), gy, g)
+        x, u, g, accept = _metropolis_move(target, x, u, g, log_h, betas, move, n_leapfrog, project, gen)
         acc_rate = accept.to(dtype).mean(0)
 
         if step < burn_in:
