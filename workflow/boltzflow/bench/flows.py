@@ -1,35 +1,6 @@
 """Sampling and training throughput of the coupling flows against zuko and the CNF, side by side.
 
-:func:`bench_flows` times, in one process and at one thread count:
-
-- **sampling with the exact log-density** (``section == "sampling"``): our spline and affine
-  coupling flows (:meth:`boltzflow.flows.Flow.sample`), two zuko flows of the same size, and the
-  flow-matching CNF with its exact divergence (:func:`boltzflow.cnf.sample_with_log_prob`);
-- **training throughput** (``section == "training"``): one optimiser step of RegFlow
-  (:func:`boltzflow.training.regflow_loss` with the log-det regulariser) and of maximum
-  likelihood (:func:`boltzflow.training.mle_loss`), for both of our architectures.
-
-The machine's speed drifts (other processes, frequency scaling), so engines are interleaved:
-round ``r`` times every engine once, ratios are taken within a round, and the table reports the
-median ratio over rounds with its minimum and maximum.
-
-The zuko baselines
-------------------
-``zuko_nsf`` is ``zuko.flows.NSF(features, transforms, hidden_features, bins, passes=2)``, the
-coupling NSF the paper configurations are sized after. zuko builds it as a masked
-autoregressive transform with two passes and defines it in the density direction (data ->
-noise), so a sample is an inverse: two conditioner passes per layer, and the log-density of the
-sample one more (``NormalizingFlow.rsample_and_log_prob`` calls ``transform.inv.call_and_ladj``,
-which for these transforms evaluates the inverse and then the forward log-Jacobian at the
-result). Its conditioners are full-width masked MLPs (all ``d`` inputs in, ``d`` times the spline
-parameters out, the unused half masked away), which is also why zuko counts about 1.75 times our
-trainable parameters at the same size while the weights it actually uses match ours within 1 %.
-
-``zuko_coupling`` is the same spline family built from zuko's true coupling transform,
-``zuko.flows.NICE(..., univariate=MonotonicRQSTransform, shapes=[(K,), (K,), (K - 1,)])`` (both
-documented constructor arguments): one conditioner pass per layer for the sample and one for its
-log-density, and conditioners with exactly our layer shapes. It is the fastest documented way we
-found to sample a coupling NSF with its exact log-density in zuko, so it is the stricter baseline.
+:func:`bench_flows` interleaves the engines round by round and reports within-round ratios.
 """
 
 from __future__ import annotations
@@ -322,6 +293,37 @@ def bench_flows(*, dim: int = 60, layers: int = 12, hidden: int = 256, depth: in
         of RegFlow against MLE for training), and for our sampling rows
         ``ratio_vs_<baseline>[_min|_max]`` against each of ``zuko_nsf``, ``zuko_coupling``,
         ``cnf_float32`` and ``cnf_float64``.
+
+    :func:`bench_flows` times, in one process and at one thread count:
+
+    - **sampling with the exact log-density** (``section == "sampling"``): our spline and affine
+      coupling flows (:meth:`boltzflow.flows.Flow.sample`), two zuko flows of the same size, and the
+      flow-matching CNF with its exact divergence (:func:`boltzflow.cnf.sample_with_log_prob`);
+    - **training throughput** (``section == "training"``): one optimiser step of RegFlow
+      (:func:`boltzflow.training.regflow_loss` with the log-det regulariser) and of maximum
+      likelihood (:func:`boltzflow.training.mle_loss`), for both of our architectures.
+
+    The machine's speed drifts (other processes, frequency scaling), so engines are interleaved:
+    round ``r`` times every engine once, ratios are taken within a round, and the table reports the
+    median ratio over rounds with its minimum and maximum.
+
+    The zuko baselines
+    ------------------
+    ``zuko_nsf`` is ``zuko.flows.NSF(features, transforms, hidden_features, bins, passes=2)``, the
+    coupling NSF the paper configurations are sized after. zuko builds it as a masked
+    autoregressive transform with two passes and defines it in the density direction (data ->
+    noise), so a sample is an inverse: two conditioner passes per layer, and the log-density of the
+    sample one more (``NormalizingFlow.rsample_and_log_prob`` calls ``transform.inv.call_and_ladj``,
+    which for these transforms evaluates the inverse and then the forward log-Jacobian at the
+    result). Its conditioners are full-width masked MLPs (all ``d`` inputs in, ``d`` times the spline
+    parameters out, the unused half masked away), which is also why zuko counts about 1.75 times our
+    trainable parameters at the same size while the weights it actually uses match ours within 1 %.
+
+    ``zuko_coupling`` is the same spline family built from zuko's true coupling transform,
+    ``zuko.flows.NICE(..., univariate=MonotonicRQSTransform, shapes=[(K,), (K,), (K - 1,)])`` (both
+    documented constructor arguments): one conditioner pass per layer for the sample and one for its
+    log-density, and conditioners with exactly our layer shapes. It is the fastest documented way we
+    found to sample a coupling NSF with its exact log-density in zuko, so it is the stricter baseline.
     """
     for name, value in (("dim", dim), ("layers", layers), ("hidden", hidden), ("depth", depth), ("bins", bins),
                         ("repeats", repeats), ("threads", threads), ("cnf_hidden", cnf_hidden),

@@ -1,30 +1,7 @@
 """MCMC kernels on batches of independent chains, shared by flowMC-EBM and the SGDS searchers.
 
-Every kernel advances ``B`` chains ``x`` of shape ``(B, d)`` (float32 or float64, any device)
-targeting ``pi(x) ∝ exp(log_prob(x))``, where ``log_prob`` maps ``(B, d) -> (B,)`` and is
-differentiable by autograd (it may be a neural network: gradients are taken with respect to ``x``
-only, so nothing accumulates on the network's parameters).
-
-Local kernels (gradient-based; they carry a :class:`ChainState` with the log-density and its
-gradient at the current points, so one step costs one evaluation):
-
-- ULA, ``x' = x + h grad log pi(x) + sqrt(2h) xi``, no correction (biased for finite ``h``);
-- MALA, the same proposal ``N(x + h grad, 2h I)`` with the Metropolis-Hastings correction for
-  its asymmetric density ``log q(x'|x) = -|x' - x - h grad(x)|^2 / (4h)``; :class:`MALA` adapts
-  ``h`` toward a target acceptance rate (0.574 is optimal for smooth targets in high dimension).
-
-Global kernels with a proposal density ``q`` (a normalizing flow: ``sample(n)`` returns points
-and their exact ``log q``, ``log_prob(x)`` scores points):
-
-- independent Metropolis-Hastings (IMH), accept ``x' ~ q`` with ``min(1, pi(x') q(x) / (pi(x) q(x')))``;
-- i-SIR (Andrieu et al. 2010; Samsonov et al. 2022), ``N - 1`` proposals plus the current point,
-  one of them resampled with probability proportional to ``pi / q``. Both leave ``pi`` invariant
-  whatever ``q`` is; a good ``q`` lets chains jump between modes.
-
-:class:`GlobalLocal` interleaves them (``n_global`` global steps, then ``n_local`` local steps,
-per cycle) and reports acceptance rates. Rows whose proposal has a non-finite log-density or
-gradient are rejected, so a NaN never enters a chain. Randomness comes only from the optional
-``torch.Generator``; log-density comparisons are done in float64.
+Local kernels (ULA, MALA) and global ones with a flow proposal (IMH, i-SIR), composed by
+:class:`GlobalLocal`, plus annealed importance sampling.
 """
 
 from __future__ import annotations
@@ -306,7 +283,34 @@ class GlobalLocal:
     """Cycles of ``n_global`` global (flow) steps followed by ``n_local`` local steps.
 
     ``local`` is a :class:`MALA` or :class:`ULA`; with ``proposal=None`` or ``global_kind="none"``
-    only local steps are taken."""
+    only local steps are taken.
+
+    Every kernel advances ``B`` chains ``x`` of shape ``(B, d)`` (float32 or float64, any device)
+    targeting ``pi(x) ∝ exp(log_prob(x))``, where ``log_prob`` maps ``(B, d) -> (B,)`` and is
+    differentiable by autograd (it may be a neural network: gradients are taken with respect to ``x``
+    only, so nothing accumulates on the network's parameters).
+
+    Local kernels (gradient-based; they carry a :class:`ChainState` with the log-density and its
+    gradient at the current points, so one step costs one evaluation):
+
+    - ULA, ``x' = x + h grad log pi(x) + sqrt(2h) xi``, no correction (biased for finite ``h``);
+    - MALA, the same proposal ``N(x + h grad, 2h I)`` with the Metropolis-Hastings correction for
+      its asymmetric density ``log q(x'|x) = -|x' - x - h grad(x)|^2 / (4h)``; :class:`MALA` adapts
+      ``h`` toward a target acceptance rate (0.574 is optimal for smooth targets in high dimension).
+
+    Global kernels with a proposal density ``q`` (a normalizing flow: ``sample(n)`` returns points
+    and their exact ``log q``, ``log_prob(x)`` scores points):
+
+    - independent Metropolis-Hastings (IMH), accept ``x' ~ q`` with ``min(1, pi(x') q(x) / (pi(x) q(x')))``;
+    - i-SIR (Andrieu et al. 2010; Samsonov et al. 2022), ``N - 1`` proposals plus the current point,
+      one of them resampled with probability proportional to ``pi / q``. Both leave ``pi`` invariant
+      whatever ``q`` is; a good ``q`` lets chains jump between modes.
+
+    :class:`GlobalLocal` interleaves them (``n_global`` global steps, then ``n_local`` local steps,
+    per cycle) and reports acceptance rates. Rows whose proposal has a non-finite log-density or
+    gradient are rejected, so a NaN never enters a chain. Randomness comes only from the optional
+    ``torch.Generator``; log-density comparisons are done in float64.
+    """
 
     def __init__(self, local: MALA | ULA, proposal: Proposal | None = None, global_kind: str = "isir",
                  n_particles: int = 64, n_global: int = 1, n_local: int = 24):
