@@ -5,7 +5,7 @@ torch engine runs the default config's scheme: BAOAB at 3 fs with 4 amu hydrogen
 2-temperature ladder (300 K, 420 K), only the 300 K frames compared. Compared: the mean reduced potential energy, its
 standard deviation, and the populations of the two phi < 0 basins (alpha_R and beta; the phi > 0
 states are too rare at this size). Each difference must be within 4 combined standard errors
-(block bootstrap over chains, boltzflow.convergence), so a correct engine fails about once in
+(block bootstrap over chains, boltzflow.md.convergence), so a correct engine fails about once in
 15,000 runs per quantity, while a wrong temperature of 5 % (about 1.4 kT in the mean energy)
 or a broken force fails clearly. The full-size comparison is the report of ``bench_md``.
 """

@@ -2,7 +2,7 @@
 correctness on a target with an exact answer, and the convergence flag.
 
 Runs here are short versions of the defaults (the full-size runs are timed by hand; see
-``boltzflow.targets.reference``).
+``boltzflow.mcmc.reference``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sample sets from a sampler (boltzflow.sampling) and their scores (boltzflow.scoring)."""
+"""Sample sets from a sampler (boltzflow.flows.sampling) and their scores (boltzflow.evaluation.scoring)."""
 
 import math
 

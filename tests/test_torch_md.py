@@ -1,4 +1,4 @@
-"""The batched torch Langevin / parallel-tempering engine (boltzflow.torch_md).
+"""The batched torch Langevin / parallel-tempering engine (boltzflow.md: torch_engine, tempering).
 
 Statistical checks use analytic potentials, where the exact answer is known, and replicas that
 are independent by construction: each check reduces a replica's (or a ladder's) trajectory to

@@ -262,7 +262,7 @@ def _angles(dihedrals: Any, state: StateDefinition) -> tuple[pd.DataFrame, str]:
 def state_mask(dihedrals: Any, state_def: Any, *, name: str | None = None) -> np.ndarray:
     """Which frames lie in the state: a boolean array ``(N,)``.
 
-    ``dihedrals``: a dihedral table (:func:`boltzflow.observables.backbone_dihedrals`) or an
+    ``dihedrals``: a dihedral table (:func:`boltzflow.systems.observables.backbone_dihedrals`) or an
     ``(N, 2)`` array of (phi, psi) in radians; ``state_def``: anything :func:`parse_state` reads.
     """
 

@@ -1,57 +1,4 @@
-"""Targeted free-energy perturbation (TFEP) between two conformational states with a RegFlow map.
-
-The question: what is the free-energy difference between two metastable states A and B of one
-molecule (for alanine dipeptide, the ``beta`` and ``alpha_R`` basins), computed from MD samples of
-the two states *without* sampling the transition between them? Following the RegFlow paper
-(Rehman et al., 2025, arXiv 2506.01158), an invertible flow ``M`` is trained to carry state A onto
-state B by plain l2 regression on exact optimal-transport pairs ``(x_A, x_B)`` of MD samples of
-the two states -- no energies enter training -- and the energy is used only afterwards, in the
-targeted (Zwanzig) estimator of Jarzynski (2002):
-
-    dF = F_B - F_A = -log(Z_B / Z_A),        Z_S = integral over S of exp(-u(x)) dx,
-
-    dF = -log E_{x ~ p_A}[ exp(-W(x)) ],      W(x) = u(M(x)) - u(x) - log|det J_M(x)|,
-
-with ``W = +inf`` when ``M(x)`` lands outside B. The identity holds for any bijection ``M`` whose
-image of A covers B (substitute ``x' = M(x)`` in ``Z_B``); the closer ``M`` pushes ``p_A`` onto
-``p_B`` the smaller the variance of ``exp(-W)``, and an exact map gives a constant ``W = dF``.
-The MD reference is ``-log(p_B / p_A)`` from the state populations of an equilibrium run
-(:func:`md_free_energy`).
-
-Coordinates and the Jacobian
-----------------------------
-All densities of the project live on the centroid-free hyperplane, in orthonormal coordinates
-``c`` (see :mod:`boltzflow.flows.cartesian`); the flow acts on the latent ``y`` of its frame
-(body, centroid or vector frame), and ``frame.log_jacobian(y)`` is ``log|dy/dc|`` at ``y`` (for
-the body frame this includes the orientation measure, see :mod:`boltzflow.flows.body`). The map
-on the hyperplane is ``c_A -> y_A -> y_B = g(y_A) -> c_B``, so by the chain rule
-
-    dc_B/dc_A = (dc_B/dy_B) (dy_B/dy_A) (dy_A/dc_A),
-
-    log|det J_M| = log|det J_g(y_A)| + frame.log_jacobian(y_A) - frame.log_jacobian(y_B).
-
-The last two terms cancel for the centroid and vector frames (constant ``log|dy/dc|``) but not
-for the body frame, whose ``log|dy/dc|`` depends on the reference-atom geometry. For the body
-frame the mapped configuration keeps the orientation measure: ``M`` changes the internal
-coordinates and leaves the orientation alone, and the configurations handed to the energy are
-built in the body orientation (``rotate=False``), which is right for every energy and state
-indicator that is invariant under rigid motions (molecules in vacuum or implicit solvent).
-
-States
-------
-A state is either the name of one of the backbone basins of
-:func:`boltzflow.evaluation.conformational_states` (``alpha_R``, ``beta``, ``alpha_L``,
-``C7ax``; the classification is then exactly that function's), or a union of boxes in the
-(phi, psi) plane of one residue, in degrees: ``{"phi": [lo, hi], "psi": [lo, hi]}`` means
-``lo < angle <= hi`` after the angle is wrapped into ``(-180, 180]`` (rounded to 1e-4 degree as
-in :mod:`boltzflow.evaluation.states`); an interval with ``lo > hi`` runs through 180, e.g.
-``psi: [50, -120]`` is ``psi > 50 or psi <= -120``. The defaults for alanine dipeptide are
-``A = "beta"`` (phi <= 0 and (psi <= -120 or psi > 50)) and ``B = "alpha_R"`` (phi <= 0 and
--120 < psi <= 50), the two well-populated basins; as boxes they are
-``{"phi": [-180, 0], "psi": [50, -120]}`` and ``{"phi": [-180, 0], "psi": [-120, 50]}``.
-Dihedral tables are those of :mod:`boltzflow.observables` (columns ``phi_<RES>``, ``psi_<RES>``
-in radians); a plain ``(N, 2)`` array holds (phi, psi) in radians.
-"""
+"""Targeted free-energy perturbation (TFEP) between two conformational states with a RegFlow map."""
 
 from __future__ import annotations
 
@@ -291,6 +238,58 @@ def run_tfep(
     ``energy`` enters only in the works of the test frames of A (:func:`tfep_work`).
     ``frame`` is the flow's frame config; ``flows`` the ``flows`` config section (architectures
     and invertibility); checkpoints go to ``checkpoint_dir`` (and ``checkpoint_dir + "-cnf"``).
+
+    The question: what is the free-energy difference between two metastable states A and B of one
+    molecule (for alanine dipeptide, the ``beta`` and ``alpha_R`` basins), computed from MD samples of
+    the two states *without* sampling the transition between them? Following the RegFlow paper
+    (Rehman et al., 2025, arXiv 2506.01158), an invertible flow ``M`` is trained to carry state A onto
+    state B by plain l2 regression on exact optimal-transport pairs ``(x_A, x_B)`` of MD samples of
+    the two states -- no energies enter training -- and the energy is used only afterwards, in the
+    targeted (Zwanzig) estimator of Jarzynski (2002):
+
+    dF = F_B - F_A = -log(Z_B / Z_A),        Z_S = integral over S of exp(-u(x)) dx,
+
+    dF = -log E_{x ~ p_A}[ exp(-W(x)) ],      W(x) = u(M(x)) - u(x) - log|det J_M(x)|,
+
+    with ``W = +inf`` when ``M(x)`` lands outside B. The identity holds for any bijection ``M`` whose
+    image of A covers B (substitute ``x' = M(x)`` in ``Z_B``); the closer ``M`` pushes ``p_A`` onto
+    ``p_B`` the smaller the variance of ``exp(-W)``, and an exact map gives a constant ``W = dF``.
+    The MD reference is ``-log(p_B / p_A)`` from the state populations of an equilibrium run
+    (:func:`md_free_energy`).
+
+    Coordinates and the Jacobian
+    ----------------------------
+    All densities of the project live on the centroid-free hyperplane, in orthonormal coordinates
+    ``c`` (see :mod:`boltzflow.flows.cartesian`); the flow acts on the latent ``y`` of its frame
+    (body, centroid or vector frame), and ``frame.log_jacobian(y)`` is ``log|dy/dc|`` at ``y`` (for
+    the body frame this includes the orientation measure, see :mod:`boltzflow.flows.body`). The map
+    on the hyperplane is ``c_A -> y_A -> y_B = g(y_A) -> c_B``, so by the chain rule
+
+    dc_B/dc_A = (dc_B/dy_B) (dy_B/dy_A) (dy_A/dc_A),
+
+    log|det J_M| = log|det J_g(y_A)| + frame.log_jacobian(y_A) - frame.log_jacobian(y_B).
+
+    The last two terms cancel for the centroid and vector frames (constant ``log|dy/dc|``) but not
+    for the body frame, whose ``log|dy/dc|`` depends on the reference-atom geometry. For the body
+    frame the mapped configuration keeps the orientation measure: ``M`` changes the internal
+    coordinates and leaves the orientation alone, and the configurations handed to the energy are
+    built in the body orientation (``rotate=False``), which is right for every energy and state
+    indicator that is invariant under rigid motions (molecules in vacuum or implicit solvent).
+
+    States
+    ------
+    A state is either the name of one of the backbone basins of
+    :func:`boltzflow.evaluation.conformational_states` (``alpha_R``, ``beta``, ``alpha_L``,
+    ``C7ax``; the classification is then exactly that function's), or a union of boxes in the
+    (phi, psi) plane of one residue, in degrees: ``{"phi": [lo, hi], "psi": [lo, hi]}`` means
+    ``lo < angle <= hi`` after the angle is wrapped into ``(-180, 180]`` (rounded to 1e-4 degree as
+    in :mod:`boltzflow.evaluation.states`); an interval with ``lo > hi`` runs through 180, e.g.
+    ``psi: [50, -120]`` is ``psi > 50 or psi <= -120``. The defaults for alanine dipeptide are
+    ``A = "beta"`` (phi <= 0 and (psi <= -120 or psi > 50)) and ``B = "alpha_R"`` (phi <= 0 and
+    -120 < psi <= 50), the two well-populated basins; as boxes they are
+    ``{"phi": [-180, 0], "psi": [50, -120]}`` and ``{"phi": [-180, 0], "psi": [-120, 50]}``.
+    Dihedral tables are those of :mod:`boltzflow.systems.observables` (columns ``phi_<RES>``, ``psi_<RES>``
+    in radians); a plain ``(N, 2)`` array holds (phi, psi) in radians.
     """
     log = log or logging.getLogger("boltzflow.fep")
     in_a_md, in_b_md = (state_mask(dihedrals, fep[key], name=key) for key in ("state_a", "state_b"))

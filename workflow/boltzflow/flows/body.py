@@ -1,35 +1,4 @@
-"""A molecule's body frame: rigid motions out, internal Cartesian coordinates whitened.
-
-The Boltzmann density of a molecule in vacuum or implicit solvent is invariant under rigid
-motions, so MD frames are spread uniformly over all orientations. A coupling flow that has to
-learn that rotation-invariant density in raw Cartesian coordinates spends most of its capacity on
-it (the papers train for GPU-days with random-rotation augmentation). :class:`BodyFrame` removes
-the rotation exactly instead, as the Cartesian Boltzmann generators of Noe et al. (Science 2019)
-did for proteins, and keeps an exact density on the same space as the other frames.
-
-The map (one configuration, ``N`` atoms, positions ``X``; three *reference atoms* ``o, b, c``,
-a rigid bonded triangle such as N-CA-C of the central residue):
-
-1. ``r_i = X_i - X_o`` (translation out);
-2. ``e1 = r_b / |r_b|``, ``e2`` the unit part of ``r_c`` orthogonal to ``e1``, ``e3 = e1 x e2``;
-   ``R = [e1 e2 e3]`` is a proper rotation and ``y_i = R^T r_i`` are the *body coordinates*:
-   ``y_o = 0``, ``y_b = (d, 0, 0)``, ``y_c = (e, f, 0)`` with ``d, f > 0``;
-3. the ``3 N - 6`` free numbers ``v = (log d, e, log f, y_i for i not in {o, b, c})`` -- the logs
-   make every real ``v`` a valid configuration, so the map is a bijection;
-4. the flow latent ``y = U^T (v - mu) / sigma`` (PCA whitening fitted to the training data).
-
-Density convention (the same as :class:`~boltzflow.flows.cartesian.CartesianFrame`): ``log q(x)``
-is a density on the centroid-free hyperplane in its orthonormal (Helmert) coordinates ``c``. The
-sampler draws ``y`` from the flow and a rotation ``R`` from the Haar measure (independent), so
-
-    q_c(c) = q_y(y) * |dy/dv| * (1 / (8 pi^2)) * (1 / (d^3 f^2)) * N^(3/2),
-
-because ``dr = d^3 f^2 d(log d) de d(log f) dR dy_rest`` (spherical coordinates for ``r_b``,
-cylindrical ones about ``e1`` for ``r_c``, ``dR`` the Haar measure of SO(3) with volume
-``8 pi^2``) and the relative coordinates ``r`` are ``A c`` with ``|det A| = sqrt(N)`` per axis
-(``A A^T = I + 1 1^T``). :meth:`BodyFrame.log_jacobian` is the log of everything but ``q_y``.
-Only proper rotations are drawn, so the frame keeps the chirality of its training data.
-"""
+"""A molecule's body frame: rigid motions out, internal Cartesian coordinates whitened."""
 
 from __future__ import annotations
 
@@ -80,7 +49,38 @@ def _free_coordinates(x: torch.Tensor, n_atoms: int, ref: Sequence[int], rest: t
 
 class BodyFrame(nn.Module):
     """Positions ``(B, 3 N)`` (nm) <-> whitened free body coordinates ``(B, 3 N - 6)`` (see the
-    module docstring). Build it with :func:`fit_body_frame` or from its config."""
+    module docstring). Build it with :func:`fit_body_frame` or from its config.
+
+    The Boltzmann density of a molecule in vacuum or implicit solvent is invariant under rigid
+    motions, so MD frames are spread uniformly over all orientations. A coupling flow that has to
+    learn that rotation-invariant density in raw Cartesian coordinates spends most of its capacity on
+    it (the papers train for GPU-days with random-rotation augmentation). :class:`BodyFrame` removes
+    the rotation exactly instead, as the Cartesian Boltzmann generators of Noe et al. (Science 2019)
+    did for proteins, and keeps an exact density on the same space as the other frames.
+
+    The map (one configuration, ``N`` atoms, positions ``X``; three *reference atoms* ``o, b, c``,
+    a rigid bonded triangle such as N-CA-C of the central residue):
+
+    1. ``r_i = X_i - X_o`` (translation out);
+    2. ``e1 = r_b / |r_b|``, ``e2`` the unit part of ``r_c`` orthogonal to ``e1``, ``e3 = e1 x e2``;
+       ``R = [e1 e2 e3]`` is a proper rotation and ``y_i = R^T r_i`` are the *body coordinates*:
+       ``y_o = 0``, ``y_b = (d, 0, 0)``, ``y_c = (e, f, 0)`` with ``d, f > 0``;
+    3. the ``3 N - 6`` free numbers ``v = (log d, e, log f, y_i for i not in {o, b, c})`` -- the logs
+       make every real ``v`` a valid configuration, so the map is a bijection;
+    4. the flow latent ``y = U^T (v - mu) / sigma`` (PCA whitening fitted to the training data).
+
+    Density convention (the same as :class:`~boltzflow.flows.cartesian.CartesianFrame`): ``log q(x)``
+    is a density on the centroid-free hyperplane in its orthonormal (Helmert) coordinates ``c``. The
+    sampler draws ``y`` from the flow and a rotation ``R`` from the Haar measure (independent), so
+
+    q_c(c) = q_y(y) * |dy/dv| * (1 / (8 pi^2)) * (1 / (d^3 f^2)) * N^(3/2),
+
+    because ``dr = d^3 f^2 d(log d) de d(log f) dR dy_rest`` (spherical coordinates for ``r_b``,
+    cylindrical ones about ``e1`` for ``r_c``, ``dR`` the Haar measure of SO(3) with volume
+    ``8 pi^2``) and the relative coordinates ``r`` are ``A c`` with ``|det A| = sqrt(N)`` per axis
+    (``A A^T = I + 1 1^T``). :meth:`BodyFrame.log_jacobian` is the log of everything but ``q_y``.
+    Only proper rotations are drawn, so the frame keeps the chirality of its training data.
+    """
 
     def __init__(self, n_atoms: int, reference_atoms: Sequence[int], mean: Sequence[float],
                  components: Sequence[Sequence[float]], sigma: Sequence[float]):

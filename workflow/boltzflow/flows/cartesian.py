@@ -1,21 +1,4 @@
-"""Cartesian coordinates of a molecule <-> the flow's latent space.
-
-Convention (used for training, sampling and every importance weight): a configuration of ``N``
-atoms, flattened ``(3 N,)`` in nm, is represented by its **centroid-free** part. The energy does
-not depend on a translation, so the Boltzmann density has no normalisable translational part; we
-take its restriction to the hyperplane "centroid = 0" (the unweighted mean of the atom
-positions). Orthonormal coordinates on that hyperplane are ``c = Q^T X``, where ``X`` is the
-``(N, 3)`` position matrix and ``Q`` is an ``(N, N - 1)`` matrix whose orthonormal columns are
-orthogonal to the all-ones vector (a Helmert basis); ``c`` has ``d = 3 (N - 1)`` numbers and
-``X - centroid = Q c`` exactly. A flow's ``log q(x)`` is a density in these coordinates
-(Lebesgue measure on the hyperplane), which is the same measure the target ``exp(-u(x))``
-restricted to the hyperplane is normalised with, so ``log w = -u(x) - log q(x)`` is a proper
-log importance weight. Samples are returned as full ``(3 N,)`` coordinates with centroid 0.
-
-The latent used by the networks is ``y = c / scale``, where ``scale`` is the root mean square of
-``c`` over the training data (the global scale of the papers' preprocessing); the map from ``c``
-to ``y`` has log-determinant ``-d log(scale)``.
-"""
+"""Cartesian coordinates of a molecule <-> the flow's latent space."""
 
 from __future__ import annotations
 
@@ -51,6 +34,22 @@ class CartesianFrame(torch.nn.Module):
     scale:
         nm per latent unit (the root mean square of the centroid-free training coordinates,
         see :meth:`fit_scale`).
+
+    Convention (used for training, sampling and every importance weight): a configuration of ``N``
+    atoms, flattened ``(3 N,)`` in nm, is represented by its **centroid-free** part. The energy does
+    not depend on a translation, so the Boltzmann density has no normalisable translational part; we
+    take its restriction to the hyperplane "centroid = 0" (the unweighted mean of the atom
+    positions). Orthonormal coordinates on that hyperplane are ``c = Q^T X``, where ``X`` is the
+    ``(N, 3)`` position matrix and ``Q`` is an ``(N, N - 1)`` matrix whose orthonormal columns are
+    orthogonal to the all-ones vector (a Helmert basis); ``c`` has ``d = 3 (N - 1)`` numbers and
+    ``X - centroid = Q c`` exactly. A flow's ``log q(x)`` is a density in these coordinates
+    (Lebesgue measure on the hyperplane), which is the same measure the target ``exp(-u(x))``
+    restricted to the hyperplane is normalised with, so ``log w = -u(x) - log q(x)`` is a proper
+    log importance weight. Samples are returned as full ``(3 N,)`` coordinates with centroid 0.
+
+    The latent used by the networks is ``y = c / scale``, where ``scale`` is the root mean square of
+    ``c`` over the training data (the global scale of the papers' preprocessing); the map from ``c``
+    to ``y`` has log-determinant ``-d log(scale)``.
     """
 
     def __init__(self, n_atoms: int, scale: float = 1.0):

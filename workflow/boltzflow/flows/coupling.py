@@ -1,14 +1,4 @@
-"""Coupling layers: affine ("Res-NVP") and rational-quadratic spline (NSF) couplings.
-
-A coupling layer splits the features into a conditioning set ``A`` and a transformed set ``T``;
-``y_A = z_A`` and ``y_T = g(z_T; theta(z_A))`` with an elementwise monotone ``g`` whose parameters
-come from a residual MLP of ``z_A`` (Dinh et al., 2017, "Density estimation using Real NVP";
-Durkan et al., 2019, "Neural Spline Flows"). The Jacobian is triangular, so the log-determinant
-is the sum of ``log g'`` over ``T`` and the inverse is one conditioner evaluation.
-
-Direction: :meth:`CouplingLayer.forward` is the generative direction (noise -> data), the one
-RegFlow trains and samples in; :meth:`CouplingLayer.inverse` gives the density of data points.
-"""
+"""Coupling layers: affine ("Res-NVP") and rational-quadratic spline (NSF) couplings."""
 
 from __future__ import annotations
 
@@ -105,7 +95,17 @@ def coupling_masks(dim: int, n_layers: int, kind: str = "halves", seed: int = 0)
 
 
 class CouplingLayer(nn.Module):
-    """Base class: holds the split and the conditioner; subclasses define the elementwise map."""
+    """Base class: holds the split and the conditioner; subclasses define the elementwise map.
+
+    A coupling layer splits the features into a conditioning set ``A`` and a transformed set ``T``;
+    ``y_A = z_A`` and ``y_T = g(z_T; theta(z_A))`` with an elementwise monotone ``g`` whose parameters
+    come from a residual MLP of ``z_A`` (Dinh et al., 2017, "Density estimation using Real NVP";
+    Durkan et al., 2019, "Neural Spline Flows"). The Jacobian is triangular, so the log-determinant
+    is the sum of ``log g'`` over ``T`` and the inverse is one conditioner evaluation.
+
+    Direction: :meth:`CouplingLayer.forward` is the generative direction (noise -> data), the one
+    RegFlow trains and samples in; :meth:`CouplingLayer.inverse` gives the density of data points.
+    """
 
     def __init__(self, dim: int, transformed: np.ndarray, params_per_feature: int, hidden: int, depth: int):
         super().__init__()

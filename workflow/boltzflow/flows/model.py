@@ -1,20 +1,4 @@
-"""A Boltzmann-generator flow: standard normal prior, coupling layers, and the coordinate frame.
-
-``x = frame.from_latent(f(z0))`` with ``z0 ~ N(0, I_d)``; ``f`` is a stack of coupling layers
-(noise -> data). Sampling with the exact log-density is one forward pass:
-
-    log q(x) = log N(z0; 0, I) - log|det J_f(z0)| + frame.log_jacobian(y)
-
-where the last term takes the latent density ``q_y`` to a density on the target's space: for
-molecules the centroid-free hyperplane in Helmert coordinates, whichever frame is used (the body
-frame, :mod:`boltzflow.flows.body`, with its rotation measure and whitening; the centroid frame,
-:mod:`boltzflow.flows.cartesian`, with its scaling; a plain vector frame). The density
-of a given point needs the inverse pass. Log-densities are returned in float64 whatever the
-network dtype (the network's own terms are computed in its dtype and then accumulated in float64).
-
-A model is rebuilt from :meth:`Flow.config` (plain JSON) plus its ``state_dict``, which is what a
-``.pt`` checkpoint holds (see :func:`save_flow`, :func:`load_flow`).
-"""
+"""A Boltzmann-generator flow: standard normal prior, coupling layers, and the coordinate frame."""
 
 from __future__ import annotations
 
@@ -109,6 +93,21 @@ class Flow(nn.Module):
     >>> x, log_q = flow.sample(5)
     >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-4)
     True
+
+    ``x = frame.from_latent(f(z0))`` with ``z0 ~ N(0, I_d)``; ``f`` is a stack of coupling layers
+    (noise -> data). Sampling with the exact log-density is one forward pass:
+
+    log q(x) = log N(z0; 0, I) - log|det J_f(z0)| + frame.log_jacobian(y)
+
+    where the last term takes the latent density ``q_y`` to a density on the target's space: for
+    molecules the centroid-free hyperplane in Helmert coordinates, whichever frame is used (the body
+    frame, :mod:`boltzflow.flows.body`, with its rotation measure and whitening; the centroid frame,
+    :mod:`boltzflow.flows.cartesian`, with its scaling; a plain vector frame). The density
+    of a given point needs the inverse pass. Log-densities are returned in float64 whatever the
+    network dtype (the network's own terms are computed in its dtype and then accumulated in float64).
+
+    A model is rebuilt from :meth:`Flow.config` (plain JSON) plus its ``state_dict``, which is what a
+    ``.pt`` checkpoint holds (see :func:`save_flow`, :func:`load_flow`).
     """
 
     #: rows pushed through the layers at a time when autograd is off (0: the whole batch at once)

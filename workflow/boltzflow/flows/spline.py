@@ -1,30 +1,4 @@
-"""Monotonic rational-quadratic splines (Durkan et al., 2019, "Neural Spline Flows", Eq. 4-6).
-
-A spline maps ``[-B, B]`` onto itself through ``K`` bins; each bin is a ratio of two quadratics
-fixed by its two knots and the derivatives there. Outside ``[-B, B]`` it is the identity (linear
-tails of slope 1, so the boundary derivatives are 1 and the map is continuously differentiable).
-
-The functions here take *unconstrained* parameters per transformed element (from a conditioner
-network) and turn them into knots with a minimum bin width, height and derivative, so the
-inverse stays well conditioned.
-
-Ways in:
-
-* :func:`spline_knots` + :func:`rq_spline` build every knot explicitly (a :class:`SplineKnots`),
-  for tests and for code that wants to look at a spline;
-* :func:`rq_spline_from_params` (parameters ``(..., 3 K - 1)``) and :func:`rq_spline_split`
-  (widths and heights ``(..., 2, K)``, derivatives ``(..., K - 1)``) evaluate the same spline
-  straight from the parameters;
-* :func:`rq_spline_planes` is the same again with the bins *before* the elements, ``(B, 2, K, T)``
-  for ``T`` elements per row. It is what the coupling layers call, and what the other two run on.
-
-Why the last layout: on a CPU the cost of a spline is the few passes over all ``K`` bins of every
-element (softmax, cumulative sum, bin search), not the few dozen operations on one value per
-element. With the bins on the last axis those passes run along axes of length ``K = 8``, which
-PyTorch does one short row at a time; with the elements last they are full-width vector
-operations. The evaluation never builds the padded knot arrays or the derivatives at all ``K + 1``
-knots either: it gathers the two ends of each element's bin and patches the outer ones.
-"""
+"""Monotonic rational-quadratic splines (Durkan et al., 2019, "Neural Spline Flows", Eq. 4-6)."""
 
 from __future__ import annotations
 
@@ -168,6 +142,31 @@ def rq_spline(x: torch.Tensor, knots: SplineKnots, inverse: bool = False) -> tup
 
     ``x`` has shape ``(...)`` and the knots ``(..., K + 1)``. Values outside ``[-B, B]`` pass
     through unchanged with log-derivative 0.
+
+    A spline maps ``[-B, B]`` onto itself through ``K`` bins; each bin is a ratio of two quadratics
+    fixed by its two knots and the derivatives there. Outside ``[-B, B]`` it is the identity (linear
+    tails of slope 1, so the boundary derivatives are 1 and the map is continuously differentiable).
+
+    The functions here take *unconstrained* parameters per transformed element (from a conditioner
+    network) and turn them into knots with a minimum bin width, height and derivative, so the
+    inverse stays well conditioned.
+
+    Ways in:
+
+    * :func:`spline_knots` + :func:`rq_spline` build every knot explicitly (a :class:`SplineKnots`),
+      for tests and for code that wants to look at a spline;
+    * :func:`rq_spline_from_params` (parameters ``(..., 3 K - 1)``) and :func:`rq_spline_split`
+      (widths and heights ``(..., 2, K)``, derivatives ``(..., K - 1)``) evaluate the same spline
+      straight from the parameters;
+    * :func:`rq_spline_planes` is the same again with the bins *before* the elements, ``(B, 2, K, T)``
+      for ``T`` elements per row. It is what the coupling layers call, and what the other two run on.
+
+    Why the last layout: on a CPU the cost of a spline is the few passes over all ``K`` bins of every
+    element (softmax, cumulative sum, bin search), not the few dozen operations on one value per
+    element. With the bins on the last axis those passes run along axes of length ``K = 8``, which
+    PyTorch does one short row at a time; with the elements last they are full-width vector
+    operations. The evaluation never builds the padded knot arrays or the derivatives at all ``K + 1``
+    knots either: it gathers the two ends of each element's bin and patches the outer ones.
     """
     bound = knots.bound
     inside = (x >= -bound) & (x <= bound)

@@ -428,7 +428,7 @@ def ladder_split(n_ladders: int, jobs: int) -> list[tuple[int, int]]:
 
 
 def torch_md_settings(md: Mapping[str, Any], temperature_K: float, job: int = 0):
-    """The :class:`~boltzflow.torch_md.TorchMDSettings` of job ``job`` of the config section ``md``
+    """The :class:`~boltzflow.md.settings.TorchMDSettings` of job ``job`` of the config section ``md``
     (engine ``torch``) for a system at ``temperature_K``: its share of the ladders and its own seed."""
 
     options = dict(md["torch"])

@@ -78,7 +78,7 @@ _STATE_STYLE = {
 def populations_vs_time(curves: pd.DataFrame, paths: Sequence[str | os.PathLike], title: str) -> None:
     """Basin populations against aggregate simulated time, one panel per residue.
 
-    ``curves`` is the table of :func:`boltzflow.convergence.populations_vs_time` (columns
+    ``curves`` is the table of :func:`boltzflow.md.convergence.populations_vs_time` (columns
     ``residue``, ``state``, ``time_ns``, ``population``, ``ci_low``, ``ci_high``, ``n_frames``).
     Each state is a line with markers at the checkpoints and a shaded confidence band. The y axis
     is logarithmic so that the rare ``phi>0`` basins stay readable; values below a floor of half a
