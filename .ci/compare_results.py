@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 
 # time and speed columns: measured, never reproducible
-VOLATILE = re.compile(r"(^|_)(time|wall|seconds|secs?|elapsed|per_s|per_second|ns_per_day|throughput|"
+VOLATILE = re.compile(r"(^|_)(s|time|wall|seconds|secs?|elapsed|per_s|per_second|ns_per_day|throughput|"
                       r"timestamp|date|host|machine|pid)($|_)", re.IGNORECASE)
 
 
 def _same(a: pd.Series, b: pd.Series) -> bool:
     if a.dtype == object or b.dtype == object:
         return all(_cell_same(x, y) for x, y in zip(a, b))
-    return bool(np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True))
+    x, y = a.to_numpy(), b.to_numpy()
+    return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc" and y.dtype.kind in "fc"))
 
 
 def _cell_same(x, y) -> bool:
