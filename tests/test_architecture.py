@@ -18,6 +18,9 @@ TOP_LEVEL_MODULES = {"__init__.py", "io.py", "config.py", "cli.py", "units.py"}
 LAZY_IMPORTS = {
     ("targets/__init__.py", "boltzflow.targets"): "peptide targets need OpenMM; synthetic ones must load without it",
     ("targets/__init__.py", "boltzflow.targets.base"): "the placeholder registered when OpenMM is missing",
+    ("config.py", "boltzflow.md"): "config validation runs in every snakemake call; OpenMM and torch only when checked",
+    ("config.py", "boltzflow.systems"): "config validation runs in every snakemake call; OpenMM only when checked",
+    ("config.py", "boltzflow.targets"): "config validation runs in every snakemake call; torch only when checked",
 }
 
 
