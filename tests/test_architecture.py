@@ -5,6 +5,10 @@ reach back into training or targets."""
 from __future__ import annotations
 
 import ast
+import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,20 @@ def _resolve(importer: str, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _lazy_names(package: str) -> dict[str, str]:
+    """Name -> submodule of a package whose ``__init__`` re-exports lazily (``lazy_loader.attach``)."""
+    init = LIBRARY.parent / package.replace(".", "/") / "__init__.py"
+    if not init.exists():
+        return {}
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            for keyword in node.value.keywords:
+                if keyword.arg == "submod_attrs":
+                    table = ast.literal_eval(keyword.value)
+                    return {name: module for module, names in table.items() for name in names}
+    return {}
+
+
 def _edges(name: str, tree: ast.Module, top_only: bool) -> set[str]:
     """Modules ``name`` imports (``from pkg import sub`` counts as importing ``pkg.sub``)."""
     nodes = tree.body if top_only else list(ast.walk(tree))
@@ -58,6 +76,8 @@ def _edges(name: str, tree: ast.Module, top_only: bool) -> set[str]:
             for alias in node.names:
                 if _is_package(target) and (LIBRARY.parent / target.replace(".", "/") / f"{alias.name}.py").exists():
                     found.add(f"{target}.{alias.name}")
+                elif alias.name in _lazy_names(target):  # a name the package loads from its module on use
+                    found.add(f"{target}.{_lazy_names(target)[alias.name]}")
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("boltzflow"))
     # importing a.b.c runs a/__init__ and a/b/__init__ first
@@ -173,3 +193,39 @@ def test_packages_import_only_those_above_them():
             if other in ORDER and ORDER.index(other) > ORDER.index(parts[1]):
                 upward.append(f"{importer} imports {target}")
     assert not upward, "\n".join(sorted(upward))
+
+
+@pytest.mark.parametrize("package", [p for p in PACKAGES if p != "targets"])
+def test_every_lazy_name_is_defined_in_its_module(package):
+    # A package re-exports its modules' names lazily; each listed name must exist where it is listed.
+    module = importlib.import_module(f"boltzflow.{package}")
+    names = _lazy_names(f"boltzflow.{package}")
+    assert names and sorted(module.__all__) == sorted(names)
+    for name, submodule in names.items():
+        source = importlib.import_module(f"boltzflow.{package}.{submodule}")
+        assert getattr(module, name) is getattr(source, name), f"boltzflow.{package}.{name}"
+
+
+def _loaded_after(code: str) -> set[str]:
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(LIBRARY.parent)})
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize("code, absent", [
+    # importing a package loads none of its modules
+    ("import boltzflow.md, boltzflow.evaluation, boltzflow.flows, boltzflow.training",
+     ("torch", "openmm", "scipy", "boltzflow.md.openmm", "boltzflow.evaluation.weights")),
+    # the OpenMM jobs (md_replica, md_gather) never load torch
+    ("from boltzflow.md import MDSettings, gather_replicas, run_replica", ("torch", "scipy", "ot")),
+    # splitting frames needs neither OpenMM nor torch
+    ("from boltzflow.md import block_split", ("torch", "openmm", "scipy")),
+    # a plot of tables needs no torch
+    ("from boltzflow.plots import ablation_figure, fep_figure", ("torch", "openmm", "scipy", "ot")),
+])
+def test_light_imports_stay_light(code, absent):
+    # Each rule job is a fresh Python process: what it imports but does not use is paid once per job.
+    loaded = _loaded_after(code)
+    heavy = sorted(m for m in absent if m in loaded)
+    assert not heavy, f"{code!r} loads {heavy}"

@@ -7,13 +7,17 @@ here is the one every conversion uses.
 
 from __future__ import annotations
 
-import torch
-from openmm import unit
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MOLAR_GAS_CONSTANT", "kT_kJ_per_mol", "resolve_device"]
 
-#: R in kJ/(mol K), taken from OpenMM so that torch and OpenMM energies agree to the last digit.
-MOLAR_GAS_CONSTANT = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+#: R in kJ/(mol K): OpenMM's value (CODATA 2018), so that torch and OpenMM energies agree to the last
+#: digit; a test holds it equal to ``openmm.unit.MOLAR_GAS_CONSTANT_R``. Written out so that units
+#: loads without OpenMM.
+MOLAR_GAS_CONSTANT = 8.31446261815324e-3
 
 
 def kT_kJ_per_mol(temperature: float) -> float:
@@ -30,6 +34,8 @@ def resolve_device(name: str, key: str = "device") -> torch.device:
 
     A CUDA device that torch cannot see is a ``ValueError`` naming the config ``key`` it came from.
     """
+    import torch  # here, not at the top: the OpenMM-only jobs import units and never need torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

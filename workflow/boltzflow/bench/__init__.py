@@ -6,31 +6,14 @@ the torch engine) to a statistical precision, and :mod:`~boltzflow.bench.flows` 
 training and sampling engines.
 """
 
-from boltzflow.bench.energy import bench_energy, energy_markdown
-from boltzflow.bench.flows import (
-    SAMPLING_ENGINES,
-    TRAINING_ENGINES,
-    bench_flows,
-)
-from boltzflow.bench.md import (
-    bench_md,
-    markdown_rows,
-    markdown_table,
-    plain_dynamics_correlation,
-    precision_race,
-    torch_engine_ns_per_day,
-)
+import lazy_loader
 
-__all__ = [
-    "torch_engine_ns_per_day",
-    "plain_dynamics_correlation",
-    "precision_race",
-    "bench_md",
-    "markdown_rows",
-    "markdown_table",
-    "bench_energy",
-    "energy_markdown",
-    "SAMPLING_ENGINES",
-    "TRAINING_ENGINES",
-    "bench_flows",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "energy": ["bench_energy", "energy_markdown"],
+    "flows": ["SAMPLING_ENGINES", "TRAINING_ENGINES", "bench_flows"],
+    "md": [
+        "bench_md", "markdown_rows", "markdown_table", "plain_dynamics_correlation", "precision_race",
+        "torch_engine_ns_per_day",
+    ],
+})

@@ -2,12 +2,10 @@
 couplings between two point sets (:mod:`~boltzflow.couplings.ot`) and reflow pairs pushed through a
 trained CNF (:mod:`~boltzflow.couplings.reflow`)."""
 
-from boltzflow.couplings.ot import as_points, ot_pairs, ot_permutation  # noqa: F401
-from boltzflow.couplings.reflow import cnf_pairs  # noqa: F401
+import lazy_loader
 
-__all__ = [
-    "as_points",
-    "ot_permutation",
-    "ot_pairs",
-    "cnf_pairs",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "ot": ["as_points", "ot_pairs", "ot_permutation"],
+    "reflow": ["cnf_pairs"],
+})

@@ -6,55 +6,22 @@ metrics, :mod:`~boltzflow.ebm.data` the datasets and :mod:`~boltzflow.ebm.run` o
 workflow (rules ``train_ebm``, ``evaluate_ebm``) and its command line.
 """
 
-from boltzflow.ebm.data import Dataset, known_dataset_names, load_dataset
-from boltzflow.ebm.evaluate import evaluate_ebm, late_training_mse
-from boltzflow.ebm.model import (
-    EnergyNet,
-    TiltedEBM,
-    build_ebm,
-    ebm_mode_weights,
-    grid_log_density,
-    load_ebm_model,
-    save_ebm_model,
-)
-from boltzflow.ebm.run import (
-    METHOD_DEFAULTS,
-    RunConfig,
-    check_overrides,
-    ebm_section,
-    evaluate_run,
-    main,
-    resolve_run,
-    train_run,
-)
-from boltzflow.ebm.train import CHECKPOINT_NAME, METHODS, EBMSettings, ebm_sampler, mode_row, step_generator, train_ebm
+import lazy_loader
 
-__all__ = [
-    "METHODS",
-    "CHECKPOINT_NAME",
-    "EnergyNet",
-    "TiltedEBM",
-    "build_ebm",
-    "EBMSettings",
-    "ebm_sampler",
-    "step_generator",
-    "mode_row",
-    "save_ebm_model",
-    "load_ebm_model",
-    "grid_log_density",
-    "ebm_mode_weights",
-    "train_ebm",
-    "evaluate_ebm",
-    "late_training_mse",
-    "METHOD_DEFAULTS",
-    "RunConfig",
-    "check_overrides",
-    "resolve_run",
-    "Dataset",
-    "known_dataset_names",
-    "load_dataset",
-    "train_run",
-    "evaluate_run",
-    "ebm_section",
-    "main",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "data": ["Dataset", "known_dataset_names", "load_dataset"],
+    "evaluate": ["evaluate_ebm", "late_training_mse"],
+    "model": [
+        "EnergyNet", "TiltedEBM", "build_ebm", "ebm_mode_weights", "grid_log_density", "load_ebm_model",
+        "save_ebm_model",
+    ],
+    "run": [
+        "METHOD_DEFAULTS", "RunConfig", "check_overrides", "ebm_section", "evaluate_run", "main",
+        "resolve_run", "train_run",
+    ],
+    "train": [
+        "CHECKPOINT_NAME", "METHODS", "EBMSettings", "ebm_sampler", "mode_row", "step_generator",
+        "train_ebm",
+    ],
+})

@@ -5,54 +5,22 @@
 :mod:`~boltzflow.flows.frames`), and a :class:`BoltzmannGenerator` (flow + target energy) drawing importance-weighted sample sets
 (:mod:`~boltzflow.flows.generator`, :mod:`~boltzflow.flows.sampling`)."""
 
-from boltzflow.flows.body import (
-    BodyFrame,
-    choose_reference_atoms,
-    fit_body_frame,
-    random_rotations,
-)
-from boltzflow.flows.cartesian import CartesianFrame, helmert_basis
-from boltzflow.flows.coupling import (
-    AffineCoupling,
-    CouplingLayer,
-    ResidualMLP,
-    SplineCoupling,
-    coupling_masks,
-)
-from boltzflow.flows.frames import (
-    FRAME_KINDS,
-    check_same_frame,
-    frame_fingerprint,
-    latent_frame,
-    read_frame,
-    to_latent,
-    write_frame,
-)
-from boltzflow.flows.generator import BoltzmannGenerator
-from boltzflow.flows.model import (
-    Flow,
-    VectorFrame,
-    build_flow,
-    frame_from_config,
-    load_flow,
-    save_flow,
-    standard_normal_log_prob,
-)
-from boltzflow.flows.sampling import SampleDraw, Sampler, draw_sample_set
-from boltzflow.flows.spline import (
-    rq_spline,
-    rq_spline_from_params,
-    rq_spline_planes,
-    rq_spline_split,
-    spline_knots,
-)
+import lazy_loader
 
-__all__ = [
-    "AffineCoupling", "BodyFrame", "CartesianFrame", "choose_reference_atoms", "fit_body_frame", "frame_from_config",
-    "random_rotations", "CouplingLayer", "Flow", "ResidualMLP", "SplineCoupling", "VectorFrame",
-    "build_flow", "coupling_masks", "helmert_basis", "load_flow", "rq_spline", "rq_spline_from_params",
-    "rq_spline_planes", "rq_spline_split", "save_flow", "spline_knots",
-    "standard_normal_log_prob",
-    "FRAME_KINDS", "latent_frame", "frame_fingerprint", "write_frame", "read_frame", "check_same_frame", "to_latent",
-    "Sampler", "SampleDraw", "draw_sample_set", "BoltzmannGenerator",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "body": ["BodyFrame", "choose_reference_atoms", "fit_body_frame", "random_rotations"],
+    "cartesian": ["CartesianFrame", "helmert_basis"],
+    "coupling": ["AffineCoupling", "CouplingLayer", "ResidualMLP", "SplineCoupling", "coupling_masks"],
+    "frames": [
+        "FRAME_KINDS", "check_same_frame", "frame_fingerprint", "latent_frame", "read_frame", "to_latent",
+        "write_frame",
+    ],
+    "generator": ["BoltzmannGenerator"],
+    "model": [
+        "Flow", "VectorFrame", "build_flow", "frame_from_config", "load_flow", "save_flow",
+        "standard_normal_log_prob",
+    ],
+    "sampling": ["SampleDraw", "Sampler", "draw_sample_set"],
+    "spline": ["rq_spline", "rq_spline_from_params", "rq_spline_planes", "rq_spline_split", "spline_knots"],
+})

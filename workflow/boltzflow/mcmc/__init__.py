@@ -6,48 +6,15 @@ parallel-tempering ladder, and :mod:`~boltzflow.mcmc.reference` the reference sa
 equilibrium samples of synthetic targets by parallel tempering.
 """
 
-from boltzflow.mcmc.kernels import (  # noqa: F401
-    MALA,
-    ULA,
-    AISResult,
-    ChainState,
-    CountingLogProb,
-    GlobalLocal,
-    LogProb,
-    Proposal,
-    SamplerRun,
-    annealed_importance_sampling,
-    imh_step,
-    init_state,
-    isir_step,
-    mala_step,
-    ula_step,
-)
-from boltzflow.mcmc.reference import (  # noqa: F401
-    DEFAULTS,
-    convergence_diagnostics,
-    reference_samples,
-)
-from boltzflow.mcmc.tempering import neighbour_swap
+import lazy_loader
 
-__all__ = [
-    "DEFAULTS",
-    "convergence_diagnostics",
-    "reference_samples",
-    "LogProb",
-    "CountingLogProb",
-    "ChainState",
-    "init_state",
-    "ula_step",
-    "mala_step",
-    "MALA",
-    "ULA",
-    "Proposal",
-    "imh_step",
-    "isir_step",
-    "SamplerRun",
-    "GlobalLocal",
-    "AISResult",
-    "annealed_importance_sampling",
-    "neighbour_swap",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "kernels": [
+        "MALA", "ULA", "AISResult", "ChainState", "CountingLogProb", "GlobalLocal", "LogProb", "Proposal",
+        "SamplerRun", "annealed_importance_sampling", "imh_step", "init_state", "isir_step", "mala_step",
+        "ula_step",
+    ],
+    "reference": ["DEFAULTS", "convergence_diagnostics", "reference_samples"],
+    "tempering": ["neighbour_swap"],
+})

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,7 +22,7 @@ import openmm
 import openmm.unit as unit
 
 from boltzflow.io import atomic_path, config_hash, read_sample_set, write_sample_set
-from boltzflow.md.settings import TorchMDSettings
+from boltzflow.md.settings import replica_seed
 from boltzflow.units import kT_kJ_per_mol
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "make_context",
     "measure_ns_per_day",
     "reduced_energies",
-    "replica_seed",
     "run_replica",
 ]
 
@@ -92,11 +90,6 @@ class MDSettings:
         d.pop("platform")
         d.pop("checkpoint_interval_ps")
         return d
-
-
-def replica_seed(seed: int, replica: int) -> int:
-    """A positive 31-bit seed for replica ``replica`` (OpenMM treats 0 as 'pick at random')."""
-    return zlib.crc32(f"{seed}:{replica}".encode()) % (2**31 - 2) + 1
 
 
 def available_platforms() -> list[str]:
@@ -412,30 +405,3 @@ def gather_replicas(
     write_sample_set(output, x, energy, target=target, units="nm",
                      extra={"replica": replica, "time_ps": time_ps}, metadata=meta)
     return len(x)
-
-
-def ladder_split(n_ladders: int, jobs: int) -> list[tuple[int, int]]:
-    """``(first, count)`` of the ladders of each job: ``n_ladders`` split as evenly as possible."""
-    if jobs < 1 or n_ladders < jobs:
-        raise ValueError(f"cannot split {n_ladders} ladders over {jobs} jobs")
-    base, extra = divmod(n_ladders, jobs)
-    out, first = [], 0
-    for job in range(jobs):
-        count = base + (1 if job < extra else 0)
-        out.append((first, count))
-        first += count
-    return out
-
-
-def torch_md_settings(md: Mapping[str, Any], temperature_K: float, job: int = 0):
-    """The :class:`~boltzflow.md.settings.TorchMDSettings` of job ``job`` of the config section ``md``
-    (engine ``torch``) for a system at ``temperature_K``: its share of the ladders and its own seed."""
-
-    options = dict(md["torch"])
-    jobs = options.pop("jobs")
-    options.pop("threads_per_job")
-    _, count = ladder_split(md["replicas"], jobs)[job]
-    shared = {key: md[key] for key in ("timestep_fs", "friction_per_ps", "equilibration_ps", "length_ps",
-                                       "save_interval_ps", "checkpoint_interval_ps")}
-    return TorchMDSettings(temperature_K=float(temperature_K), n_ladders=count,
-                           seed=replica_seed(md["seed"], job), **shared, **options)

@@ -7,15 +7,15 @@ that :func:`boltzflow.md.tempering.run_parallel_tempering` follows.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-__all__ = ["TorchMDSettings", "geometric_ladder"]
+__all__ = ["TorchMDSettings", "geometric_ladder", "replica_seed", "ladder_split", "torch_md_settings"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float32", "float64")  # the torch dtypes the engine can integrate in
 
 
 def geometric_ladder(t_min: float, t_max: float, n: int) -> np.ndarray:
@@ -93,8 +93,8 @@ class TorchMDSettings:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
@@ -179,3 +179,34 @@ class TorchMDSettings:
         d["temperatures_K"] = [float(t) for t in self.ladder()]
         return d
 
+
+def replica_seed(seed: int, replica: int) -> int:
+    """A positive 31-bit seed for replica ``replica`` (OpenMM treats 0 as 'pick at random')."""
+    return zlib.crc32(f"{seed}:{replica}".encode()) % (2**31 - 2) + 1
+
+
+def ladder_split(n_ladders: int, jobs: int) -> list[tuple[int, int]]:
+    """``(first, count)`` of the ladders of each job: ``n_ladders`` split as evenly as possible."""
+    if jobs < 1 or n_ladders < jobs:
+        raise ValueError(f"cannot split {n_ladders} ladders over {jobs} jobs")
+    base, extra = divmod(n_ladders, jobs)
+    out, first = [], 0
+    for job in range(jobs):
+        count = base + (1 if job < extra else 0)
+        out.append((first, count))
+        first += count
+    return out
+
+
+def torch_md_settings(md: Mapping[str, Any], temperature_K: float, job: int = 0):
+    """The :class:`~boltzflow.md.settings.TorchMDSettings` of job ``job`` of the config section ``md``
+    (engine ``torch``) for a system at ``temperature_K``: its share of the ladders and its own seed."""
+
+    options = dict(md["torch"])
+    jobs = options.pop("jobs")
+    options.pop("threads_per_job")
+    _, count = ladder_split(md["replicas"], jobs)[job]
+    shared = {key: md[key] for key in ("timestep_fs", "friction_per_ps", "equilibration_ps", "length_ps",
+                                       "save_interval_ps", "checkpoint_interval_ps")}
+    return TorchMDSettings(temperature_K=float(temperature_K), n_ladders=count,
+                           seed=replica_seed(md["seed"], job), **shared, **options)

@@ -21,7 +21,7 @@ import openmm.app as app
 import torch
 
 from boltzflow.io import config_hash, write_sample_set
-from boltzflow.md.settings import _DTYPES, TorchMDSettings
+from boltzflow.md.settings import TorchMDSettings
 from boltzflow.md.torch_engine import BatchedLangevin, system_masses
 from boltzflow.targets.forcefield import TorchForceField
 from boltzflow.units import kT_kJ_per_mol, resolve_device
@@ -251,7 +251,7 @@ def run_parallel_tempering(
     if positions.size != D:
         raise ValueError(f"positions have {positions.size} coordinates, the system has {n_atoms} atoms")
     device = resolve_device(settings.device)
-    dtype = _DTYPES[settings.dtype]
+    dtype = getattr(torch, settings.dtype)
     temps = settings.ladder()
     M, K, R = settings.n_ladders, settings.n_temperatures, settings.n_replicas
     spf, eq_steps, total = settings.steps_per_frame, settings.equilibration_steps, settings.total_steps

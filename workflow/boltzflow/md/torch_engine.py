@@ -19,7 +19,6 @@ import openmm.unit as unit
 import torch
 
 from boltzflow.mcmc.tempering import neighbour_swap
-from boltzflow.md.settings import _DTYPES
 from boltzflow.targets.forcefield import TorchForceField
 from boltzflow.units import kT_kJ_per_mol, resolve_device
 
@@ -407,7 +406,7 @@ def measure_throughput(
     engine = BatchedLangevin(
         force_field.energy_and_forces, system_masses(system, topology, hydrogen_mass_amu), [300.0],
         dim=3 * system.getNumParticles(), n_ladders=n_replicas, timestep_fs=timestep_fs,
-        force_dtype=_DTYPES[dtype], device=resolve_device(device), seed=0,
+        force_dtype=getattr(torch, dtype), device=resolve_device(device), seed=0,
     )
     engine.set_positions(np.asarray(positions, dtype=np.float64).reshape(-1))
     engine.draw_velocities()

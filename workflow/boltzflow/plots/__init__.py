@@ -7,28 +7,16 @@ the data, these functions plot it and save each figure in every requested format
 - :mod:`boltzflow.plots.sgds`: the SGDS gap, samples and particle-target histograms.
 """
 
+import lazy_loader
 import matplotlib
 
 matplotlib.use("Agg")  # figures go to files, on nodes without a display
 
-from boltzflow.plots.common import note_figure, save_figure  # noqa: E402
-from boltzflow.plots.ebm import ebm_densities_figure, ebm_mode_weights_figure  # noqa: E402
-from boltzflow.plots.flows import ablation_figure, fep_figure, flow_samples_figure  # noqa: E402
-from boltzflow.plots.md import energy_histogram, populations_vs_time, ramachandran  # noqa: E402
-from boltzflow.plots.sgds import sgds_gap_figure, sgds_particle_figure, sgds_samples_figure  # noqa: E402
-
-__all__ = [
-    "save_figure",
-    "note_figure",
-    "ramachandran",
-    "flow_samples_figure",
-    "ablation_figure",
-    "fep_figure",
-    "energy_histogram",
-    "populations_vs_time",
-    "ebm_mode_weights_figure",
-    "ebm_densities_figure",
-    "sgds_gap_figure",
-    "sgds_samples_figure",
-    "sgds_particle_figure",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "common": ["note_figure", "save_figure"],
+    "ebm": ["ebm_densities_figure", "ebm_mode_weights_figure"],
+    "flows": ["ablation_figure", "fep_figure", "flow_samples_figure"],
+    "md": ["energy_histogram", "populations_vs_time", "ramachandran"],
+    "sgds": ["sgds_gap_figure", "sgds_particle_figure", "sgds_samples_figure"],
+})

@@ -11,26 +11,16 @@
   its command line.
 """
 
-from .buffer import RankedReplayBuffer
-from .learner import (
-                      DiffusionSampler,
-                      DriftMLP,
-                      Trajectories,
-                      build_sampler,
-                      elbo_eubo,
-                      evaluate_sampler,
-                      load_sampler,
-                      log_weights,
-                      path_mle_loss,
-                      pis_loss,
-                      save_sampler,
-                      time_grid,
-                      trajectory_balance_loss,
-)
-from .rnd import RandomNetworkDistillation
-from .train import SGDS_METHODS, EnergyCounter, SGDSSettings, reinitialise, run_searcher, train_sgds
+import lazy_loader
 
-__all__ = ["DiffusionSampler", "DriftMLP", "Trajectories", "elbo_eubo", "evaluate_sampler", "log_weights",
-           "trajectory_balance_loss", "pis_loss", "path_mle_loss", "time_grid", "build_sampler", "load_sampler", "save_sampler",
-           "RankedReplayBuffer", "RandomNetworkDistillation", "SGDS_METHODS", "EnergyCounter", "SGDSSettings",
-           "reinitialise", "run_searcher", "train_sgds"]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "buffer": ["RankedReplayBuffer"],
+    "learner": [
+        "DiffusionSampler", "DriftMLP", "Trajectories", "build_sampler", "elbo_eubo", "evaluate_sampler",
+        "load_sampler", "log_weights", "path_mle_loss", "pis_loss", "save_sampler", "time_grid",
+        "trajectory_balance_loss",
+    ],
+    "rnd": ["RandomNetworkDistillation"],
+    "train": ["SGDS_METHODS", "EnergyCounter", "SGDSSettings", "reinitialise", "run_searcher", "train_sgds"],
+})

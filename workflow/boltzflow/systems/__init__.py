@@ -1,49 +1,14 @@
 """systems."""
 
-from boltzflow.systems.build import (  # noqa: F401
-    BUILTIN_SYSTEMS,
-    CAPS,
-    NONBONDED_METHODS,
-    SOLVENTS,
-    STANDARD_RESIDUES,
-    BuiltSystem,
-    PeptideSpec,
-    build_peptide,
-    create_system,
-    forcefield_files,
-    get_spec,
-    load_system,
-    parse_sequence,
-    write_system,
-)
-from boltzflow.systems.observables import (  # noqa: F401
-    backbone_dihedrals,
-    dihedral_atoms,
-)
-from boltzflow.systems.userdata import (  # noqa: F401
-    BOND_WINDOW_NM,
-    check_bond_lengths,
-    load_frames,
-)
+import lazy_loader
 
-__all__ = [
-    "STANDARD_RESIDUES",
-    "CAPS",
-    "SOLVENTS",
-    "NONBONDED_METHODS",
-    "PeptideSpec",
-    "parse_sequence",
-    "get_spec",
-    "forcefield_files",
-    "BUILTIN_SYSTEMS",
-    "BuiltSystem",
-    "create_system",
-    "build_peptide",
-    "write_system",
-    "load_system",
-    "BOND_WINDOW_NM",
-    "check_bond_lengths",
-    "load_frames",
-    "dihedral_atoms",
-    "backbone_dihedrals",
-]
+# Names load from their module on first use, so that importing one of them loads only its module.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "build": [
+        "BUILTIN_SYSTEMS", "CAPS", "NONBONDED_METHODS", "SOLVENTS", "STANDARD_RESIDUES", "BuiltSystem",
+        "PeptideSpec", "build_peptide", "create_system", "forcefield_files", "get_spec", "load_system",
+        "parse_sequence", "write_system",
+    ],
+    "observables": ["backbone_dihedrals", "dihedral_atoms"],
+    "userdata": ["BOND_WINDOW_NM", "check_bond_lengths", "load_frames"],
+})
