@@ -71,6 +71,11 @@ def test_user_data_is_read_and_checked(tmp_path):
         load_dataset(cfg, "lj13", 10)
 
 
+# Resume tests: a history row every 5 iterations and a checkpoint every 10, so that a few iterations
+# cover saving, killing and resuming.
+RESUME = {"history_every": 5, "checkpoint_every": 10}
+
+
 def _short_run(tmp_path, method="flowmc", iterations=150, identity="a", log=None, **over):
     cfg = ebm_config(n_data=8192, train={"batch_size": 128, "n_persistent": 1024, "history_every": 25,
                                          "checkpoint_every": 50, "lr_ebm": 3e-3, "lr_flow": 3e-3},
@@ -106,10 +111,10 @@ def test_short_flowmc_training_moves_mode_weights_toward_the_truth(tmp_path):
 
 
 def test_training_resumes_to_the_same_result(tmp_path):
-    _, _, (ebm_a, flow_a, bank_a, hist_a, _) = _short_run(tmp_path / "a", iterations=60)
-    # an interrupted run: 50 iterations saved a checkpoint; resuming finishes the remaining 10
-    _short_run(tmp_path / "b", iterations=50)
-    _, _, (ebm_b, flow_b, bank_b, hist_b, _) = _short_run(tmp_path / "b", iterations=60)
+    _, _, (ebm_a, flow_a, bank_a, hist_a, _) = _short_run(tmp_path / "a", iterations=14, **RESUME)
+    # an interrupted run: 10 iterations saved a checkpoint; resuming finishes the remaining 4
+    _short_run(tmp_path / "b", iterations=10, **RESUME)
+    _, _, (ebm_b, flow_b, bank_b, hist_b, _) = _short_run(tmp_path / "b", iterations=14, **RESUME)
     assert torch.equal(bank_a, bank_b)
     for p, q in zip(ebm_a.state_dict().values(), ebm_b.state_dict().values()):
         assert torch.equal(p, q)
@@ -122,15 +127,15 @@ def test_a_killed_run_with_the_cosine_schedule_resumes_to_the_same_result(tmp_pa
     class Kill(Exception):
         pass
 
-    class KillAt75(logging.Logger):  # dies after the checkpoint of iteration 50, at the history row of 75
+    class KillAt15(logging.Logger):  # dies after the checkpoint of iteration 10, at the history row of 15
         def info(self, msg, *args, **kwargs):
-            if args and args[0] == 75:
+            if args and args[0] == 15:
                 raise Kill
 
-    _, _, (ebm_a, _, bank_a, hist_a, _) = _short_run(tmp_path / "a", iterations=100, lr_schedule="cosine")
+    _, _, (ebm_a, _, bank_a, hist_a, _) = _short_run(tmp_path / "a", iterations=20, lr_schedule="cosine", **RESUME)
     with pytest.raises(Kill):
-        _short_run(tmp_path / "b", iterations=100, lr_schedule="cosine", log=KillAt75("kill"))
-    _, _, (ebm_b, _, bank_b, hist_b, _) = _short_run(tmp_path / "b", iterations=100, lr_schedule="cosine")
+        _short_run(tmp_path / "b", iterations=20, lr_schedule="cosine", log=KillAt15("kill"), **RESUME)
+    _, _, (ebm_b, _, bank_b, hist_b, _) = _short_run(tmp_path / "b", iterations=20, lr_schedule="cosine", **RESUME)
     assert torch.equal(bank_a, bank_b)
     for p, q in zip(ebm_a.state_dict().values(), ebm_b.state_dict().values()):
         assert torch.equal(p, q)
@@ -139,10 +144,10 @@ def test_a_killed_run_with_the_cosine_schedule_resumes_to_the_same_result(tmp_pa
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog):
-    _short_run(tmp_path, iterations=50, identity="one")
-    _, _, (_, _, _, hist, _) = _short_run(tmp_path, iterations=50, identity="two")
+    _short_run(tmp_path, iterations=10, identity="one", **RESUME)
+    _, _, (_, _, _, hist, _) = _short_run(tmp_path, iterations=10, identity="two", **RESUME)
     assert "belongs to another run" in caplog.text
-    assert hist["iteration"].iloc[0] == 25  # trained from the start
+    assert hist["iteration"].iloc[0] == 5  # trained from the start
 
 
 def test_ula_baseline_trains_without_the_flow(tmp_path):
