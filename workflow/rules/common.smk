@@ -6,14 +6,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from boltzflow.config import validate_config
+
+# First the config, then the heavy imports (torch): a wrong key fails in seconds, naming the key.
+validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
 from boltzflow.ebm import check_overrides, known_dataset_names, resolve_run
 from boltzflow.sgds import SGDS_METHODS
 from boltzflow.sgds.run import check_sgds_target, resolve_sgds_run, sgds_target_names
 from boltzflow.systems import get_spec
 from boltzflow.targets import target_kind
-
-
-validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
 OUT = f"results/{config['experiment']}"
 BENCH = "results/benchmarks"
