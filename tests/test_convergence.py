@@ -8,17 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from boltzflow.evaluation import integrated_autocorrelation_time
-from boltzflow.md import (
+from boltzflow.evaluation import (
     PHI_POSITIVE,
     ROW_STATES,
     STATES,
-    bootstrap_population,
     conformational_states,
+    integrated_autocorrelation_time,
+    phi_positive,
+)
+from boltzflow.md import (
+    bootstrap_population,
     convergence_curves,
     convergence_report,
     halves_agreement,
-    phi_positive,
     populations_vs_time,
     state_populations,
 )

@@ -9,18 +9,17 @@ import pandas as pd
 import pytest
 import torch
 from boltzflow.couplings import cnf_pairs, ot_pairs
-from boltzflow.fep import (
+from boltzflow.evaluation import (
     StateBox,
-    fit_state_map,
+    conformational_states,
     md_free_energy,
     parse_state,
     select_states,
     state_mask,
     tfep_estimate,
-    tfep_work,
 )
+from boltzflow.fep import fit_state_map, tfep_work
 from boltzflow.flows import BodyFrame, fit_body_frame, frame_from_config, helmert_basis
-from boltzflow.md import conformational_states
 from boltzflow.training import TrainSettings, fit_cnf
 from torch import nn
 

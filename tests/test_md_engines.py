@@ -14,12 +14,12 @@ import mdtraj
 import numpy as np
 import pytest
 import torch
+from boltzflow.evaluation import conformational_states
 from boltzflow.io import read_sample_set
 from boltzflow.md import (
     MDSettings,
     TorchMDSettings,
     bootstrap_population,
-    conformational_states,
     run_parallel_tempering,
     run_replica,
 )

@@ -22,7 +22,7 @@ import numpy as np
 import openmm
 import pandas as pd
 
-from boltzflow.evaluation import initial_positive_sequence_tau
+from boltzflow.evaluation import conformational_states, initial_positive_sequence_tau
 from boltzflow.io import read_sample_set, write_sample_set
 from boltzflow.md import (
     BatchedLangevin,
@@ -30,7 +30,6 @@ from boltzflow.md import (
     TorchMDSettings,
     available_platforms,
     bootstrap_population,
-    conformational_states,
     gather_replicas,
     ladder_split,
     measure_ns_per_day,

@@ -12,12 +12,7 @@ import torch
 
 from boltzflow.couplings import as_points, cnf_pairs, ot_pairs
 from boltzflow.evaluation import (
-    DEFAULT_STATE_A,
-    DEFAULT_STATE_B,
-    StateBox,
-    StateDefinition,
     md_free_energy,
-    parse_state,
     select_states,
     state_mask,
     tfep_estimate,
@@ -31,18 +26,9 @@ from boltzflow.units import resolve_device
 __all__ = [
     "run_tfep",
     "TFEPRun",
-    "DEFAULT_STATE_A",
-    "DEFAULT_STATE_B",
-    "StateBox",
-    "StateDefinition",
-    "parse_state",
-    "state_mask",
-    "select_states",
     "fit_state_map",
     "TFEPWork",
     "tfep_work",
-    "tfep_estimate",
-    "md_free_energy",
 ]
 
 

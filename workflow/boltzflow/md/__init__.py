@@ -13,9 +13,8 @@ import lazy_loader
 # Names load from their module on first use, so that importing one of them loads only its module.
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "convergence": [
-        "BLOCK_TAUS", "MAX_BLOCKS", "PHI_POSITIVE", "ROW_STATES", "STATES", "align_inputs",
-        "bootstrap_population", "conformational_states", "convergence_curves", "convergence_report",
-        "halves_agreement", "phi_positive", "populations_vs_time", "residues", "state_populations",
+        "BLOCK_TAUS", "MAX_BLOCKS", "align_inputs", "bootstrap_population", "convergence_curves",
+        "convergence_report", "halves_agreement", "populations_vs_time", "state_populations",
     ],
     "openmm": [
         "MDSettings", "available_platforms", "choose_platform", "gather_replicas", "log",

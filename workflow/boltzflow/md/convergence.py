@@ -15,28 +15,19 @@ import pandas as pd
 
 from boltzflow.evaluation import (
     PHI_POSITIVE,
-    ROW_STATES,
     STATES,
     conformational_states,
-    phi_positive,
-    residues,
 )
 from boltzflow.evaluation.diagnostics import integrated_autocorrelation_time
 from boltzflow.evaluation.states import _pairs
 
 __all__ = [
-    "PHI_POSITIVE",
-    "ROW_STATES",
-    "STATES",
     "align_inputs",
     "bootstrap_population",
-    "conformational_states",
     "convergence_curves",
     "convergence_report",
     "halves_agreement",
-    "phi_positive",
     "populations_vs_time",
-    "residues",
     "state_populations",
 ]
 

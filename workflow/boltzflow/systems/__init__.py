@@ -1,4 +1,8 @@
-"""systems."""
+"""Peptide systems and their data: :mod:`~boltzflow.systems.build` makes an OpenMM system from a
+sequence spec (force field, caps, solvent model, minimised geometry), :mod:`~boltzflow.systems.userdata`
+reads and checks bring-your-own MD frames, and :mod:`~boltzflow.systems.observables` computes the
+backbone dihedrals that the MD report, the scores and the figures share.
+"""
 
 import lazy_loader
 
