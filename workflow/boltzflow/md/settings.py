@@ -1,4 +1,7 @@
-"""Settings of the torch MD engine: time step, thermostat, temperature ladder, run length and output.
+"""Settings of the torch MD engine: time step, thermostat, temperature ladder, run length and output;
+the config's ``md`` section as one job's settings (:func:`torch_md_settings`, :func:`ladder_split`),
+and the per-replica seed both engines use (:func:`replica_seed`). Torch-free, so that config checks
+and OpenMM jobs load it cheaply.
 
 The dataclass :class:`TorchMDSettings` is validated on construction and derives the step counts
 that :func:`boltzflow.md.tempering.run_parallel_tempering` follows.
