@@ -22,7 +22,6 @@ TOP_LEVEL_MODULES = {"__init__.py", "io.py", "config.py", "cli.py", "units.py"}
 LAZY_IMPORTS = {
     ("targets/__init__.py", "boltzflow.targets"): "peptide targets need OpenMM; synthetic ones must load without it",
     ("targets/__init__.py", "boltzflow.targets.base"): "the placeholder registered when OpenMM is missing",
-    ("config.py", "boltzflow.md"): "config validation runs in every snakemake call; OpenMM and torch only when checked",
     ("config.py", "boltzflow.systems"): "config validation runs in every snakemake call; OpenMM only when checked",
     ("config.py", "boltzflow.targets"): "config validation runs in every snakemake call; torch only when checked",
 }
@@ -219,6 +218,8 @@ def _loaded_after(code: str) -> set[str]:
      ("torch", "openmm", "scipy", "boltzflow.md.openmm", "boltzflow.evaluation.weights")),
     # the OpenMM jobs (md_replica, md_gather) never load torch
     ("from boltzflow.md import MDSettings, gather_replicas, run_replica", ("torch", "scipy", "ot")),
+    # every snakemake call and every script validates a config: its import loads neither
+    ("import boltzflow.config", ("torch", "openmm", "scipy")),
     # splitting frames needs neither OpenMM nor torch
     ("from boltzflow.md import block_split", ("torch", "openmm", "scipy")),
     # a plot of tables needs no torch

@@ -16,6 +16,7 @@ from typing import Any, Iterable, MutableMapping
 import jsonschema
 import yaml
 
+from boltzflow.md import torch_md_settings  # md.settings: numpy only
 
 __all__ = ["ConfigError", "DEFAULT_SCHEMA", "DEFAULT_CONFIG", "load_schema", "validate_config", "validate_section",
            "layered_section", "system_names"]
@@ -89,7 +90,6 @@ def system_names(config: MutableMapping[str, Any]) -> list[str]:
 def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
     # Heavy (OpenMM, torch): imported here so that `import boltzflow.config`, which every snakemake
     # call and every script makes, stays at about a second instead of seven.
-    from boltzflow.md import torch_md_settings
     from boltzflow.systems import BUILTIN_SYSTEMS, get_spec
     from boltzflow.targets import target_names
 
