@@ -1,9 +1,35 @@
-"""Shared fixtures: built peptide systems (built once per session) and the local SLURM cluster."""
+"""Shared fixtures (built peptide systems, once per session; the local SLURM cluster) and how the
+suite is shared between pytest-xdist workers.
 
+The README's ``pytest`` runs the files on parallel workers (``-n``, see ``pyproject.toml``). Each
+file goes to one worker whole, so that its module fixtures (the smoke run, for one) run once, and
+the two SLURM files share a worker and so one cluster. Files are handed out longest first, so
+that the run does not end waiting on a long file that started last.
+"""
+
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# The files that take longest (seconds on the 2-core CI machine), in the order they are handed out;
+# every other file follows in collection order. tests/test_docs.py checks that each one exists.
+LONGEST_FIRST = (
+    "test_smoke.py",  # the smoke run and what is done with it
+    "test_slurm_workflow.py",  # mostly waiting on SLURM: overlaps well with a busy worker
+    "test_workflow.py",
+    "test_md_engines.py",
+    "test_sgds.py",
+    "test_training.py",
+    "test_forcefield.py",
+)
+SLURM_FILES = ("test_slurm_cluster.py", "test_slurm_workflow.py")
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Each worker gets its share of the cores for torch and OpenMP (set before torch is imported).
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -22,3 +48,16 @@ def al4():
     from boltzflow.systems import build_peptide, get_spec
 
     return build_peptide(get_spec("al4"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Group the tests by file (the SLURM files together) and put the longest files first."""
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+    for item in items:
+        group = "slurm" if item.path.name in SLURM_FILES else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))

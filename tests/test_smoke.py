@@ -1,0 +1,357 @@
+"""The smoke config run end to end, once, and what a user does with a finished run: its outputs,
+the report, a rerun, the benchmark targets, a changed coupling, damaged artifacts.
+
+The tests run in file order and the later ones change the run (they delete a model, damage a pairs
+file and a sample set), so a test that only reads the run comes before them.
+"""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from boltzflow.io import read_sample_set, read_table
+from workflow_helpers import snakemake, workflow_copy
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke config run end to end, once for the module."""
+    repo = workflow_copy(tmp_path_factory.mktemp("smoke"))
+    proc = snakemake(repo, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return repo
+
+
+def test_smoke_outputs(smoke_run):
+    repo = smoke_run
+    out = repo / "results/smoke"
+    frames = read_sample_set(out / "md/al2/frames.parquet", expected_dim=66, expected_target="al2")
+    config = yaml.safe_load((repo / "config/smoke.yaml").read_text())["md"]
+    n_per_replica = round(config["length_ps"] / config["save_interval_ps"])
+    assert len(frames) == config["replicas"] * n_per_replica
+    schema = pq.read_schema(out / "md/al2/frames.parquet")
+    assert str(schema.field("x").type) == "fixed_size_list<element: float>[66]"
+    assert str(schema.field("energy").type) == "double"
+    assert frames.metadata["units"] == "nm" and frames.metadata["rule"] == "md_gather"
+    # jobs run the library of the workflow they belong to, not some other installed copy
+    assert frames.metadata["library_path"] == str((repo / "workflow/boltzflow").resolve())
+    assert len(frames.metadata["parts"]) == config["torch"]["jobs"]
+    assert all(part["engine"] == "torch" and len(part["swap_acceptance"]) == 1 for part in frames.metadata["parts"])
+    # physical sanity: finite reduced energies of a thermalised peptide, nm-scale bonds
+    assert np.isfinite(frames.energy).all()
+    assert 1.0 < frames.energy.std() < 20.0
+    xyz = frames.x.reshape(len(frames), 22, 3)
+    ca_cb = np.linalg.norm(xyz[:, 8] - xyz[:, 10], axis=-1)  # ALA CA-CB
+    assert 0.14 < ca_cb.mean() < 0.165
+    assert sorted(frames.columns["replica"].unique()) == list(range(config["replicas"]))
+    assert frames.columns["time_ps"].max() == pytest.approx(config["length_ps"])
+
+    dihedrals, meta = read_table(out / "md/al2/dihedrals.parquet", required=("frame", "phi_ALA2", "psi_ALA2"))
+    assert len(dihedrals) == len(frames) and meta["units"] == "radian"
+    assert dihedrals[["phi_ALA2", "psi_ALA2"]].abs().max().max() <= np.pi
+    assert (dihedrals.phi_ALA2 < 0).mean() > 0.5  # al2 at 300 K lives mostly at phi < 0
+
+    split, _ = read_table(out / "md/al2/split.parquet", required=("frame", "split"))
+    counts = split.split.value_counts()
+    assert counts["train"] == int(0.8 * n_per_replica) * config["replicas"]
+    assert counts.sum() == len(frames)
+
+    populations, meta = read_table(out / "md/al2/convergence.parquet",
+                                   required=("residue", "state", "population", "ci_low", "ci_high"))
+    phi_negative = populations[populations.state.isin(["alpha_R", "beta"])].population.sum()
+    assert phi_negative == pytest.approx((dihedrals.phi_ALA2 <= 0).mean(), abs=1e-9)
+    assert (populations.ci_low <= populations.population + 1e-12).all()
+    assert meta["convergence"]["n_frames"] == len(frames)
+    assert "| " in (out / "md/al2/convergence.md").read_text()
+
+    for name in ("md_ramachandran", "md_energy", "md_populations"):
+        assert (out / f"figures/al2/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"figures/al2/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (out / "systems/al2/topology.pdb").exists() and (out / "systems/al2/system.xml").exists()
+    log = (out / "logs/md_torch/al2-0.log").read_text()
+    assert "ns/day" in log and "100%" in log
+
+    reference = read_sample_set(out / "reference/dw4.parquet", expected_dim=8, expected_target="dw4")
+    assert len(reference) == 320
+    com = reference.x.reshape(-1, 4, 2).mean(axis=1)
+    assert np.abs(com).max() < 1e-5  # samples live on the centre-of-mass-free subspace
+    assert (reference.energy > -27).all() and (reference.energy < 5).all()
+    diagnostics = reference.metadata["diagnostics"]
+    assert {"converged", "swap_acceptance", "rhat", "acceptance"} <= set(diagnostics)
+
+
+def test_report(smoke_run):
+    repo = smoke_run
+    proc = snakemake(repo, "--configfile", "config/smoke.yaml", "--report", "report.zip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (repo / "report.zip").stat().st_size > 10_000
+
+
+def test_rerun_does_nothing_when_complete(smoke_run):
+    repo = smoke_run
+    proc = snakemake(repo, "-n", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bench_md_target(smoke_run):
+    repo = smoke_run
+    proc = snakemake(repo, "bench_md", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/md.parquet").to_pandas()
+    plain = table[table.engine == "plain OpenMM context"]
+    assert {"Reference", "CPU"} <= set(plain.platform)
+    stage = table[table.engine.str.startswith("boltzflow MD stage")]
+    assert set(stage.replicas) == {1, 2} and (stage.ns_per_day > 0).all()
+    assert np.isfinite(stage.ratio_vs_best_plain).all()
+    assert plain.ratio_vs_best_plain.max() == pytest.approx(1.0)
+    assert (table[table.unit == "rows/s"].rows_per_s > 0).all()
+    torch_rows = table[table.engine.str.startswith("torch engine")]
+    assert set(torch_rows.replicas) == {1, 16} and (torch_rows.ns_per_day > 0).all()
+    assert np.isfinite(torch_rows.ratio_vs_openmm_all_cores).all()
+    race = table[table.unit == "s"]
+    assert len(race) == 2 and (race.frames > 0).all() and (race.wall_s > 0).all()
+    assert ((race.phi_positive >= 0) & (race.phi_positive <= 1)).all()
+    openmm = race[race.engine.str.startswith("OpenMM")].iloc[0]
+    assert openmm.probe_replicas == 4 and openmm.probe_length_ps == 2  # the smoke config's probe
+    assert "2 temperatures: 300, 400 K" in race.engine.iloc[1]  # the race ladder, not md's
+    text = (repo / "results/benchmarks/md.md").read_text()
+    assert "Plain-dynamics probe: 4 replicas x 2 ps" in text
+    assert "| engine |" in text and "ratio_vs_best_plain" in text and "precise phi > 0" in text
+
+
+def test_bench_energy_target(smoke_run):
+    repo = smoke_run
+    proc = snakemake(repo, "bench_energy", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/energy.parquet").to_pandas()
+    assert set(table.engine) == {"torch", "OpenMM Reference, 1 context", "OpenMM CPU, 1 context",
+                                 "OpenMM Reference pool, 2 contexts"}
+    torch_rows = table[table.engine == "torch"]
+    assert set(torch_rows.dtype) == {"float32", "float64"} and set(torch_rows.batch) == {1, 40}
+    assert set(table.quantity) == {"energy", "energy+forces"}
+    assert (table.configs_per_s > 0).all() and np.isfinite(table.ratio_vs_openmm_reference).all()
+    reference = table[table.engine == "OpenMM Reference, 1 context"]
+    assert np.allclose(reference.ratio_vs_openmm_reference, 1.0)
+    assert "## al2: energy+forces" in (repo / "results/benchmarks/energy.md").read_text()
+
+
+def test_smoke_flows(smoke_run):
+    """Every method x architecture of the smoke config is trained, with its history and a
+    passing invertibility report, and the checkpoint rebuilds the model (weights only)."""
+    import json
+
+    import torch
+    from boltzflow.flows import load_flow
+    from boltzflow.io import read_pairs
+
+    repo = smoke_run
+    out = repo / "results/smoke"
+    x0, x1, meta = read_pairs(out / "couplings/al2/ot.parquet", expected_dim=60)  # body frame: 3 N - 6
+    assert meta["kind"] == "ot" and meta["frame"]["n_atoms"] == 22 and meta["stats"]["solve_seconds_total"] >= 0
+    assert meta["frame"]["kind"] == "body" and meta["frame"]["reference_atoms"] == [8, 6, 14]  # CA, N, C
+    train_frames = (read_table(out / "md/al2/split.parquet")[0].split == "train").sum()
+    assert len(x0) == train_frames
+    for method in ("regflow", "mle"):
+        for arch in ("affine", "spline"):
+            folder = out / f"models/al2/{method}-{arch}-seed0"
+            flow, extra = load_flow(folder / "model.pt")
+            summary = json.loads(extra["summary"])
+            assert summary["method"] == method and summary["steps"] == 20
+            report = json.loads((folder / "invertibility.json").read_text())
+            assert report["max_error_float64"] < 1e-10 and not report["flagged"]
+            history, hmeta = read_table(folder / "history.parquet", required=("step", "loss", "lr", "wall_s"))
+            assert list(history.step) == [5, 10, 15, 20] and hmeta["method"] == method
+            x, log_q = flow.sample(8, generator=torch.Generator().manual_seed(0))
+            assert x.shape == (8, 66) and torch.isfinite(log_q).all()
+            assert not (folder / "checkpoint").exists()  # training state is removed once the model is saved
+
+
+def test_cnf_coupling_end_to_end(smoke_run):
+    """flows.coupling: cnf trains the CNF teacher, makes reflow pairs and trains RegFlow on them."""
+    repo = smoke_run
+    (repo / "config/cnf.yaml").write_text("flows: {coupling: cnf, methods: [regflow], architectures: [spline]}\n")
+    target = "results/smoke/models/al2/regflow-spline-seed0/model.pt"
+    (repo / target).unlink()
+    teacher_metrics = "results/smoke/metrics/al2/cnf-seed0.parquet"  # the CNF as a baseline generator
+    proc = snakemake(repo, target, teacher_metrics, "--cores", "2", "--configfile", "config/smoke.yaml",
+                     "config/cnf.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = read_table(repo / teacher_metrics)[0].iloc[0]
+    assert row.method == "cnf" and row.n_drawn == 32 and 0 < row.ess <= 1 and not row.invertibility_flagged
+    cnf_samples = read_sample_set(repo / "results/smoke/samples/al2/cnf-seed0.parquet", expected_dim=66)
+    assert np.isfinite(cnf_samples.columns["log_q"]).all() and cnf_samples.metadata["stats"]["nfe"] > 0
+    from boltzflow.io import read_pairs
+
+    x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=60)
+    assert meta["kind"] == "cnf" and len(x0) == 64
+    assert (repo / "results/smoke/models/al2/cnf-seed0/history.parquet").exists()
+    assert (repo / target).exists()
+
+
+def test_pairs_from_another_frame_are_refused(smoke_run):
+    """RegFlow training refuses pairs made in another latent frame and names the file."""
+    from boltzflow.io import read_pairs, write_pairs
+
+    repo = smoke_run
+    pairs = repo / "results/smoke/couplings/al2/ot.parquet"
+    x0, x1, meta = read_pairs(pairs)
+    meta["frame"]["hash"] = "0" * 16  # as if the frame had been fitted to other data
+    write_pairs(pairs, x0, x1, meta)
+    target = "results/smoke/models/al2/regflow-affine-seed0/model.pt"
+    (repo / target).unlink()
+    proc = snakemake(repo, target, "--cores", "1", "--configfile", "config/smoke.yaml")
+    assert proc.returncode != 0
+    log = (repo / "results/smoke/logs/train_flow/al2-regflow-affine-seed0.log").read_text()
+    assert "ot.parquet: made in frame" in log
+
+
+def test_bench_flows_target(smoke_run):
+    repo = smoke_run
+    proc = snakemake(repo, "bench_flows", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/flows.parquet").to_pandas()
+    sampling = table[table.section == "sampling"]
+    assert (sampling.samples_per_s > 0).all() and np.isfinite(sampling.samples_per_s).all()
+    assert {"training"} <= set(table.section)
+    text = (repo / "results/benchmarks/flows.md").read_text()
+    assert "Sampling with exact log-density" in text and "RegFlow vs MLE" in text
+
+
+def test_smoke_evaluation(smoke_run):
+    """Every flow is sampled with its exact log q and scored; the table and Fig. 2 exist."""
+    repo = smoke_run
+    out = repo / "results/smoke"
+    models = [f"{m}-{a}-seed0" for m in ("regflow", "mle") for a in ("affine", "spline")]
+    for model in models:
+        samples = read_sample_set(out / f"samples/al2/{model}.parquet", expected_dim=66, expected_target="al2")
+        assert len(samples) + samples.metadata["stats"]["n_invalid"] == 300
+        log_w = samples.columns["log_w"].to_numpy()
+        assert np.allclose(log_w, -samples.energy - samples.columns["log_q"].to_numpy())
+        row = read_table(out / f"metrics/al2/{model}.parquet")[0].iloc[0]
+        assert row.model == model and 0 < row.ess <= 1 and np.isfinite(row.e_w1) and np.isfinite(row.t_w2)
+        assert row.n_drawn == 300 and not row.invertibility_flagged and row.train_s > 0
+    table, _ = read_table(out / "tables/al2_flows.parquet")
+    assert len(table) == 4 and set(table.method) == {"regflow", "mle"} and (table.seeds == 1).all()
+    text = (out / "tables/al2_flows.md").read_text()
+    assert "| architecture | method | seeds | ESS | E-W1 | E-W2 | T-W2 |" in text
+    assert (out / "figures/al2/flow_samples.png").stat().st_size > 10_000
+    summary, _ = read_table(out / "tables/summary_flows.parquet")
+    assert set(summary.system) == {"al2"} and len(summary) == 4
+    fep = read_table(out / "fep/al2/tfep.parquet")[0]
+    assert list(fep.estimator) == ["MD populations", "TFEP (RegFlow map)"] and np.isfinite(fep.dF.iloc[0])
+    assert "| MD populations |" in (out / "tables/al2_fep.md").read_text()
+    assert (out / "figures/al2/fep.png").stat().st_size > 10_000
+
+
+def test_scoring_counts_nan_log_weights_and_refuses_a_wrong_dimension(smoke_run):
+    """A sample set with NaN log-weights is scored without them (counted); one of the wrong
+    dimension fails naming the file."""
+    import pyarrow as pa
+
+    repo = smoke_run
+    path = repo / "results/smoke/samples/al2/mle-affine-seed0.parquet"
+    table = pq.read_table(path)
+    log_q = table.column("log_q").to_numpy().copy()
+    log_q[:7] = np.nan
+    table = table.set_column(table.schema.get_field_index("log_q"), "log_q", pa.array(log_q))
+    pq.write_table(table, path)
+    metrics = "results/smoke/metrics/al2/mle-affine-seed0.parquet"
+    proc = snakemake(repo, metrics, "--cores", "1", "--configfile", "config/smoke.yaml", "--forcerun", "score_samples")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = read_table(repo / metrics)[0].iloc[0]
+    assert row.n_invalid >= 7 and row.n_valid == 300 - row.n_invalid
+
+    samples = read_sample_set(path)
+    from boltzflow.io import write_sample_set
+
+    write_sample_set(path, samples.x[:, :60], samples.energy, target="al2", units="nm",
+                     log_q=samples.columns["log_q"].to_numpy(), metadata=samples.metadata)
+    proc = snakemake(repo, metrics, "--cores", "1", "--configfile", "config/smoke.yaml", "--forcerun", "score_samples")
+    assert proc.returncode != 0
+    log = (repo / "results/smoke/logs/score_samples/al2-mle-affine-seed0.log").read_text()
+    assert "mle-affine-seed0.parquet" in log and "60" in log and "66" in log
+
+
+def test_smoke_ablation(smoke_run):
+    """The ablation variants reuse the flow rules with one setting changed: the regulariser weight
+    reaches the objective, the number of pairs the data, and the table and figure are written."""
+    repo = smoke_run
+    out = repo / "results/smoke"
+    table, _ = read_table(out / "tables/al2_ablation.parquet", required=("kind", "value", "e_w1", "t_w2"))
+    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 0.0), ("lambda_reg", 1e-4), ("n_pairs", 16)]
+    folder = out / "ablation/al2"
+    lam0 = read_table(folder / "regflow-spline-lam0-seed0/history.parquet")[1]
+    lam4 = read_table(folder / "regflow-spline-lam0.0001-seed0/history.parquet")[1]
+    pairs16 = read_table(folder / "regflow-spline-pairs16-seed0/history.parquet")[1]
+    main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
+    assert lam0["regflow"]["lambda_reg"] == 0.0 and lam4["regflow"]["lambda_reg"] == 1e-4
+    assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
+    assert (out / "figures/al2/ablation.png").stat().st_size > 10_000
+
+
+def test_smoke_ebm(smoke_run):
+    """flowMC-EBM and ULA-EBM on a 2-D mixture and a 16-D GMM: models, metrics, tables, figures."""
+    repo = smoke_run
+    out = repo / "results/smoke"
+    from boltzflow.ebm import load_ebm_model
+
+    for dataset, dim in (("mixture2d_weights", 2), ("gmm4_d16", 16)):
+        for method in ("flowmc", "ula"):
+            run = out / f"ebm/{dataset}/{method}-seed0"
+            ebm, flow, saved = load_ebm_model(run / "model.pt")
+            assert ebm.dim == dim and "local_state" in saved
+            history, meta = read_table(run / "history.parquet", required=("iteration", "loss_ebm", "ebm_w0"))
+            assert meta["method"] == method and history["iteration"].iloc[-1] == 16  # 2 epochs of 512 / 64
+            chains, _ = read_table(run / "chains.parquet")
+            assert chains.shape == (128, dim)
+            metrics, _ = read_table(run / "metrics.parquet", required=("rhat_max", "mse_ebm", "mse_init"))
+            assert np.isfinite(metrics["rhat_max"].iloc[0]) and 0 <= metrics["mse_ebm"].iloc[0] < 1
+            density, _ = read_table(run / "density.parquet")
+            assert len(density) == (40 * 40 if dim == 2 else 0)
+            assert not (run / "checkpoint").exists()
+    table, _ = read_table(out / "tables/ebm_summary.parquet")
+    assert len(table) == 4
+    assert "| flowMC-EBM |" in (out / "tables/ebm_rhat.md").read_text()
+    assert "| mixture2d_weights | ULA-EBM |" in (out / "tables/ebm_mode_weights.md").read_text()
+    for name in ("mode_weights", "densities"):
+        assert (out / f"figures/ebm_{name}.png").stat().st_size > 10_000
+
+
+def test_smoke_sgds(smoke_run):
+    """SGDS on gmm40, dw4 (EGNN, PT reference samples) and al2 (md Searcher, MD frames): samplers,
+    histories with the gap, metrics, the table, figures."""
+    repo = smoke_run
+    out = repo / "results/smoke"
+    from boltzflow.sgds import load_sampler
+
+    run = out / "sgds/gmm40/sgds-seed0"
+    sampler, saved = load_sampler(run / "model.pt")
+    assert sampler.dim == 2 and sampler.n_steps == 10
+    history, meta = read_table(run / "history.parquet", required=("iteration", "loss", "energy_calls", "gap"))
+    assert meta["method"] == "sgds" and history["iteration"].iloc[-1] == 60
+    metrics, _ = read_table(run / "metrics.parquet", required=("elbo", "eubo", "gap", "w2", "energy_calls"))
+    row = metrics.iloc[0]
+    assert row["elbo"] < 0.0 < row["eubo"]  # gmm40: log Z = 0
+    # searcher chains x (steps + 1) a round, learner batches on the on-policy (even) iterations
+    assert int(row["energy_calls"]) == saved["energy_calls"] == 2 * 20 * 61 + 32 * 30
+    assert not (run / "checkpoint").exists()
+    assert "| gmm40 | SGDS |" in (out / "tables/sgds.md").read_text()
+    for name in ("gap", "samples", "particles"):
+        assert (out / f"figures/sgds_{name}.png").stat().st_size > 10_000
+    # dw4: an EGNN Learner on the centre-of-mass-free subspace, reference samples from the PT rule
+    sampler, _ = load_sampler(out / "sgds/dw4/sgds-seed0/model.pt")
+    assert sampler.particles == (4, 2) and type(sampler.drift).__name__ == "EGNNDrift"
+    row = read_table(out / "sgds/dw4/sgds-seed0/metrics.parquet", required=("gap", "w2", "distance_w1"))[0].iloc[0]
+    assert row["eubo"] > row["elbo"] and row["distance_w1"] > 0 and np.isnan(row["log_z_true"])
+    x = read_table(out / "sgds/dw4/sgds-seed0/samples.parquet")[0].to_numpy().reshape(-1, 4, 2)
+    assert np.abs(x.mean(1)).max() < 1e-5  # zero centre of mass
+    assert "| dw4 | SGDS | 8 |" in (out / "tables/sgds.md").read_text()
+    # al2: the md Searcher (2 chains x 61 force evaluations a round), an EGNN with one label per atom
+    sampler, saved = load_sampler(out / "sgds/al2/sgds-seed0/model.pt")
+    assert sampler.particles == (22, 3) and sampler.drift.node_types == tuple(range(22))
+    assert saved["searcher_calls"] == 2 * 2 * 61 and saved["learner_calls"] == 32 * 4
+    assert "## Peptides" in (out / "tables/sgds.md").read_text()
+
+
