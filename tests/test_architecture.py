@@ -230,3 +230,12 @@ def test_light_imports_stay_light(code, absent):
     loaded = _loaded_after(code)
     heavy = sorted(m for m in absent if m in loaded)
     assert not heavy, f"{code!r} loads {heavy}"
+
+
+def test_the_suite_schedule_names_existing_files():
+    """conftest.py hands out the files it names first (and keeps the SLURM files on one worker): a
+    renamed file would silently fall to the back of the queue."""
+    from conftest import LONGEST_FIRST, SLURM_FILES
+
+    tests = Path(__file__).parent
+    assert [name for name in LONGEST_FIRST + SLURM_FILES if not (tests / name).is_file()] == []
