@@ -9,7 +9,6 @@ the molecule, switching functions, arbitrary torsion phases).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
