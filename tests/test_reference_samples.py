@@ -17,8 +17,7 @@ from boltzflow.mcmc import (
     convergence_diagnostics,
     reference_samples,
 )
-from boltzflow.targets import synthetic  # noqa: F401  (registers the targets)
-from boltzflow.targets.base import make
+from boltzflow.targets import load_target
 
 
 def check_common(target, samples, diag, n):
@@ -42,7 +41,7 @@ def com(target, samples):
 
 
 def test_dw4_short_run():
-    t = make("dw4")
+    t = load_target("dw4")
     x, d = reference_samples(t, 1024, n_chains=32, burn_in=500, thin=5, log=None)
     e = check_common(t, x, d, 1024)
     assert np.abs(com(t, x)).max() < 1e-12
@@ -52,7 +51,7 @@ def test_dw4_short_run():
 
 
 def test_lj13_short_run():
-    t = make("lj13")
+    t = load_target("lj13")
     x, d = reference_samples(t, 320, n_chains=16, n_temperatures=2, t_max=1.5, burn_in=150,
                              thin=2, n_leapfrog=5, log=None)
     e = check_common(t, x, d, 320)
@@ -63,7 +62,7 @@ def test_lj13_short_run():
 
 
 def test_deterministic_given_seed():
-    t = make("dw4")
+    t = load_target("dw4")
     kw = dict(n_chains=8, n_temperatures=3, burn_in=50, thin=2, log=None)
     a, da = reference_samples(t, 64, seed=3, **kw)
     b, db = reference_samples(t, 64, seed=3, **kw)
@@ -84,7 +83,7 @@ def test_matches_exact_sampler_on_mixture(move):
     """PT recovers the mode weights (0.1, 0.2, 0.3, 0.4) of four modes separated by
     barriers of ~10 kT. Tolerance: 5 standard errors of the mode fractions, estimated from the
     spread of the per-chain fractions (chains are independent), and at most 0.03 absolute."""
-    t = make("mixture2d_weights")
+    t = load_target("mixture2d_weights")
     n_chains = 128
     x, d = reference_samples(t, n_chains * 150, n_chains=n_chains, burn_in=500, thin=5,
                              move=move, log=None)
@@ -111,7 +110,7 @@ def test_matches_exact_sampler_on_mixture(move):
 def test_stuck_chains_are_flagged():
     """Without tempering, chains started in two different modes never meet: the chain-group
     test must fail, and ``strict=True`` must raise."""
-    t = make("mixture2d_weights")
+    t = load_target("mixture2d_weights")
     init = np.zeros((32, 2))
     init[:16, 0], init[16:, 0] = -3.0, 3.0
     kw = dict(n_chains=32, n_temperatures=1, burn_in=200, thin=2, init=init, log=None)
@@ -124,7 +123,7 @@ def test_stuck_chains_are_flagged():
 def test_accepts_a_name_and_validates():
     x, d = reference_samples("dw4", 16, n_chains=4, n_temperatures=2, burn_in=10, thin=1, log=None)
     assert x.shape == (16, 8) and d["target"] == "dw4"
-    t = make("dw4")
+    t = load_target("dw4")
     with pytest.raises(ValueError):
         reference_samples(t, 10, move="gibbs", log=None)
     with pytest.raises(ValueError):

@@ -124,13 +124,13 @@ def test_random_time_grids_are_ordered_bounded_and_reproducible():
     assert float(a.diff().min()) >= 0.5 / steps - 1e-15
     with pytest.raises(ValueError, match="kind"):
         time_grid(steps, "cosine")
-    from boltzflow.sgds import SGDSSettings
+    from boltzflow.sgds import SGDSSettings, evaluation_grid
 
     with pytest.raises(ValueError, match="time_grid must be one of"):
         SGDSSettings(time_grid="cosine")
     with pytest.raises(ValueError, match="eval_steps must be >= 1"):
         SGDSSettings(eval_steps=0)
-    assert SGDSSettings().evaluation_grid() is None and len(SGDSSettings(eval_steps=500).evaluation_grid()) == 501
+    assert evaluation_grid(SGDSSettings()) is None and len(evaluation_grid(SGDSSettings(eval_steps=500))) == 501
     sampler = DiffusionSampler(DriftMLP(2, hidden=8), 2, n_steps=steps)
     with pytest.raises(ValueError, match="times must increase"):
         sampler.sample_trajectories(4, gen(62), times=a.flip(0))
@@ -302,7 +302,7 @@ def test_egnn_rnd_novelty_is_symmetric_and_generalises_to_rotated_copies():
             results[name] = [float(model.novelty(v).mean()) / before
                              for v in (seen.reshape(128, -1), rotated, other)]
     egnn, mlp = results["egnn"], results["mlp"]
-    from boltzflow.sgds.run import resolve_sgds_run
+    from boltzflow.sgds import resolve_sgds_run
 
     with pytest.raises(ValueError, match="rnd_network egnn needs a particle or peptide target"):
         resolve_sgds_run({"settings": {"rnd_network": "egnn"}}, "gmm40", "sgds", 0)
@@ -590,7 +590,8 @@ def test_md_searcher_samples_each_rounds_temperature_and_counts_its_calls():
     """The md Searcher on a harmonic 'molecule' (u = |x|^2 / (2 s^2) in kT at 300 K): at 600 K its
     states have twice the variance, at 300 K the target's; log-rewards are -u; chains x (steps + 1)
     calls (one force evaluation per Langevin step, and one at the start)."""
-    from boltzflow.sgds.train import EnergyCounter, MDSystem, SGDSSettings, run_searcher
+    from boltzflow.sgds import SGDSSettings
+    from boltzflow.sgds.train import EnergyCounter, MDSystem, run_searcher
 
     torch.set_num_threads(1)
     dim, s = 6, 0.1

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from boltzflow.targets import load_target, synthetic
-from boltzflow.targets.base import registered_names
+from boltzflow.targets.registry import registered_names
 
 DIMS = {
     "gmm40": 2, "manywell32": 32, "manywell64": 64, "manywell128": 128, "funnel10": 10,

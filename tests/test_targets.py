@@ -5,7 +5,7 @@ import openmm
 import pytest
 import torch
 from boltzflow.md import reduced_energies
-from boltzflow.sgds.run import needs_reference_file, sgds_target_names
+from boltzflow.sgds.settings import needs_reference_file, sgds_target_names
 from boltzflow.targets import KINDS, exact_sampler_names, load_target, names_of_kind, target_kind, target_names
 from boltzflow.targets.openmm_pool import OpenMMPool, openmm_energy
 
@@ -126,3 +126,18 @@ def test_declared_kinds_give_the_old_lists():
     assert {target_kind(n) for n in target_names()} == set(KINDS)
     with pytest.raises(ValueError, match="kind"):
         names_of_kind("molecule")
+
+
+def test_the_catalogue_names_the_targets_the_factories_build():
+    """The catalogue (read without torch) and the factories name the same targets, and each
+    catalogued exact-sampler flag is what the target's class does."""
+    from boltzflow.targets.base import Target
+    from boltzflow.targets.catalogue import CATALOGUE
+    from boltzflow.targets.peptide import PeptideTarget
+    from boltzflow.targets.registry import registered_names
+
+    assert registered_names() == target_names()
+    for name, entry in CATALOGUE.items():
+        cls = PeptideTarget if entry.kind == "peptide" else type(load_target(name))  # a peptide takes OpenMM
+        assert (cls.sample is not Target.sample) == entry.exact_sampler, name
+

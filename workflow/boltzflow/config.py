@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from boltzflow.md import torch_md_settings  # md.settings: numpy only
+from boltzflow.targets import target_names  # the catalogue: no torch
 
 __all__ = ["ConfigError", "DEFAULT_SCHEMA", "DEFAULT_CONFIG", "load_schema", "validate_config", "validate_section",
            "layered_section", "system_names"]
@@ -88,10 +89,9 @@ def system_names(config: MutableMapping[str, Any]) -> list[str]:
 
 
 def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
-    # Heavy (OpenMM, torch): imported here so that `import boltzflow.config`, which every snakemake
-    # call and every script makes, stays at about a second instead of seven.
+    # OpenMM: imported here so that `import boltzflow.config`, which every snakemake call and every
+    # script makes, does not load it when no config is checked.
     from boltzflow.systems import BUILTIN_SYSTEMS, get_spec
-    from boltzflow.targets import target_names
 
     problems: list[str] = []
     custom = config.get("peptides", {})

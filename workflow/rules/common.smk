@@ -11,8 +11,7 @@ from boltzflow.config import validate_config
 validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
 from boltzflow.ebm import check_overrides, known_dataset_names, resolve_run
-from boltzflow.sgds import SGDS_METHODS
-from boltzflow.sgds.run import check_sgds_target, resolve_sgds_run, sgds_target_names
+from boltzflow.sgds import SGDS_METHODS, check_sgds_target, resolve_sgds_run, sgds_target_names
 from boltzflow.systems import get_spec
 from boltzflow.targets import target_kind
 

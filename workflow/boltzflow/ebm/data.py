@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 
 from boltzflow.io import ArtifactError
-from boltzflow.targets import exact_sampler_names, load_target
+from boltzflow.targets import load_target
 
-__all__ = ["Dataset", "known_dataset_names", "load_dataset"]
+__all__ = ["Dataset", "load_dataset"]
 
 
 @dataclass
@@ -60,13 +60,6 @@ def _read_array(path: str | Path) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ArtifactError(f"{path}: user data holds {int((~np.isfinite(x)).sum())} non-finite values")
     return x
-
-
-
-def known_dataset_names(ebm_cfg: Mapping[str, Any]) -> set[str]:
-    """Names ``ebm.datasets`` may use: synthetic targets with exact samplers and ``ebm.user_data`` entries."""
-
-    return set(exact_sampler_names()) | set(ebm_cfg.get("user_data", {}))
 
 
 

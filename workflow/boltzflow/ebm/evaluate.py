@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from boltzflow.ebm.model import TiltedEBM, grid_log_density
-from boltzflow.ebm.train import EBMSettings, ebm_sampler, mode_row, step_generator
+from boltzflow.ebm.settings import EBMSettings
+from boltzflow.ebm.train import ebm_sampler, mode_row, step_generator
 from boltzflow.evaluation import mode_weights, split_rhat
 
 __all__ = ["evaluate_ebm", "late_training_mse"]

@@ -1,6 +1,6 @@
 """One EBM run end to end: train (rule ``train_ebm``), then the paper's metrics (rule
 ``evaluate_ebm``), from the workflow's rule scripts or from the command line (``python -m
-boltzflow.ebm.run``); also where a run's settings are resolved from the ``ebm`` config section.
+boltzflow.ebm.run``).
 """
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import shutil
 import sys
 from pathlib import Path
-from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -20,85 +18,14 @@ import torch
 
 from boltzflow.cli import parse_stage, stage_parser
 from boltzflow.config import DEFAULT_CONFIG, layered_section
-from boltzflow.ebm.data import known_dataset_names, load_dataset
+from boltzflow.ebm.data import load_dataset
 from boltzflow.ebm.evaluate import evaluate_ebm, late_training_mse
 from boltzflow.ebm.model import load_ebm_model, save_ebm_model
-from boltzflow.ebm.train import METHODS, EBMSettings, train_ebm
+from boltzflow.ebm.settings import RunConfig, known_dataset_names, resolve_run
+from boltzflow.ebm.train import train_ebm
 from boltzflow.io import ArtifactError, config_hash, provenance, read_table, write_table
 
-__all__ = ["METHOD_DEFAULTS", "RunConfig", "check_overrides", "resolve_run", "train_run", "evaluate_run",
-           "ebm_section", "main"]
-
-#: Sampler settings of each method (the paper's Table for the 2-D mixture); ebm.<method> in the
-#: config and ebm.per_dataset.<dataset>.<method> override them key by key.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "flowmc": {"n_cycles": 5, "n_global": 1, "n_local": 24, "n_particles": 64, "global_kind": "isir",
-               "local_kernel": "mala", "step_size": 0.01, "target_acceptance": 0.574, "adapt_step": True,
-               "negatives": "all", "thin": 1, "init": "flow"},
-    "ula": {"n_cycles": 1, "n_global": 0, "n_local": 512, "n_particles": 2, "global_kind": "none",
-            "local_kernel": "ula", "step_size": 0.125**2 / 2, "target_acceptance": 0.574, "adapt_step": False,
-            "negatives": "last", "thin": 1, "init": "uniform"},
-}
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """The resolved settings of one (dataset, method, seed) run.
-
-    >>> from boltzflow.config import layered_section
-    >>> run = resolve_run(layered_section([], "ebm"), "gmm4_d16", "ula", seed=0)
-    >>> run.settings.method, run.settings.local_kernel
-    ('ula', 'ula')
-    """
-
-    settings: EBMSettings
-    energy: dict[str, Any]
-    flow: dict[str, Any]
-    n_data: int
-    epochs: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"settings": asdict(self.settings), "energy": self.energy, "flow": self.flow,
-                "n_data": self.n_data, "epochs": self.epochs}
-
-
-def check_overrides(ebm_cfg: Mapping[str, Any], dataset: str) -> None:
-    """Raise ``ValueError`` naming the config path if ``ebm.per_dataset.<dataset>`` has a key that
-    ``ebm.train``, ``ebm.energy`` or ``ebm.flow`` do not know (the sampler sections are checked
-    by the schema)."""
-    over = dict(ebm_cfg.get("per_dataset", {}).get(dataset, {}))
-    for section in ("train", "energy", "flow"):
-        known = set(ebm_cfg[section])
-        unknown = sorted(set(over.get(section, {})) - known)
-        if unknown:
-            raise ValueError(f"ebm.per_dataset.{dataset}.{section}: unknown key(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
-
-
-
-def resolve_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int,
-                n_data: int | None = None) -> RunConfig:
-    """Merge ``ebm.*``, the method's defaults and ``ebm.per_dataset.<dataset>`` into one run's
-    settings; unknown keys raise ``ValueError`` naming the config path. ``n_data`` (the size of a
-    user's array) replaces the configured number of points, which sets the iterations per epoch."""
-    if method not in METHODS:
-        raise ValueError(f"ebm.methods: unknown method {method!r}; known: {', '.join(METHODS)}")
-    check_overrides(ebm_cfg, dataset)
-    over = dict(ebm_cfg.get("per_dataset", {}).get(dataset, {}))
-    train = {**ebm_cfg["train"], **over.get("train", {})}
-    sampler = {**METHOD_DEFAULTS[method], **ebm_cfg.get(method, {}), **over.get(method, {})}
-    energy = {**ebm_cfg["energy"], **over.get("energy", {})}
-    flow = {**ebm_cfg["flow"], **over.get("flow", {})}
-    n_data = int(n_data if n_data is not None else over.get("n_data", ebm_cfg["n_data"]))
-    epochs = float(train.pop("epochs"))
-    iterations = max(1, math.ceil(epochs * n_data / int(train["batch_size"])))
-    try:
-        settings = EBMSettings.from_config({**train, **sampler, "method": method, "iterations": iterations,
-                                            "seed": int(seed)})
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"ebm settings of dataset {dataset!r}, method {method!r}: {err}") from err
-    return RunConfig(settings, energy, flow, n_data, epochs)
-
+__all__ = ["train_run", "evaluate_run", "ebm_section", "main"]
 
 def _run_and_data(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int):
     """The run's settings and its data; for a user's array the epochs count its own rows."""

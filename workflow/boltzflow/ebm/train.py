@@ -1,4 +1,4 @@
-"""flowMC-EBM training: the settings of one run, the method's sampler over persistent chains and
+"""flowMC-EBM training: the method's sampler over persistent chains and
 the joint training of the EBM and its flow (Grenioux, Moulines, Gabrie, arXiv 2306.00684,
 Algorithm 1), checkpointed so that a killed run resumes to the same result.
 """
@@ -6,9 +6,7 @@ Algorithm 1), checkpointed so that a killed run resumes to the same result.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,95 +16,16 @@ import torch
 from torch import nn
 
 from boltzflow.ebm.model import TiltedEBM, build_ebm, ebm_mode_weights
+from boltzflow.ebm.settings import EBMSettings
 from boltzflow.evaluation import mode_weights
 from boltzflow.flows import build_flow
 from boltzflow.io import atomic_path, load_resume_state
 from boltzflow.mcmc import MALA, ULA, GlobalLocal
 from boltzflow.training import guarded_step
 
-__all__ = ["METHODS", "CHECKPOINT_NAME", "EBMSettings", "ebm_sampler", "step_generator", "mode_row", "train_ebm"]
+__all__ = ["CHECKPOINT_NAME", "ebm_sampler", "step_generator", "mode_row", "train_ebm"]
 
-METHODS = ("flowmc", "ula")
 CHECKPOINT_NAME = "ebm_state.pt"
-
-
-@dataclass(frozen=True)
-class EBMSettings:
-    """Everything that defines one training run (see ``ebm`` in the config schema).
-
-    >>> settings = EBMSettings(method="flowmc", iterations=100, lr_schedule="cosine")
-    >>> settings.uses_flow, settings.lr_factor(0), round(settings.lr_factor(99), 3)
-    (True, 1.0, 0.01)
-    """
-
-    method: str
-    iterations: int
-    batch_size: int = 256
-    n_persistent: int = 8192
-    lr_ebm: float = 1e-3
-    lr_flow: float = 1e-3
-    lr_schedule: str = "constant"
-    lr_final_fraction: float = 0.01
-    l2_energy: float = 0.0
-    grad_clip: float = 100.0
-    # sampler: n_cycles x (n_global global steps, then n_local local steps)
-    n_cycles: int = 5
-    n_global: int = 1
-    n_local: int = 24
-    n_particles: int = 64
-    global_kind: str = "isir"
-    local_kernel: str = "mala"
-    step_size: float = 0.01
-    target_acceptance: float = 0.574
-    adapt_step: bool = True
-    negatives: str = "all"
-    thin: int = 1
-    init: str = "flow"
-    history_every: int = 50
-    checkpoint_every: int = 500
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
-            (self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}"),
-            (self.batch_size >= 1 and self.n_persistent >= self.batch_size,
-             f"need 1 <= batch_size <= n_persistent, got {self.batch_size} and {self.n_persistent}"),
-            (self.global_kind in ("isir", "imh", "none"), f"global_kind must be isir, imh or none, got {self.global_kind!r}"),
-            (self.local_kernel in ("mala", "ula"), f"local_kernel must be mala or ula, got {self.local_kernel!r}"),
-            (self.negatives in ("all", "last"), f"negatives must be all or last, got {self.negatives!r}"),
-            (self.lr_schedule in ("constant", "cosine"), f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}"),
-            (0 < self.lr_final_fraction <= 1, f"lr_final_fraction must be in (0, 1], got {self.lr_final_fraction}"),
-            (self.init in ("flow", "uniform"), f"init must be flow or uniform, got {self.init!r}"),
-            (self.n_cycles >= 1 and self.n_local >= 0 and self.n_global >= 0 and self.n_global + self.n_local >= 1,
-             "the sampler needs n_cycles >= 1 and at least one step per cycle"),
-            (self.thin >= 1 and self.history_every >= 1 and self.checkpoint_every >= 1,
-             "thin, history_every and checkpoint_every must be >= 1"),
-            (self.step_size > 0 and self.lr_ebm > 0 and self.lr_flow > 0, "step_size and learning rates must be > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"EBM settings: {message}")
-
-    @property
-    def uses_flow(self) -> bool:
-        return self.global_kind != "none"
-
-    def lr_factor(self, iteration: int) -> float:
-        """The factor on both learning rates at ``iteration`` (0-based)."""
-        if self.lr_schedule == "constant" or self.iterations <= 1:
-            return 1.0
-        progress = min(iteration / (self.iterations - 1), 1.0)
-        return self.lr_final_fraction + (1.0 - self.lr_final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "EBMSettings":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - names)
-        if unknown:
-            raise ValueError(f"unknown EBM training setting(s) {', '.join(unknown)}")
-        return cls(**dict(cfg))
-
 
 
 def ebm_sampler(settings: EBMSettings, flow: nn.Module | None, local_state: Mapping[str, Any] | None = None) -> GlobalLocal:

@@ -5,6 +5,7 @@
 - :mod:`boltzflow.sgds.egnn`: the E(n)-equivariant drift for particle systems and peptides;
 - :mod:`boltzflow.sgds.buffer`: the rank-prioritised replay buffer of Searcher samples;
 - :mod:`boltzflow.sgds.rnd`: random network distillation, the Searcher's novelty bonus;
+- :mod:`boltzflow.sgds.settings`: a run's settings from the config, checked without torch;
 - :mod:`boltzflow.sgds.train`: the rounds (MALA, AIS or MD Searcher, TB Learner, re-initialisation)
   and the baselines (on-policy TB, TB with a Searcher buffer, PIS), with every energy call counted;
 - :mod:`boltzflow.sgds.run`: one run of the workflow (rules ``train_sgds``, ``evaluate_sgds``) and
@@ -22,5 +23,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
         "trajectory_balance_loss",
     ],
     "rnd": ["RandomNetworkDistillation"],
-    "train": ["SGDS_METHODS", "EnergyCounter", "SGDSSettings", "reinitialise", "run_searcher", "train_sgds"],
+    "settings": ["SGDS_METHODS", "SGDSSettings", "check_sgds_target", "resolve_sgds_run", "sgds_target_names"],
+    "train": ["EnergyCounter", "evaluation_grid", "reinitialise", "run_searcher", "train_sgds"],
 })

@@ -16,8 +16,9 @@ from torch import nn
 from boltzflow.evaluation import energy_wasserstein, wasserstein2
 from boltzflow.io import ArtifactError, atomic_path
 from boltzflow.sgds.egnn import EGNNDrift, remove_mean
+from boltzflow.sgds.settings import TIME_GRIDS
 
-__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "TIME_GRIDS", "time_grid", "trajectory_balance_loss",
+__all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "time_grid", "trajectory_balance_loss",
            "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo", "evaluate_sampler", "forward_log_weights",
            "backward_log_weights", "sampler_config", "build_drift", "build_sampler", "save_sampler", "load_sampler"]
 
@@ -215,9 +216,6 @@ class DiffusionSampler(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, times: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` samples ``x_T`` of the forward policy (on the time grid ``times``; default uniform)."""
         return self.sample_trajectories(n, generator, times=times).final.detach()
-
-
-TIME_GRIDS = ("uniform", "random")
 
 
 def time_grid(n_steps: int, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import json
 import logging
 import shutil
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,51 +23,19 @@ from boltzflow.io import ArtifactError, config_hash, provenance, read_sample_set
 from boltzflow.md import system_masses
 from boltzflow.sgds.egnn import remove_mean
 from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, save_sampler
-from boltzflow.sgds.train import SGDS_METHODS, MDSystem, SGDSSettings, train_sgds
-from boltzflow.targets import exact_sampler_names, load_target, names_of_kind
+from boltzflow.sgds.settings import (
+    SGDS_METHODS,
+    SGDSSettings,
+    check_sgds_target,
+    needs_reference_file,
+    resolve_sgds_run,
+)
+from boltzflow.sgds.train import MDSystem, evaluation_grid, train_sgds
+from boltzflow.targets import load_target, names_of_kind
 from boltzflow.units import resolve_device
 
-__all__ = ["resolve_sgds_run", "sgds_target", "read_reference_samples", "needs_reference_file", "particles_of",
-           "sgds_target_names", "check_sgds_target", "pair_distances", "molecule_of",
+__all__ = ["sgds_target", "read_reference_samples", "particles_of", "pair_distances", "molecule_of",
            "train_run", "evaluate_run", "main"]
-
-
-def resolve_sgds_run(sgds_cfg: Mapping[str, Any], target: str, method: str, seed: int) -> SGDSSettings:
-    """``sgds.settings`` with ``sgds.per_target.<target>`` merged over it, as :class:`SGDSSettings`;
-    errors name the target and method."""
-    merged = {**dict(sgds_cfg.get("settings", {})), **dict(sgds_cfg.get("per_target", {}).get(target, {}))}
-    known = {f.name for f in fields(SGDSSettings)}
-    unknown = sorted(set(merged) - known)
-    if unknown:
-        raise ValueError(f"sgds settings of target {target!r}: unknown key(s) {', '.join(unknown)}")
-    if "iterations" in merged:
-        merged["iterations"] = tuple(int(i) for i in merged["iterations"])
-    if "searcher_temperatures" in merged:
-        merged["searcher_temperatures"] = tuple(float(t) for t in merged["searcher_temperatures"])
-    try:
-        settings = SGDSSettings(**{**merged, "method": method, "seed": int(seed)})
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"sgds settings of target {target!r}, method {method!r}: {err}") from err
-    structured = names_of_kind("particle") + names_of_kind("peptide")
-    if settings.network == "egnn" and target not in structured:
-        raise ValueError(f"sgds settings of target {target!r}: network egnn needs a particle or peptide target "
-                         f"({', '.join(structured)})")
-    if settings.rnd_network == "egnn" and target not in structured and method == "sgds":
-        raise ValueError(f"sgds settings of target {target!r}: rnd_network egnn needs a particle or peptide target "
-                         f"({', '.join(structured)})")
-    if settings.searcher == "md" and target not in names_of_kind("peptide") and method in ("sgds", "tb_buffer"):
-        raise ValueError(f"sgds settings of target {target!r}: searcher md needs a peptide target "
-                         f"({', '.join(names_of_kind('peptide'))})")
-    return settings
-
-
-def check_sgds_target(name: str) -> None:
-    """Raise ``ValueError`` naming ``sgds.targets`` unless ``name`` is a target an SGDS run can
-    use; by name only (building a peptide takes seconds, too long for a check at parse time)."""
-    known = sgds_target_names()
-    if name not in known:
-        raise ValueError(f"sgds.targets: {name!r} is not a target with exact or reference samples; "
-                         f"known: {', '.join(known)}")
 
 
 def sgds_target(name: str):
@@ -77,19 +45,6 @@ def sgds_target(name: str):
 
     check_sgds_target(name)
     return load_target(name)
-
-
-def sgds_target_names() -> list[str]:
-    """The targets an SGDS run can use."""
-
-    exact = exact_sampler_names()
-    return exact + [n for n in names_of_kind("particle") + names_of_kind("peptide") if n not in exact]
-
-
-def needs_reference_file(name: str) -> bool:
-    """Whether target ``name`` takes its reference samples from a file: ``reference/{name}.parquet``
-    (particle targets) or ``md/{name}/frames.parquet`` (peptides)."""
-    return name in names_of_kind("particle") + names_of_kind("peptide")
 
 
 def particles_of(target) -> tuple[int, int] | None:
@@ -156,7 +111,7 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     if ev["monitor_samples"] > 0:
         ref = read_reference_samples(target, ev["monitor_samples"], ev["seed"], reference).to(device)
         monitor_gen = torch.Generator(device=device).manual_seed(int(ev["seed"]) + 1)
-        grid = settings.evaluation_grid()
+        grid = evaluation_grid(settings)
         monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], ref,  # noqa: E731
                                       generator=monitor_gen, times=grid)
     log.info("%s: %s, %d round(s) of %s iterations, batch %d", target_name, method, settings.rounds,
@@ -185,7 +140,7 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     the settings' ``eval_steps``); writes one metrics row (with the energy calls its training spent
     and the evaluation's steps) and the forward samples."""
     log = log or logging.getLogger("boltzflow.sgds")
-    grid = resolve_sgds_run(sgds_cfg, target_name, method, seed).evaluation_grid()
+    grid = evaluation_grid(resolve_sgds_run(sgds_cfg, target_name, method, seed))
     target = sgds_target(target_name)
     sampler, saved = load_sampler(model)
     if sampler.dim != target.dim:

@@ -18,7 +18,6 @@ from boltzflow.mcmc import MALA, annealed_importance_sampling, init_state
 from boltzflow.md import BatchedLangevin
 from boltzflow.sgds.buffer import RankedReplayBuffer
 from boltzflow.sgds.learner import (
-    TIME_GRIDS,
     DiffusionSampler,
     build_drift,
     path_mle_loss,
@@ -27,106 +26,19 @@ from boltzflow.sgds.learner import (
     trajectory_balance_loss,
 )
 from boltzflow.sgds.rnd import RandomNetworkDistillation
+from boltzflow.sgds.settings import SGDSSettings
 from boltzflow.training import guarded_step
 from boltzflow.units import kT_kJ_per_mol
 
-__all__ = ["SGDSSettings", "SGDS_METHODS", "SEARCHERS", "MDSystem", "EnergyCounter", "run_searcher", "local_search",
+__all__ = ["evaluation_grid", "MDSystem", "EnergyCounter", "run_searcher", "local_search",
            "reinitialise", "train_sgds"]
 
-SGDS_METHODS = ("sgds", "tb", "tb_buffer", "tb_ls", "pis")
-SEARCHERS = ("mala", "ais", "md")
 CHECKPOINT_NAME = "sgds_state.pt"
 
 
-@dataclass(frozen=True)
-class SGDSSettings:
-    method: str = "sgds"
-    # learner
-    n_steps: int = 100
-    sigma: float = 1.0
-    network: str = "mlp"  # mlp (PIS-style) or egnn (particle targets)
-    hidden: int = 256
-    depth: int = 2  # hidden layers of the MLP, equivariant layers of the EGNN
-    harmonics: int = 64
-    max_energy: float | None = None  # the Learner's log-reward is -min(E, max_energy) (None: no cap)
-    iterations: tuple[int, ...] = (25_000, 30_000)
-    batch_size: int = 300
-    lr_policy: float = 1e-3
-    lr_log_z: float = 1e-3
-    grad_clip: float = 100.0
-    mle_warmup: int = 0  # first iterations of each round: forward-path maximum likelihood on buffer points
-    time_grid: str = "uniform"  # training grid: uniform, or random (a new grid every iteration; evaluation is uniform)
-    exploration_std: float = 0.0  # extra noise std of on-policy TB trajectories, falling linearly to 0 at mid-round
-    eval_steps: int | None = None  # steps of the uniform grid at evaluation (the paper: 500 for LJ, peptides); None: n_steps
-    # buffer
-    buffer_capacity: int = 600_000
-    rank_weight: float = 1e-2
-    # searcher: MALA chains, AIS (annealed importance sampling from the prior) or MD (peptides)
-    searcher: str = "mala"
-    searcher_chains: int = 300
-    searcher_steps: int = 4000
-    searcher_burn_in: int = 2000
-    searcher_step_size: float = 1e-3
-    searcher_prior_std: float = 1.0
-    target_acceptance: float = 0.574
-    searcher_adapt_factor: float = 1.01
-    # md searcher (peptides): Langevin dynamics at one temperature per round (the last repeats)
-    searcher_temperatures: tuple[float, ...] = (600.0, 300.0)
-    searcher_timestep_fs: float = 0.5
-    searcher_friction: float = 1.0
-    searcher_keep_every: int = 1
-    # novelty bonus
-    rnd_alpha: float = 100.0
-    rnd_hidden: int = 256
-    rnd_network: str = "mlp"  # mlp (flattened coordinates) or egnn (invariant novelty; particle targets)
-    # tb_ls: local search (MALA from buffer points, searcher_step_size / target_acceptance / adapt factor)
-    ls_every: int = 100
-    ls_steps: int = 200
-    history_every: int = 100
-    checkpoint_every: int = 1000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.method in SGDS_METHODS, f"method must be one of {', '.join(SGDS_METHODS)}, got {self.method!r}"),
-            (len(self.iterations) >= 1 and all(i >= 1 for i in self.iterations), "iterations: one count >= 1 per round"),
-            (self.n_steps >= 1 and self.sigma > 0 and self.batch_size >= 1, "need n_steps >= 1, sigma > 0, batch_size >= 1"),
-            (self.searcher in SEARCHERS, f"searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
-            (0 <= self.searcher_burn_in < self.searcher_steps and self.searcher_chains >= 1,
-             "need 0 <= searcher_burn_in < searcher_steps and searcher_chains >= 1"),
-            (self.searcher_adapt_factor >= 1, "searcher_adapt_factor must be >= 1"),
-            (self.mle_warmup >= 0, "mle_warmup must be >= 0"),
-            (self.time_grid in TIME_GRIDS, f"time_grid must be one of {', '.join(TIME_GRIDS)}, got {self.time_grid!r}"),
-            (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1 (or None: n_steps)"),
-            (self.ls_every >= 1 and self.ls_steps >= 1, "ls_every and ls_steps must be >= 1"),
-            (self.exploration_std >= 0 and not (self.method == "pis" and self.exploration_std > 0),
-             "exploration_std must be >= 0, and 0 for pis (its gradient is taken on-policy)"),
-            (self.network in ("mlp", "egnn"), f"network must be mlp or egnn, got {self.network!r}"),
-            (self.rnd_network in ("mlp", "egnn"), f"rnd_network must be mlp or egnn, got {self.rnd_network!r}"),
-            (len(self.searcher_temperatures) >= 1 and min(self.searcher_temperatures) > 0
-             and self.searcher_timestep_fs > 0 and self.searcher_friction >= 0 and self.searcher_keep_every >= 1,
-             "md searcher: need temperatures > 0 K, timestep_fs > 0, friction >= 0, keep_every >= 1"),
-            (self.searcher_step_size > 0 and self.searcher_prior_std > 0 and self.rnd_alpha >= 0,
-             "searcher_step_size and searcher_prior_std must be > 0, rnd_alpha >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"SGDS settings: {message}")
-
-    @property
-    def rounds(self) -> int:
-        return 1 if self.method in ("tb", "tb_ls", "pis") else len(self.iterations)
-
-    def exploration_at(self, iteration: int, round_index: int) -> float:
-        """The extra noise std of on-policy trajectories at ``iteration`` of round ``round_index``:
-        ``exploration_std``, falling linearly to 0 at half the round's iterations (ours; Sendera et
-        al. 2024 anneal it too)."""
-        half = 0.5 * self.iterations[round_index]
-        return self.exploration_std * max(0.0, 1.0 - iteration / half)
-
-    def evaluation_grid(self) -> torch.Tensor | None:
-        """The uniform time grid of ``eval_steps`` steps for evaluation (None: the sampler's own)."""
-        return None if self.eval_steps is None else time_grid(self.eval_steps)
+def evaluation_grid(settings: SGDSSettings) -> torch.Tensor | None:
+    """The uniform time grid of ``settings.eval_steps`` steps for evaluation (None: the sampler's own)."""
+    return None if settings.eval_steps is None else time_grid(settings.eval_steps)
 
 
 @dataclass(frozen=True)

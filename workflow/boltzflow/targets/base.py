@@ -1,16 +1,12 @@
-"""The ``Target`` contract (a batched, differentiable reduced energy with optional exact extras)
-and the registry in which every target is declared under its names and kind.
-"""
+"""The ``Target`` contract: a batched, differentiable reduced energy with optional exact extras."""
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any, Callable
 
 import torch
 
-__all__ = ["Target", "KINDS", "register", "registered_names", "kind_of", "names_of_kind", "make"]
+__all__ = ["Target"]
 
 
 class Target(abc.ABC):
@@ -78,65 +74,3 @@ class Target(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, log_z={self.log_z})"
-
-
-#: The kinds of target: a density with no structure the methods use, a translation-invariant
-#: particle system (reference samples by parallel tempering), a peptide (reference samples are
-#: its MD frames).
-KINDS = ("density", "particle", "peptide")
-
-
-@dataclass(frozen=True)
-class _Entry:
-    factory: Callable[..., Target]
-    kind: str
-    template: bool  # a recipe that needs overrides (e.g. a sequence) before it names one system
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register(*names: str, kind: str = "density",
-             template: bool = False) -> Callable[[Callable[..., Target]], Callable[..., Target]]:
-    """Decorator registering a factory ``f(name, **overrides) -> Target`` under ``names``, each of
-    the given ``kind`` (one of :data:`KINDS`); ``template`` marks a name that is no system by
-    itself (``"peptide"`` needs a sequence)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown target kind {kind!r}; choose one of {KINDS}")
-
-    def decorate(factory: Callable[..., Target]) -> Callable[..., Target]:
-        for name in names:
-            if name in _REGISTRY:
-                raise ValueError(f"target {name!r} registered twice")
-            _REGISTRY[name] = _Entry(factory, kind, template)
-        return factory
-
-    return decorate
-
-
-def registered_names() -> list[str]:
-    """Every registered name, sorted."""
-    return sorted(_REGISTRY)
-
-
-def kind_of(name: str) -> str:
-    """The kind target ``name`` was registered with."""
-    return _entry(name).kind
-
-
-def names_of_kind(kind: str) -> list[str]:
-    """The systems of ``kind`` (templates left out), in the order they were registered."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown target kind {kind!r}; choose one of {KINDS}")
-    return [name for name, entry in _REGISTRY.items() if entry.kind == kind and not entry.template]
-
-
-def make(name: str, **overrides: Any) -> Target:
-    """Build target ``name`` with its factory."""
-    return _entry(name).factory(name, **overrides)
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown target {name!r}; known targets: {', '.join(registered_names())}")
-    return _REGISTRY[name]

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from boltzflow.systems import BuiltSystem, build_peptide, get_spec
-from boltzflow.targets.base import Target, register
+from boltzflow.targets.base import Target
 from boltzflow.targets.forcefield import TorchForceField
 from boltzflow.targets.openmm_pool import OpenMMPool, openmm_energy
 
-__all__ = ["PeptideTarget"]
+__all__ = ["PeptideTarget", "FACTORIES"]
 
 BACKENDS = ("torch", "openmm")
 
@@ -79,9 +79,11 @@ class PeptideTarget(Target):
         return torch.from_numpy(energy).to(**as_x), torch.from_numpy(forces).to(**as_x)
 
 
-@register("peptide", kind="peptide", template=True)
-@register("al2", "al3", "al4", kind="peptide")
 def _peptide(name: str, backend: str = "torch", openmm_workers: int = 1, compile: bool | str = "auto",
              **overrides: Any) -> PeptideTarget:
     spec = get_spec(name, **overrides)
     return PeptideTarget(build_peptide(spec), backend=backend, openmm_workers=openmm_workers, compile=compile)
+
+
+#: The factory of each peptide target name ("peptide": a custom sequence, given as an override).
+FACTORIES = dict.fromkeys(("al2", "al3", "al4", "peptide"), _peptide)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from boltzflow.targets.base import Target, register
+from boltzflow.targets.base import Target
 
 __all__ = [
     "GaussianMixture",
@@ -534,7 +534,7 @@ class MultiDoubleWell(ParticleTarget):
 
 
 # --------------------------------------------------------------------------------------------
-# Registry
+# Factories by name
 # --------------------------------------------------------------------------------------------
 
 
@@ -542,51 +542,56 @@ def _suffix_int(name: str, prefix: str) -> int:
     return int(name[len(prefix):])
 
 
-@register("gmm40")
 def _make_gmm40(name: str, **overrides) -> Target:
     return GMM40(name, **overrides)
 
 
-@register("manywell32", "manywell64", "manywell128")
 def _make_manywell(name: str) -> Target:
     return ManyWell(name, _suffix_int(name, "manywell"))
 
 
-@register("funnel10")
 def _make_funnel(name: str, **overrides) -> Target:
     return Funnel(name, 10, **overrides)
 
 
-@register("lj13", "lj55", kind="particle")
 def _make_lj(name: str) -> Target:
     return LennardJonesCluster(name, _suffix_int(name, "lj"))
 
 
-@register("dw4", kind="particle")
 def _make_dw4(name: str) -> Target:
     return MultiDoubleWell(name)
 
 
-@register("checkerboard")
 def _make_checkerboard(name: str) -> Target:
     return Checkerboard(name)
 
 
-@register("mixture2d_weights")
 def _make_mixture2d(name: str, **overrides) -> Target:
     return MixtureWeights2D(name, **overrides)
 
 
-@register("eight_gaussians")
 def _make_eight(name: str, **overrides) -> Target:
     return EightGaussians(name, **overrides)
 
 
-@register("rings")
 def _make_rings(name: str) -> Target:
     return Rings(name)
 
 
-@register("gmm4_d16", "gmm4_d32", "gmm4_d64")
 def _make_gmm4(name: str, **overrides) -> Target:
     return FourModeGaussianMixture(name, _suffix_int(name, "gmm4_d"), **overrides)
+
+
+#: The factory ``f(name, **overrides)`` of each synthetic target (their kinds: boltzflow.targets.catalogue).
+FACTORIES = {
+    "gmm40": _make_gmm40,
+    **dict.fromkeys(("manywell32", "manywell64", "manywell128"), _make_manywell),
+    "funnel10": _make_funnel,
+    **dict.fromkeys(("lj13", "lj55"), _make_lj),
+    "dw4": _make_dw4,
+    "checkerboard": _make_checkerboard,
+    "mixture2d_weights": _make_mixture2d,
+    "eight_gaussians": _make_eight,
+    "rings": _make_rings,
+    **dict.fromkeys(("gmm4_d16", "gmm4_d32", "gmm4_d64"), _make_gmm4),
+}
