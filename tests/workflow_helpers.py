@@ -24,7 +24,7 @@ def workflow_copy(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *args: str, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
