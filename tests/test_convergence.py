@@ -15,6 +15,7 @@ from boltzflow.evaluation import (
     conformational_states,
     integrated_autocorrelation_time,
     phi_positive,
+    state_mask,
 )
 from boltzflow.md import (
     bootstrap_population,
@@ -108,6 +109,10 @@ def test_states_refuse_missing_pairs_and_nan():
         conformational_states(pd.DataFrame({"frame": [0], "phi_ALA2": [0.0]}))
     with pytest.raises(ValueError, match="'psi_ALA2' has 1 non-finite"):
         conformational_states(pd.DataFrame({"phi_ALA2": [0.0, 1.0], "psi_ALA2": [np.nan, 1.0]}))
+    # a state given as a box reads its angles by the same rule, and says the same
+    with pytest.raises(ValueError, match="dihedral column 'phi_ALA2' has 1 non-finite"):
+        state_mask(pd.DataFrame({"phi_ALA2": [np.nan, 1.0], "psi_ALA2": [0.0, 1.0]}),
+                   {"phi": [0, 180], "psi": [-180, 180]})
 
 
 # --------------------------------------------------------------------------- bootstrap

@@ -44,11 +44,11 @@ def residues(dihedrals: pd.DataFrame) -> list[str]:
     return [c[4:] for c in dihedrals.columns if c.startswith("phi_") and f"psi_{c[4:]}" in dihedrals]
 
 
-def _degrees(radians: pd.Series, name: str) -> np.ndarray:
+def _wrap_degrees(radians: Any, name: str) -> np.ndarray:
+    """Radians -> degrees in (-180, 180]: the one rule by which every state here reads an angle."""
     values = np.asarray(radians, dtype=np.float64)
     if not np.all(np.isfinite(values)):
-        bad = int(np.sum(~np.isfinite(values)))
-        raise ValueError(f"dihedral column {name!r} has {bad} non-finite value(s)")
+        raise ValueError(f"dihedral column {name!r} has {int(np.sum(~np.isfinite(values)))} non-finite value(s)")
     # Rounding to 1e-4 degree removes the noise of radian round trips and of float32 storage
     # (float32(pi) is 180.0000025 degrees), so an angle meant as a box edge (or as +-180) is
     # classified by the documented rule; 1e-4 degree is far below any physical resolution.
@@ -87,8 +87,8 @@ def conformational_states(dihedrals: pd.DataFrame) -> pd.DataFrame:
     """
     out = {}
     for res in _pairs(dihedrals):
-        phi = _degrees(dihedrals[f"phi_{res}"], f"phi_{res}")
-        psi = _degrees(dihedrals[f"psi_{res}"], f"psi_{res}")
+        phi = _wrap_degrees(dihedrals[f"phi_{res}"], f"phi_{res}")
+        psi = _wrap_degrees(dihedrals[f"psi_{res}"], f"psi_{res}")
         code = np.where(
             phi <= 0.0,
             np.where((psi > -120.0) & (psi <= 50.0), 0, 1),  # alpha_R, beta
@@ -104,23 +104,13 @@ def phi_positive(dihedrals: pd.DataFrame) -> pd.DataFrame:
     Same residues as :func:`conformational_states`; the union alpha_L + C7ax of that function.
     """
     return pd.DataFrame(
-        {f"phi_positive_{res}": _degrees(dihedrals[f"phi_{res}"], f"phi_{res}") > 0.0
+        {f"phi_positive_{res}": _wrap_degrees(dihedrals[f"phi_{res}"], f"phi_{res}") > 0.0
          for res in _pairs(dihedrals)},
         index=dihedrals.index,
     )
 
 
 # --------------------------------------------------------------------------- states
-
-
-def _wrap_degrees(radians: Any, name: str) -> np.ndarray:
-    """Radians -> degrees in (-180, 180], rounded to 1e-4 degree (the rule of
-    :func:`conformational_states`, so a box edge or +-180 is read the same way there and here)."""
-    values = np.asarray(radians, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} has {int(np.sum(~np.isfinite(values)))} non-finite value(s)")
-    deg = np.round(np.degrees(values), 4)
-    return deg - 360.0 * np.ceil((deg - 180.0) / 360.0)
 
 
 def _interval(value: Any, what: str) -> tuple[float, float]:
