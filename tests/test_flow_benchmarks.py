@@ -8,10 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+import zuko
 from boltzflow.bench import SAMPLING_ENGINES, TRAINING_ENGINES, bench_flows
 from boltzflow.flows import build_flow
-
-zuko = pytest.importorskip("zuko")
 
 
 def _trainable(module: torch.nn.Module) -> int:
