@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-# The files that take longest (seconds on the 2-core CI machine), in the order they are handed out;
-# every other file follows in collection order (test_architecture.py checks that each exists).
+# The files that take longest on a 2-core machine (see the durations at the end of a run), in the
+# order they are handed out; every other file follows in collection order (test_architecture.py
+# checks that each listed file exists).
 LONGEST_FIRST = (
     "test_smoke.py",  # the smoke run and what is done with it
     "test_slurm_workflow.py",  # mostly waiting on SLURM: overlaps well with a busy worker

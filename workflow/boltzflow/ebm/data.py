@@ -35,7 +35,6 @@ class Dataset:
     box: tuple[np.ndarray, np.ndarray] | None = None  # plotting / integration box (2-D)
 
 
-
 def _read_array(path: str | Path) -> np.ndarray:
 
     path = Path(path)
@@ -62,7 +61,6 @@ def _read_array(path: str | Path) -> np.ndarray:
     return x
 
 
-
 def load_dataset(ebm_cfg: Mapping[str, Any], name: str, n_data: int, seed: int = 0) -> Dataset:
     """The data of ``ebm.datasets`` entry ``name``: a user array, or ``n_data`` exact samples of a
     synthetic target (seeded by ``seed``)."""
@@ -87,7 +85,6 @@ def load_dataset(ebm_cfg: Mapping[str, Any], name: str, n_data: int, seed: int =
         log_prob = None
     return Dataset(name, x, None if centres is None else centres.numpy(), None if weights is None else weights.numpy(),
                    log_prob, _box(x) if x.shape[1] == 2 else None)
-
 
 
 def _box(x: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:

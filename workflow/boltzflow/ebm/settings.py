@@ -143,7 +143,6 @@ def check_overrides(ebm_cfg: Mapping[str, Any], dataset: str) -> None:
                              f"known: {', '.join(sorted(known))}")
 
 
-
 def resolve_run(ebm_cfg: Mapping[str, Any], dataset: str, method: str, seed: int,
                 n_data: int | None = None) -> RunConfig:
     """Merge ``ebm.*``, the method's defaults and ``ebm.per_dataset.<dataset>`` into one run's

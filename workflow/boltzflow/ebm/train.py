@@ -42,12 +42,10 @@ def ebm_sampler(settings: EBMSettings, flow: nn.Module | None, local_state: Mapp
                        n_local=settings.n_local)
 
 
-
 def step_generator(seed: int, step: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed((int(seed) * 2_654_435_761 + 7919 * step + 1) % (2**63))
     return gen
-
 
 
 def _initial_bank(settings: EBMSettings, flow: nn.Module, data: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -60,10 +58,8 @@ def _initial_bank(settings: EBMSettings, flow: nn.Module, data: torch.Tensor, ge
     return lo + (hi - lo) * u
 
 
-
 def mode_row(prefix: str, weights: np.ndarray) -> dict[str, float]:
     return {f"{prefix}_w{k}": float(w) for k, w in enumerate(weights)}
-
 
 
 def _training_step(data: torch.Tensor, bank: torch.Tensor, ebm: TiltedEBM, flow: nn.Module,

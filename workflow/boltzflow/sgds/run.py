@@ -166,7 +166,6 @@ def evaluate_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, see
     return row
 
 
-
 def pair_distances(target, x: torch.Tensor) -> np.ndarray:
     """All interatomic distances of the configurations ``x`` of a particle target, pooled (float64)."""
     with torch.no_grad():
