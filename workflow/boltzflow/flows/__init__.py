@@ -1,7 +1,7 @@
 """Invertible coupling flows for Boltzmann generators: affine and rational-quadratic spline couplings
 (:mod:`~boltzflow.flows.coupling`, :mod:`~boltzflow.flows.spline`) composed into a :class:`Flow`
 (:mod:`~boltzflow.flows.model`), coordinate frames that remove rigid motions
-(:mod:`~boltzflow.flows.body`, :mod:`~boltzflow.flows.cartesian`, fitted and fingerprinted in
+(:mod:`~boltzflow.flows.body`, :mod:`~boltzflow.flows.internal`, :mod:`~boltzflow.flows.cartesian`, fitted and fingerprinted in
 :mod:`~boltzflow.flows.frames`), and a :class:`BoltzmannGenerator` (flow + target energy) drawing importance-weighted sample sets
 (:mod:`~boltzflow.flows.generator`, :mod:`~boltzflow.flows.sampling`)."""
 
@@ -17,6 +17,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
         "write_frame",
     ],
     "generator": ["BoltzmannGenerator"],
+    "internal": ["InternalFrame", "build_zmatrix", "fit_internal_frame", "topology_bonds"],
     "model": [
         "Flow", "VectorFrame", "build_flow", "frame_from_config", "load_flow", "save_flow",
         "standard_normal_log_prob",

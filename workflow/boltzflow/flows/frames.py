@@ -1,6 +1,7 @@
 """The flow's coordinate frame fitted to training data, stored as JSON and fingerprinted.
 
-A frame (:class:`~boltzflow.flows.body.BodyFrame` or :class:`~boltzflow.flows.cartesian.CartesianFrame`)
+A frame (:class:`~boltzflow.flows.body.BodyFrame`, :class:`~boltzflow.flows.internal.InternalFrame` or
+:class:`~boltzflow.flows.cartesian.CartesianFrame`)
 is fitted once per system from the training frames (rule ``flow_frame``); every later artifact
 records its fingerprint, and a consumer refuses pairs or models made in another frame.
 """
@@ -16,13 +17,14 @@ import torch
 
 from boltzflow.flows.body import choose_reference_atoms, fit_body_frame
 from boltzflow.flows.cartesian import CartesianFrame
+from boltzflow.flows.internal import fit_internal_frame, topology_bonds
 from boltzflow.flows.model import frame_from_config
 from boltzflow.io import ArtifactError, atomic_path, config_hash
 
 __all__ = ["FRAME_KINDS", "latent_frame", "frame_fingerprint", "write_frame", "read_frame", "check_same_frame",
            "to_latent"]
 
-FRAME_KINDS = ("body", "centroid")
+FRAME_KINDS = ("body", "internal", "centroid")
 
 
 def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology=None,
@@ -31,7 +33,8 @@ def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology
 
     ``kind="body"``: :func:`~boltzflow.flows.body.fit_body_frame` with ``reference_atoms`` (or
     those :func:`~boltzflow.flows.body.choose_reference_atoms` picks from ``topology``);
-    ``kind="centroid"``: ``{"kind": "cartesian", "n_atoms", "scale"}``.
+    ``kind="internal"``: :func:`~boltzflow.flows.internal.fit_internal_frame` on the same reference
+    atoms and the topology's bonds; ``kind="centroid"``: ``{"kind": "cartesian", "n_atoms", "scale"}``.
     """
 
     train_x = np.asarray(train_x)
@@ -39,12 +42,17 @@ def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology
         raise ValueError(f"training frames must have shape (n, {3 * n_atoms}), got {train_x.shape}")
     if kind == "centroid":
         return {"kind": "cartesian", "n_atoms": int(n_atoms), "scale": CartesianFrame.fit_scale(train_x, n_atoms)}
-    if kind != "body":
+    if kind not in FRAME_KINDS:
         raise ValueError(f"frame kind must be one of {', '.join(FRAME_KINDS)}, got {kind!r}")
     if reference_atoms is None:
         if topology is None:
-            raise ValueError("a body frame needs reference atoms or a topology to choose them from")
+            raise ValueError(f"a {kind} frame needs reference atoms or a topology to choose them from")
         reference_atoms = choose_reference_atoms(topology)
+    if kind == "internal":
+        if topology is None:
+            raise ValueError("an internal frame needs the topology (its bonds make the Z-matrix)")
+        bonds, heavy = topology_bonds(topology)
+        return fit_internal_frame(train_x, n_atoms, reference_atoms, bonds, heavy)
     return fit_body_frame(train_x, n_atoms, reference_atoms)
 
 

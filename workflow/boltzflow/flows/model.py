@@ -13,6 +13,7 @@ from boltzflow.io import ArtifactError, atomic_path
 
 from .body import body_frame_from_config
 from .cartesian import CartesianFrame
+from .internal import internal_frame_from_config
 from .coupling import AffineCoupling, SplineCoupling, coupling_masks
 
 __all__ = ["Flow", "VectorFrame", "build_flow", "frame_from_config", "save_flow", "load_flow", "TRANSFORMS",
@@ -72,7 +73,8 @@ class VectorFrame(nn.Module):
 
 
 def frame_from_config(cfg: Mapping[str, Any]) -> nn.Module:
-    """The coordinate frame of a flow config's ``frame`` entry (``body``, ``cartesian``, ``vector``)."""
+    """The coordinate frame of a flow config's ``frame`` entry (``body``, ``internal``, ``cartesian``,
+    ``vector``)."""
     kind = cfg.get("kind")
     if kind == "cartesian":
         return CartesianFrame(int(cfg["n_atoms"]), float(cfg["scale"]))
@@ -80,7 +82,9 @@ def frame_from_config(cfg: Mapping[str, Any]) -> nn.Module:
         return VectorFrame(int(cfg["dim"]), float(cfg["scale"]))
     if kind == "body":
         return body_frame_from_config(cfg)
-    raise ValueError(f"unknown frame kind {kind!r}; known: body, cartesian, vector")
+    if kind == "internal":
+        return internal_frame_from_config(cfg)
+    raise ValueError(f"unknown frame kind {kind!r}; known: body, internal, cartesian, vector")
 
 
 class Flow(nn.Module):
