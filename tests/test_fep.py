@@ -19,7 +19,7 @@ from boltzflow.evaluation import (
     tfep_estimate,
 )
 from boltzflow.fep import fit_state_map, tfep_work
-from boltzflow.flows import BodyFrame, fit_body_frame, frame_from_config, helmert_basis
+from boltzflow.flows import BodyFrame, fit_body_frame, fit_internal_frame, frame_from_config, helmert_basis
 from boltzflow.training import TrainSettings, fit_cnf
 from torch import nn
 
@@ -115,10 +115,13 @@ def test_regflow_map_trained_on_ot_state_pairs_recovers_the_free_energy(tmp_path
 # --------------------------------------------------------------------------- body frame
 
 
-def _body_frame(n_atoms: int, seed: int) -> BodyFrame:
+def _body_frame(n_atoms: int, seed: int, kind: str = "body") -> BodyFrame:
     gen = torch.Generator().manual_seed(seed)
     c = torch.randn(3000, n_atoms - 1, 3, generator=gen, dtype=torch.float64)
     x = torch.einsum("nm,bmk->bnk", torch.tensor(helmert_basis(n_atoms)), c).reshape(3000, 3 * n_atoms)
+    if kind == "internal":  # a chain 1 - 0 - 2 - 3 - ...
+        bonds = [(0, 1), (0, 2)] + [(i - 1, i) for i in range(3, n_atoms)]
+        return frame_from_config(fit_internal_frame(x.numpy(), n_atoms, [0, 1, 2], bonds))
     return frame_from_config(fit_body_frame(x.numpy(), n_atoms, [0, 1, 2]))
 
 
@@ -132,13 +135,15 @@ def _body_energy(frame: BodyFrame, mean: np.ndarray, sd: float):
     return energy
 
 
-@pytest.mark.parametrize("n_atoms", [4, 6])
-def test_body_frame_jacobian_terms_give_the_exact_free_energy(n_atoms):
-    frame = _body_frame(n_atoms, seed=n_atoms)
+@pytest.mark.parametrize("n_atoms, kind", [(4, "body"), (6, "body"), (6, "internal")])
+def test_body_frame_jacobian_terms_give_the_exact_free_energy(n_atoms, kind):
+    frame = _body_frame(n_atoms, seed=n_atoms, kind=kind)
     d = frame.dim
     rng = np.random.default_rng(10 + n_atoms)
-    m_a, m_b = 0.3 * rng.normal(size=d), 0.3 * rng.normal(size=d) + 0.5
-    s_a, s_b = 0.4, 0.6
+    # internal frame: wells narrow enough that no sample leaves the chart (torsions within their cuts)
+    width = 0.3 if kind == "body" else 0.1
+    m_a, m_b = width * rng.normal(size=d), width * rng.normal(size=d) + width
+    s_a, s_b = (0.4, 0.6) if kind == "body" else (0.1, 0.15)
     exact = -d * math.log(s_b / s_a)
     y_a = torch.as_tensor(m_a + s_a * rng.standard_normal((2000, d)))
     x_a = frame.from_latent(y_a, generator=torch.Generator().manual_seed(3)).numpy()  # random orientations

@@ -17,7 +17,7 @@ from boltzflow.evaluation import (
     state_mask,
     tfep_estimate,
 )
-from boltzflow.flows import BodyFrame, frame_fingerprint, frame_from_config, to_latent
+from boltzflow.flows import BodyFrame, InternalFrame, frame_fingerprint, frame_from_config, to_latent
 from boltzflow.io import config_hash
 from boltzflow.systems import backbone_dihedrals
 from boltzflow.training import TrainSettings, fit_cnf, fit_flow, flow_architecture
@@ -114,7 +114,7 @@ def _values(out: Any, n: int, what: str) -> np.ndarray:
 
 def _from_latent(frame: Any, y: torch.Tensor) -> torch.Tensor:
 
-    if isinstance(frame, BodyFrame):
+    if isinstance(frame, (BodyFrame, InternalFrame)):
         return frame.from_latent(y, rotate=False)  # the orientation is not part of the map
     return frame.from_latent(y)
 
