@@ -148,9 +148,9 @@ def test_smoke_flows(smoke_run):
 
     repo = smoke_run
     out = repo / "results/smoke"
-    x0, x1, meta = read_pairs(out / "couplings/al2/ot.parquet", expected_dim=60)  # body frame: 3 N - 6
+    x0, x1, meta = read_pairs(out / "couplings/al2/ot.parquet", expected_dim=60)  # internal frame: 3 N - 6
     assert meta["kind"] == "ot" and meta["frame"]["n_atoms"] == 22 and meta["stats"]["solve_seconds_total"] >= 0
-    assert meta["frame"]["kind"] == "body" and meta["frame"]["reference_atoms"] == [8, 6, 14]  # CA, N, C
+    assert meta["frame"]["kind"] == "internal" and meta["frame"]["reference_atoms"] == [8, 6, 14]  # CA, N, C
     train_frames = (read_table(out / "md/al2/split.parquet")[0].split == "train").sum()
     assert len(x0) == train_frames
     for method in ("regflow", "mle"):
