@@ -137,6 +137,22 @@ def test_bench_energy_target(smoke_run):
     assert "## al2: energy+forces" in (repo / "results/benchmarks/energy.md").read_text()
 
 
+def test_bench_frames_target(smoke_run):
+    """The frame comparison runs on the smoke MD data: one row per frame kind, an ESS in (0, 1],
+    the body frame as the ratio's baseline, and the internal frame's lost proposals counted."""
+    repo = smoke_run
+    proc = snakemake(repo, "bench_frames", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/frames.parquet").to_pandas()
+    assert list(table.kind) == ["body", "internal"] and set(table.dim) == {60}
+    assert ((table.ess > 0) & (table.ess <= 1)).all()
+    assert table.ess_ratio.iloc[0] == 1.0 and np.isfinite(table.reference_median_energy).all()
+    assert ((table.invalid_fraction >= 0) & (table.invalid_fraction < 1)).all()
+    assert table.invalid_fraction.iloc[0] == 0.0          # the body frame's chart is all of R^60
+    text = (repo / "results/benchmarks/frames.md").read_text()
+    assert "| kind |" in text and "reproduce: snakemake --cores all bench_frames" in text
+
+
 def test_smoke_flows(smoke_run):
     """Every method x architecture of the smoke config is trained, with its history and a
     passing invertibility report, and the checkpoint rebuilds the model (weights only)."""

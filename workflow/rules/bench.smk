@@ -59,3 +59,26 @@ rule bench_flows:
         "Benchmark: sampling with exact log-densities (our flows vs zuko's NSF and the CNF), RegFlow vs MLE training"
     script:
         "../scripts/bench_flows.py"
+
+
+rule bench_frames:
+    input:
+        frames=f"{OUT}/md/{config['benchmark']['frames']['system']}/frames.parquet",
+        split=f"{OUT}/md/{config['benchmark']['frames']['system']}/split.parquet",
+        pdb=f"{OUT}/systems/{config['benchmark']['frames']['system']}/topology.pdb",
+        xml=f"{OUT}/systems/{config['benchmark']['frames']['system']}/system.xml",
+        spec=f"{OUT}/systems/{config['benchmark']['frames']['system']}/spec.json",
+    output:
+        table=f"{BENCH}/frames.parquet",
+        markdown=f"{BENCH}/frames.md",
+    params:
+        bench=lookup(dpath="benchmark/frames", within=config),
+    threads: 1024
+    log:
+        f"{BENCH}/logs/bench_frames.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Benchmark: the flows' coordinate frames as Boltzmann generators (the same MLE flow in each)"
+    script:
+        "../scripts/bench_frames.py"

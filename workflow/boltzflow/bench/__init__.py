@@ -2,8 +2,9 @@
 
 :mod:`~boltzflow.bench.energy` times energy and force evaluations of the torch force field
 against OpenMM, :mod:`~boltzflow.bench.md` races the MD engines (plain OpenMM, the MD stage,
-the torch engine) to a statistical precision, and :mod:`~boltzflow.bench.flows` times flow
-training and sampling engines.
+the torch engine) to a statistical precision, :mod:`~boltzflow.bench.flows` times flow
+training and sampling engines, and :mod:`~boltzflow.bench.frames` compares the flows' coordinate
+frames as Boltzmann generators.
 """
 
 import lazy_loader
@@ -12,6 +13,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "energy": ["bench_energy", "energy_markdown"],
     "flows": ["SAMPLING_ENGINES", "TRAINING_ENGINES", "bench_flows"],
+    "frames": ["bench_frames"],
     "md": [
         "bench_md", "markdown_rows", "markdown_table", "plain_dynamics_correlation", "precision_race",
         "torch_engine_ns_per_day",
