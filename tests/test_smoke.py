@@ -205,6 +205,22 @@ def test_cnf_coupling_end_to_end(smoke_run):
     assert (repo / "results/smoke/models/al2/cnf-seed0/history.parquet").exists()
     assert (repo / target).exists()
 
+    # a quality floor the teacher misses stops its pairs (and so its students), naming the number
+    pairs = repo / "results/smoke/couplings/al2/cnf.parquet"
+    pairs.unlink()
+    (repo / "config/floor.yaml").write_text("couplings: {cnf: {quality_floor: {max_e_w1: 1.0e-6, min_ess: 0.0}}}\n")
+    proc = snakemake(repo, str(pairs.relative_to(repo)), "--cores", "2", "--configfile", "config/smoke.yaml",
+                     "config/cnf.yaml", "config/floor.yaml")
+    assert proc.returncode != 0 and not pairs.exists()
+    log = (repo / "results/smoke/logs/cnf_pairs/al2.log").read_text()
+    assert f"{teacher_metrics}: the teacher fails its quality floor: e_w1 " in log
+    assert "> couplings.cnf.quality_floor.max_e_w1 = 1e-06" in log and "min_ess" not in log.split("fails")[1]
+    (repo / "config/floor.yaml").write_text("couplings: {cnf: {quality_floor: {max_e_w1: 1.0e12}}}\n")
+    proc = snakemake(repo, str(pairs.relative_to(repo)), "--cores", "2", "--configfile", "config/smoke.yaml",
+                     "config/cnf.yaml", "config/floor.yaml")
+    assert proc.returncode == 0 and pairs.exists(), proc.stderr[-3000:]
+    assert "teacher quality floor passed: e_w1" in (repo / "results/smoke/logs/cnf_pairs/al2.log").read_text()
+
 
 def test_pairs_from_another_frame_are_refused(smoke_run):
     """RegFlow training refuses pairs made in another latent frame and names the file."""

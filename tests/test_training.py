@@ -189,3 +189,31 @@ def test_regflow_with_ot_pairs_learns_the_checkerboard(tmp_path):
     print(f"checkerboard: ESS {ess:.3f}, on the board {on_board:.3f}")
     assert on_board > 0.8, on_board
     assert ess > 0.2, ess
+
+
+def test_teacher_quality_floor_names_every_failing_number(tmp_path):
+    from boltzflow.couplings import TeacherQualityError, check_teacher_quality, read_teacher_metrics
+
+    metrics = {"ess": 0.002, "e_w1": 12.5, "t_w2": 0.21}
+    passed = check_teacher_quality(metrics, {"min_ess": 0.001, "max_e_w1": 20.0, "max_t_w2": None}, "teacher.parquet")
+    assert passed == ["ess 0.002 >= min_ess 0.001", "e_w1 12.5 <= max_e_w1 20"]
+    with pytest.raises(TeacherQualityError, match=r"teacher.parquet: the teacher fails its quality floor: "
+                       r"ess 0.002 < couplings.cnf.quality_floor.min_ess = 0.01; "
+                       r"e_w1 12.5 > couplings.cnf.quality_floor.max_e_w1 = 10\."):
+        check_teacher_quality(metrics, {"min_ess": 0.01, "max_e_w1": 10.0, "max_t_w2": 0.3}, "teacher.parquet")
+    # a metric the table lacks, or NaN, fails its limit rather than passing silently
+    with pytest.raises(TeacherQualityError, match="t_w2 nan > "):
+        check_teacher_quality({"ess": 0.5, "e_w1": 1.0, "t_w2": float("nan")}, {"max_t_w2": 1.0}, "t")
+    with pytest.raises(TeacherQualityError, match="ess nan < "):
+        check_teacher_quality({"e_w1": 1.0}, {"min_ess": 0.0}, "t")
+    with pytest.raises(ValueError, match="unknown couplings.cnf.quality_floor key"):
+        check_teacher_quality(metrics, {"max_ew1": 1.0}, "t")
+    assert check_teacher_quality(metrics, {}, "t") == []
+    # the metrics file must hold one row
+    import pandas as pd
+
+    pd.DataFrame([metrics, metrics]).to_parquet(tmp_path / "two.parquet")
+    with pytest.raises(TeacherQualityError, match="two.parquet: a teacher's metrics table needs exactly one row"):
+        read_teacher_metrics(tmp_path / "two.parquet")
+    pd.DataFrame([metrics]).to_parquet(tmp_path / "one.parquet")
+    assert read_teacher_metrics(tmp_path / "one.parquet")["e_w1"] == 12.5

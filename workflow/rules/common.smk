@@ -58,6 +58,22 @@ def flow_training_input(wildcards):
     return inputs
 
 
+def cnf_teacher_settings(wildcards):
+    """The settings that shape the CNF teacher itself: changing the number of pairs, their solver
+    or the quality floor does not retrain it."""
+    return {key: config["couplings"]["cnf"][key] for key in ("hidden", "layers", "train", "seed", "device")}
+
+
+def cnf_pairs_input(wildcards):
+    """The teacher, and its scored sample set when couplings.cnf.quality_floor sets any limit
+    (the pairs are then made only from a teacher that passes it)."""
+    seed = config["couplings"]["cnf"]["seed"]
+    inputs = {"model": f"{OUT}/models/{wildcards.system}/cnf-seed{seed}/model.pt"}
+    if any(limit is not None for limit in config["couplings"]["cnf"]["quality_floor"].values()):
+        inputs["teacher_metrics"] = f"{OUT}/metrics/{wildcards.system}/cnf-seed{seed}.parquet"
+    return inputs
+
+
 def flow_models(first_seed=False, with_teacher=False):
     """Model names ``{method}-{arch}-seed{seed}`` of every flow the config trains (or only those
     of its first seed); ``with_teacher`` adds ``cnf-seed{seed}``, the CNF teacher, when RegFlow

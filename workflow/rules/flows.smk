@@ -49,7 +49,7 @@ rule train_cnf:
         model=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/model.pt",
         history=f"{OUT}/models/{{system}}/cnf-seed{{seed}}/history.parquet",
     params:
-        settings=lookup(dpath="couplings/cnf", within=config),
+        settings=cnf_teacher_settings,
         checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/cnf-seed{wc.seed}/checkpoint",
     threads: 1
     log:
@@ -64,7 +64,7 @@ rule train_cnf:
 
 rule cnf_pairs:
     input:
-        model=lambda wc: f"{OUT}/models/{wc.system}/cnf-seed{config['couplings']['cnf']['seed']}/model.pt",
+        unpack(cnf_pairs_input),
     output:
         f"{OUT}/couplings/{{system}}/cnf.parquet",
     params:

@@ -3,6 +3,7 @@
 import torch
 from _common import setup_logging
 from boltzflow.cnf import load_cnf
+from boltzflow.couplings import check_teacher_quality, read_teacher_metrics
 from boltzflow.flows import frame_fingerprint
 from boltzflow.io import provenance, write_pairs
 from boltzflow.training import make_cnf_pairs
@@ -12,6 +13,10 @@ smk = snakemake  # noqa: F821
 log = setup_logging(smk)
 torch.set_num_threads(smk.threads)
 settings = smk.params.settings
+if "teacher_metrics" in smk.input.keys():
+    for line in check_teacher_quality(read_teacher_metrics(smk.input.teacher_metrics), settings["quality_floor"],
+                                      smk.input.teacher_metrics):
+        log.info("teacher quality floor passed: %s", line)
 model, extra = load_cnf(smk.input.model)
 model = model.to(resolve_device(settings["device"]))
 x0, x1, stats = make_cnf_pairs(model, settings["n_pairs"], batch_size=settings["batch_size"], seed=settings["seed"],
