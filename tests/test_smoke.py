@@ -179,8 +179,10 @@ def test_smoke_flows(smoke_run):
             assert report["max_error_float64"] < 1e-10 and not report["flagged"]
             history, hmeta = read_table(folder / "history.parquet", required=("step", "loss", "lr", "wall_s"))
             assert list(history.step) == [5, 10, 15, 20] and hmeta["method"] == method
-            x, log_q = flow.sample(8, generator=torch.Generator().manual_seed(0))
-            assert x.shape == (8, 66) and torch.isfinite(log_q).all()
+            x, log_q = flow.sample(64, generator=torch.Generator().manual_seed(0))
+            # a proposal beyond a torsion cut of the internal frame has neither point nor density
+            valid = torch.isfinite(log_q)
+            assert x.shape == (64, 66) and torch.equal(valid, torch.isfinite(x).all(dim=1)) and valid.sum() >= 32
             assert not (folder / "checkpoint").exists()  # training state is removed once the model is saved
 
 
