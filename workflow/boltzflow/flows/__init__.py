@@ -9,7 +9,7 @@ import lazy_loader
 
 # Names load from their module on first use, so that importing one of them loads only its module.
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "body": ["BodyFrame", "choose_reference_atoms", "fit_body_frame", "random_rotations"],
+    "body": ["BodyFrame", "RigidFreeFrame", "choose_reference_atoms", "fit_body_frame", "random_rotations"],
     "cartesian": ["CartesianFrame", "helmert_basis"],
     "coupling": ["AffineCoupling", "CouplingLayer", "ResidualMLP", "SplineCoupling", "coupling_masks"],
     "frames": [

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BodyFrame", "fit_body_frame", "choose_reference_atoms", "random_rotations"]
+__all__ = ["BodyFrame", "RigidFreeFrame", "fit_body_frame", "choose_reference_atoms", "random_rotations"]
 
 _LOG_8PI2 = math.log(8.0 * math.pi ** 2)
 
@@ -47,7 +47,27 @@ def _free_coordinates(x: torch.Tensor, n_atoms: int, ref: Sequence[int], rest: t
     return torch.cat([torch.stack([d.log(), e, f.log()], dim=1), body.reshape(len(x), -1)], dim=1)
 
 
-class BodyFrame(nn.Module):
+class RigidFreeFrame(nn.Module):
+    """What the frames that drop a molecule's rigid motion share: ``3 N - 6`` latent numbers for
+    ``3 N`` Cartesian ones, and the constant part of ``log|dy/dc|`` (whitening widths ``sigma``,
+    the Haar volume ``8 pi^2`` of the orientation the sampler draws, the translation gauge
+    ``N^(3/2)``)."""
+
+    n_atoms: int
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.n_atoms - 6
+
+    @property
+    def cartesian_dim(self) -> int:
+        return 3 * self.n_atoms
+
+    def _constant_log_jacobian(self, sigma: torch.Tensor) -> float:
+        return float(-sigma.log().sum() - _LOG_8PI2 + 1.5 * math.log(self.n_atoms))
+
+
+class BodyFrame(RigidFreeFrame):
     """Positions ``(B, 3 N)`` (nm) <-> whitened free body coordinates ``(B, 3 N - 6)`` (see the
     module docstring). Build it with :func:`fit_body_frame` or from its config.
 
@@ -107,16 +127,7 @@ class BodyFrame(nn.Module):
         self.register_buffer("mean", mean_t)
         self.register_buffer("components", comp_t)
         self.register_buffer("sigma", sigma_t)
-        # the constant part of log|d y / d c|: whitening, Haar volume, translation gauge
-        self._log_const = float(-sigma_t.log().sum() - _LOG_8PI2 + 1.5 * math.log(self.n_atoms))
-
-    @property
-    def dim(self) -> int:
-        return 3 * self.n_atoms - 6
-
-    @property
-    def cartesian_dim(self) -> int:
-        return 3 * self.n_atoms
+        self._log_const = self._constant_log_jacobian(sigma_t)
 
     def _whiten(self, v: torch.Tensor) -> torch.Tensor:
         return ((v - self.mean.to(v.dtype)) @ self.components.to(v.dtype)) / self.sigma.to(v.dtype)

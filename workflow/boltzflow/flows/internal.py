@@ -13,14 +13,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from .body import random_rotations
+from .body import RigidFreeFrame, random_rotations
 
 __all__ = ["InternalFrame", "build_zmatrix", "fit_internal_frame", "topology_bonds", "dihedral", "bond_angle",
            "place_atom", "internal_frame_from_config"]
 
-_LOG_8PI2 = math.log(8.0 * math.pi ** 2)
 _TWO_PI = 2.0 * math.pi
 
 
@@ -138,7 +136,7 @@ def _internal_coordinates(x: torch.Tensor, n_atoms: int, ref: Sequence[int], zma
     return torch.cat([head, bonds, angles, torsions], dim=1)
 
 
-class InternalFrame(nn.Module):
+class InternalFrame(RigidFreeFrame):
     """Positions ``(B, 3 N)`` (nm) <-> whitened internal coordinates ``(B, 3 N - 6)``. Build it with
     :func:`fit_internal_frame` or from its config.
 
@@ -207,15 +205,7 @@ class InternalFrame(nn.Module):
         for name, value in arrays.items():
             self.register_buffer(name, value)
         self._n_smooth = n_smooth
-        self._log_const = float(-arrays["sigma"].log().sum() - _LOG_8PI2 + 1.5 * math.log(self.n_atoms))
-
-    @property
-    def dim(self) -> int:
-        return 3 * self.n_atoms - 6
-
-    @property
-    def cartesian_dim(self) -> int:
-        return 3 * self.n_atoms
+        self._log_const = self._constant_log_jacobian(arrays["sigma"])
 
     def internal_coordinates(self, x: torch.Tensor) -> torch.Tensor:
         """The internal coordinates ``s`` of positions ``x`` (torsions in ``(-pi, pi]``)."""
