@@ -51,8 +51,9 @@ def bench_frames(train_x: np.ndarray, topology, energy: Callable[[torch.Tensor],
         arch = flow_architecture(transform, architecture, frame)
         for seed in seeds:
             steps = int(train.get("steps", TrainSettings.steps))
-            settings = TrainSettings.from_config({**dict(train), "seed": int(seed), "checkpoint_every": steps,
-                                                  "history_every": steps})
+            every = min(100, steps)                       # progress in the log every 100 steps
+            settings = TrainSettings.from_config({**dict(train), "seed": int(seed), "history_every": every,
+                                                  "checkpoint_every": -(-steps // every) * every})
             start = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="bench-frames-") as folder:
                 flow, history, _ = fit_flow("mle", arch, settings, Path(folder), train_x=train_x, log=log)
