@@ -217,7 +217,7 @@ def test_cnf_coupling_end_to_end(smoke_run):
     log = (repo / "results/smoke/logs/cnf_pairs/al2.log").read_text()
     assert f"{teacher_metrics}: the teacher fails its quality floor: e_w1 " in log
     assert "> couplings.cnf.quality_floor.max_e_w1 = 1e-06" in log and "min_ess" not in log.split("fails")[1]
-    (repo / "config/floor.yaml").write_text("couplings: {cnf: {quality_floor: {max_e_w1: 1.0e12}}}\n")
+    (repo / "config/floor.yaml").write_text("couplings: {cnf: {quality_floor: {max_e_w1: 1000000.0}}}\n")
     proc = snakemake(repo, str(pairs.relative_to(repo)), "--cores", "2", "--configfile", "config/smoke.yaml",
                      "config/cnf.yaml", "config/floor.yaml")
     assert proc.returncode == 0 and pairs.exists(), proc.stderr[-3000:]
