@@ -28,6 +28,10 @@ table = bench_frames(train_x, mdtraj.load_topology(smk.input.pdb), lambda x: for
 meta = provenance(smk.rule, bench, cores=smk.threads, machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
 write_table(smk.output.table, table, meta)
 
+# ESS spans orders of magnitude between frames: three significant digits, not fixed decimals
+shown = table.assign(**{c: table[c].map("{:.3g}".format) for c in
+                        ("ess", "ess_ratio", "invalid_fraction", "median_energy", "reference_median_energy",
+                         "final_nll")})
 lines = [
     f"# Coordinate frames as Boltzmann generators ({bench['system']})", "",
     f"- the same {bench['transform']} flow ({bench['layers']} layers, {bench['depth']} x {bench['hidden']}) trained "
@@ -38,7 +42,7 @@ lines = [
     f"- ess_ratio: ESS over the {bench['kinds'][0]} frame's, same seed; reference_median_energy: the MD test frames",
     f"- {smk.threads} thread(s); machine {meta['machine']}; git {meta['git_commit']}",
     "- reproduce: snakemake --cores all bench_frames", "",
-    *markdown_rows(table, ["kind", "seed", "dim", "ess", "ess_ratio", "invalid_fraction", "median_energy",
+    *markdown_rows(shown, ["kind", "seed", "dim", "ess", "ess_ratio", "invalid_fraction", "median_energy",
                            "reference_median_energy", "final_nll", "train_s"]),
 ]
 with atomic_path(smk.output.markdown) as tmp:
