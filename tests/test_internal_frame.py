@@ -12,6 +12,7 @@ from boltzflow.flows import (
     build_zmatrix,
     draw_sample_set,
     fit_internal_frame,
+    fit_torsion_cdf,
     helmert_basis,
     latent_frame,
     load_flow,
@@ -50,21 +51,26 @@ def _al2_topology():
     return build_peptide(get_spec("al2")).topology
 
 
-def test_density_is_normalised_on_the_centroid_free_hyperplane():
+@pytest.mark.parametrize("torsion_map", ["marginal", "standardised"])
+def test_density_is_normalised_on_the_centroid_free_hyperplane(torsion_map):
     """E_q[p/q] = 1 for a normalised rotation-invariant p only if every factor of the Jacobian is
-    right (whitening, r^2 sin(theta) per atom, the reference pair, 8 pi^2, N^(3/2)) and the
-    proposals outside the chart's domain are counted as weight 0, not dropped (dropping them would
-    give 1 / P(valid), about 3). The frame's widths are 1.5x the fitted ones so that q's tails are
-    heavier than p's (p/q has finite variance); tolerance 5 standard errors. Measured with 2
-    million draws: 1.0034 +- 0.0021 here, 0.991 +- 0.006 for the branched tree."""
+    right (whitening, r^2 sin(theta) per atom, the reference pair, 8 pi^2, N^(3/2), and the marginal
+    torsion map's F'(u) / phi(z)) and the proposals outside the chart's domain are counted as weight
+    0, not dropped (dropping them would give 1 / P(valid), 2 to 3 here). The bonds' and angles'
+    widths (and the standardised torsions') are 1.5x the fitted ones, so that q's tails are heavier
+    than p's (p/q has finite variance); tolerance 5 standard errors. Measured with 600,000 draws:
+    1.0020 +- 0.0031 (marginal) and 1.0044 +- 0.0039 (standardised), 50 % and 66 % of the draws
+    out of the chart."""
     n_atoms, bonds = TREES["chain"]
     x, _ = _gaussian_molecules(n_atoms, 20_000, seed=0)
-    cfg = fit_internal_frame(x.numpy(), n_atoms, [0, 1, 2], bonds)
-    cfg["sigma"] = [1.5 * s for s in cfg["sigma"]]
+    cfg = fit_internal_frame(x.numpy(), n_atoms, [0, 1, 2], bonds, torsion_map=torsion_map)
+    n_smooth = 2 * (n_atoms - 3) + 3
+    widen = [1.5] * n_smooth + [1.0 if torsion_map == "marginal" else 1.5] * (n_atoms - 3)
+    cfg["sigma"] = [f * s for f, s in zip(widen, cfg["sigma"])]
     flow = build_flow({"transform": "affine", "layers": 2, "hidden": 8, "frame": cfg, "dtype": "float64"})
     weights = []
     with torch.no_grad():
-        for batch in range(5):
+        for batch in range(2):
             xs, log_q = flow.sample(200_000, generator=torch.Generator().manual_seed(batch))
             valid = torch.isfinite(log_q)
             assert torch.equal(valid, torch.isfinite(xs).all(dim=1))     # out of domain: no point, no density
@@ -72,9 +78,52 @@ def test_density_is_normalised_on_the_centroid_free_hyperplane():
             w[valid] = (_gaussian_log_density(xs[valid], n_atoms) - log_q[valid]).exp()
             weights.append(w)
     w = torch.cat(weights)
-    assert 0.3 < float((w == 0).double().mean()) < 0.9                  # the test does cross the cuts
+    assert 0.3 < float((w == 0).double().mean()) < 0.9                  # the test does leave the chart
     se = float(w.std()) / math.sqrt(len(w))
     assert abs(float(w.mean()) - 1.0) < 5 * se + 1e-3, (float(w.mean()), se)
+
+
+def test_marginal_torsion_map_is_exact_and_never_leaves_the_cut_interval():
+    """The torsion map of the default frame: standard-normal marginals on the data it was fitted
+    to, every latent value (also 8 standard deviations out) a torsion strictly inside the cut
+    interval, float64 round trips, and its log-derivative equal to autograd's."""
+    gen = torch.Generator().manual_seed(21)
+    # three torsions: a three-well rotor, a narrow peak, and one on the whole circle
+    wells = torch.tensor([0.6, 2.7, 4.8])[torch.randint(0, 3, (30_000,), generator=gen)]
+    u = torch.stack([wells + 0.25 * torch.randn(30_000, generator=gen),
+                     3.0 + 0.05 * torch.randn(30_000, generator=gen),
+                     _TWO_PI_T * torch.rand(30_000, generator=gen, dtype=torch.float64)], dim=1)
+    u = torch.remainder(u.double(), _TWO_PI_T)
+    cdf = fit_torsion_cdf(u.numpy())
+    frame = _frame_with_torsion_cdf(cdf, n_torsions=3)
+    z = frame._gaussianise(u)
+    # near N(0, 1): the 1 % uniform share pulls the data a little inwards (std 0.93 for the narrow peak)
+    assert torch.allclose(z.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=0.05)
+    assert torch.allclose(z.std(dim=0), torch.ones(3, dtype=torch.float64), atol=0.1)
+    # 8 sigma wide: the whole latent line lands inside (0, 2 pi)
+    wide = 8.0 * (2.0 * torch.rand(20_000, 3, generator=gen, dtype=torch.float64) - 1.0)
+    back, log_dz_du = frame._degaussianise(wide)
+    assert ((back > 0) & (back < _TWO_PI_T)).all()
+    # beyond 5 sigma a torsion within 1e-9 rad of the cut holds the rest of the tail: float64 angles
+    # resolve z there to 1e-8 (6 sigma) and 1e-5 (7 sigma) only
+    inner = (wide.abs() < 5).all(dim=1)
+    assert torch.allclose(frame._gaussianise(back[inner]), wide[inner], atol=1e-8)
+    assert torch.allclose(frame._degaussianise(z)[0], u, atol=1e-9)
+    probe = back[inner][:64].clone().requires_grad_(True)
+    grads = torch.autograd.grad(frame._gaussianise(probe).sum(), probe)[0]      # the map is elementwise
+    assert torch.allclose(grads.log().sum(dim=1), frame._degaussianise(wide[inner][:64])[1], atol=1e-7)
+
+
+_TWO_PI_T = 2.0 * math.pi
+
+
+def _frame_with_torsion_cdf(cdf, n_torsions):
+    """A smallest internal frame (a chain of n_torsions + 3 atoms) carrying the given torsion CDFs."""
+    n_atoms = n_torsions + 3
+    bonds = [(0, 1), (0, 2)] + [(i - 2 if i > 3 else 1, i) for i in range(3, n_atoms)]
+    x, _ = _gaussian_molecules(n_atoms, 500, seed=22)
+    cfg = fit_internal_frame(x.numpy(), n_atoms, [0, 1, 2], bonds)
+    return InternalFrame(**{**{k: v for k, v in cfg.items() if k != "kind"}, "torsion_cdf": cdf})
 
 
 def test_round_trips_rigid_motions_and_chirality():

@@ -65,7 +65,7 @@ def test_torch_engine_matches_openmm(al2, openmm_reference, tmp_path):
     torch.set_num_threads(1)
     try:
         settings = TorchMDSettings(
-            temperature_K=300.0, timestep_fs=3.0, hydrogen_mass_amu=4.0, n_ladders=64, n_temperatures=2,
+            temperature_K=300.0, timestep_fs=3.0, hydrogen_mass_amu=4.0, n_ladders=40, n_temperatures=2,
             max_temperature_K=420.0, exchange_interval_ps=0.03, equilibration_ps=6.0, length_ps=18.0,
             save_interval_ps=0.3, checkpoint_interval_ps=18.0, seed=5, compile=False)
         run_parallel_tempering(al2.system, al2.positions, settings, tmp_path / "torch.parquet", tmp_path / "ck",

@@ -108,16 +108,16 @@ def test_bench_md_target(smoke_run):
     assert plain.ratio_vs_best_plain.max() == pytest.approx(1.0)
     assert (table[table.unit == "rows/s"].rows_per_s > 0).all()
     torch_rows = table[table.engine.str.startswith("torch engine")]
-    assert set(torch_rows.replicas) == {1, 16} and (torch_rows.ns_per_day > 0).all()
+    assert set(torch_rows.replicas) == {1, 4} and (torch_rows.ns_per_day > 0).all()
     assert np.isfinite(torch_rows.ratio_vs_openmm_all_cores).all()
     race = table[table.unit == "s"]
     assert len(race) == 2 and (race.frames > 0).all() and (race.wall_s > 0).all()
     assert ((race.phi_positive >= 0) & (race.phi_positive <= 1)).all()
     openmm = race[race.engine.str.startswith("OpenMM")].iloc[0]
-    assert openmm.probe_replicas == 4 and openmm.probe_length_ps == 2  # the smoke config's probe
+    assert openmm.probe_replicas == 2 and openmm.probe_length_ps == 2  # the smoke config's probe
     assert "2 temperatures: 300, 400 K" in race.engine.iloc[1]  # the race ladder, not md's
     text = (repo / "results/benchmarks/md.md").read_text()
-    assert "Plain-dynamics probe: 4 replicas x 2 ps" in text
+    assert "Plain-dynamics probe: 2 replicas x 2 ps" in text
     assert "| engine |" in text and "ratio_vs_best_plain" in text and "precise phi > 0" in text
 
 
@@ -139,18 +139,33 @@ def test_bench_energy_target(smoke_run):
 
 def test_bench_frames_target(smoke_run):
     """The frame comparison runs on the smoke MD data: one row per frame kind, an ESS in (0, 1],
-    the body frame as the ratio's baseline, and the internal frame's lost proposals counted."""
+    the body frame as the ratio's baseline, and the internal frame's lost proposals counted: with
+    standardised torsions many cross a cut, with the marginal map (the default) far fewer."""
     repo = smoke_run
     proc = snakemake(repo, "bench_frames", "--cores", "2", "--configfile", "config/smoke.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pq.read_table(repo / "results/benchmarks/frames.parquet").to_pandas()
-    assert list(table.kind) == ["body", "internal"] and set(table.dim) == {60}
+    assert list(table.kind) == ["body", "internal-standardised", "internal"] and set(table.dim) == {60}
     assert ((table.ess > 0) & (table.ess <= 1)).all()
     assert table.ess_ratio.iloc[0] == 1.0 and np.isfinite(table.reference_median_energy).all()
     assert ((table.invalid_fraction >= 0) & (table.invalid_fraction < 1)).all()
     assert table.invalid_fraction.iloc[0] == 0.0          # the body frame's chart is all of R^60
+    lost = table.set_index("kind").invalid_fraction
+    assert lost["internal"] < 0.5 * lost["internal-standardised"], lost
     text = (repo / "results/benchmarks/frames.md").read_text()
     assert "| kind |" in text and "reproduce: snakemake --cores all bench_frames" in text
+
+
+def test_bench_ot_floor_target(smoke_run):
+    """The OT-floor benchmark runs in the flows' frame of the smoke run: one row per batch size,
+    floors between 0 and (with noise) the independent-pairing floor."""
+    repo = smoke_run
+    proc = snakemake(repo, "bench_ot_floor", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(repo / "results/benchmarks/ot_floor.parquet").to_pandas()
+    assert list(table.batch_size) == [32, 128] and (table.queries == 8).all()
+    assert ((table.floor_per_dim > 0) & (table.ratio_vs_independent < 1.5)).all()
+    assert "| batch_size |" in (repo / "results/benchmarks/ot_floor.md").read_text()
 
 
 def test_smoke_flows(smoke_run):

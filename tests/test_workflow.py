@@ -82,23 +82,56 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def malformed_runs(tmp_path_factory):
-    """Snakemake on each bad config, two runs at a time (one per core of the CI machine)."""
-    def run(index):
-        repo = workflow_copy(tmp_path_factory.mktemp(f"bad{index}"))
-        (repo / "bad.yaml").write_text(yaml.safe_dump({"experiment": "bad", **BAD_CONFIGS[index][0]}))
-        return repo, snakemake(repo, "--cores", "1", "--configfile", "bad.yaml")
+# the cases that also go through snakemake end to end (a top-level key, and a check of each of the
+# two stages that resolve their runs at parse time); every case is checked in-process below
+THROUGH_SNAKEMAKE = ("'colour'", "ebm.per_dataset.ringz", "searcher md needs a peptide target")
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(run, range(len(BAD_CONFIGS))))
+
+def _layered(base, over):
+    """``over`` layered onto ``base`` key by key, as snakemake layers a --configfile on the workflow's."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _layered(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 @pytest.mark.parametrize("index", range(len(BAD_CONFIGS)), ids=[key for _, key in BAD_CONFIGS])
-def test_malformed_config_fails_before_any_job(malformed_runs, index):
+def test_malformed_config_is_refused_naming_the_key(index):
+    """The checks the workflow runs at parse time (common.smk), on the default config with each bad
+    piece layered on top."""
+    from boltzflow.config import validate_config
+    from boltzflow.ebm import check_ebm_section
+    from boltzflow.sgds import check_sgds_section
+
+    config = _layered(yaml.safe_load((ROOT / "config/config.yaml").read_text()),
+                      {"experiment": "bad", **BAD_CONFIGS[index][0]})
+    with pytest.raises(ValueError) as err:
+        validate_config(config, schema=ROOT / "workflow/schemas/config.schema.yaml")
+        check_ebm_section(config["ebm"])
+        check_sgds_section(config["sgds"])
+    assert BAD_CONFIGS[index][1] in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def malformed_runs(tmp_path_factory):
+    """Snakemake on the bad configs of THROUGH_SNAKEMAKE, two runs at a time (one per core of the CI machine)."""
+    def run(index):
+        repo = workflow_copy(tmp_path_factory.mktemp(f"bad{index}"))
+        (repo / "bad.yaml").write_text(yaml.safe_dump({"experiment": "bad", **BAD_CONFIGS[index][0]}))
+        return index, (repo, snakemake(repo, "--cores", "1", "--configfile", "bad.yaml"))
+
+    chosen = [i for i, (_, key) in enumerate(BAD_CONFIGS) if key in THROUGH_SNAKEMAKE]
+    assert len(chosen) == len(THROUGH_SNAKEMAKE)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, chosen))
+
+
+@pytest.mark.parametrize("key", THROUGH_SNAKEMAKE)
+def test_malformed_config_fails_before_any_job(malformed_runs, key):
+    index = next(i for i, (_, k) in enumerate(BAD_CONFIGS) if k == key)
     repo, proc = malformed_runs[index]
     assert proc.returncode != 0
-    assert BAD_CONFIGS[index][1] in proc.stderr + proc.stdout
+    assert key in proc.stderr + proc.stdout
     assert not (repo / "results").exists()  # nothing ran
 
 

@@ -82,3 +82,23 @@ rule bench_frames:
         "Benchmark: the flows' coordinate frames as Boltzmann generators (the same MLE flow in each)"
     script:
         "../scripts/bench_frames.py"
+
+
+rule bench_ot_floor:
+    input:
+        frames=f"{OUT}/md/{config['benchmark']['ot_floor']['system']}/frames.parquet",
+        split=f"{OUT}/md/{config['benchmark']['ot_floor']['system']}/split.parquet",
+        frame=f"{OUT}/models/{config['benchmark']['ot_floor']['system']}/frame.json",
+    output:
+        table=f"{BENCH}/ot_floor.parquet",
+        markdown=f"{BENCH}/ot_floor.md",
+    params:
+        bench=lookup(dpath="benchmark/ot_floor", within=config),
+    log:
+        f"{BENCH}/logs/bench_ot_floor.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Benchmark: the regression floor of batch-OT pairs against the OT batch size"
+    script:
+        "../scripts/bench_ot_floor.py"

@@ -10,8 +10,8 @@ from boltzflow.config import validate_config
 # First the config, then the heavy imports (torch): a wrong key fails in seconds, naming the key.
 validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
-from boltzflow.ebm import check_overrides, known_dataset_names, resolve_run
-from boltzflow.sgds import SGDS_METHODS, check_sgds_target, resolve_sgds_run, sgds_target_names
+from boltzflow.ebm import check_ebm_section
+from boltzflow.sgds import SGDS_METHODS, check_sgds_section
 from boltzflow.systems import get_spec
 from boltzflow.targets import target_kind
 
@@ -135,42 +135,9 @@ def ablation_score_inputs(wildcards):
     }
 
 
-def check_ebm_config():
-    """Resolve every EBM run's settings now, so that a wrong key fails before any job runs."""
-    # per_dataset may hold settings of datasets this run leaves out (a --configfile is layered on
-    # config/config.yaml), but every entry must name a dataset that exists and use known keys
-    known = known_dataset_names(EBM)
-    for name in EBM["per_dataset"]:
-        if name not in known:
-            raise ValueError(f"ebm.per_dataset.{name}: unknown dataset; known: {', '.join(sorted(known))}")
-    for dataset in EBM["datasets"]:
-        if dataset not in known:
-            raise ValueError(f"ebm.datasets: unknown dataset {dataset!r}; known: {', '.join(sorted(known))}")
-    for dataset in EBM["per_dataset"]:
-        check_overrides(EBM, dataset)
-    for dataset in EBM["datasets"]:
-        for method in EBM["methods"]:
-            resolve_run(EBM, dataset, method, EBM["seeds"][0])
-
-
-check_ebm_config()
-
-
-def check_sgds_config():
-    """Resolve every SGDS run's settings and check its target now, so that a wrong key or target
-    fails first."""
-    known = sgds_target_names()
-    for name in SGDS["per_target"]:
-        if name not in known:
-            raise ValueError(f"sgds.per_target.{name}: unknown target; known: {', '.join(known)}")
-        resolve_sgds_run(SGDS, name, SGDS["methods"][0], 0)
-    for target in SGDS["targets"]:
-        check_sgds_target(target)
-        for method in SGDS["methods"]:
-            resolve_sgds_run(SGDS, target, method, SGDS["seeds"][0])
-
-
-check_sgds_config()
+# every EBM and SGDS run resolved now, so that a wrong key, dataset or target fails first
+check_ebm_section(EBM)
+check_sgds_section(SGDS)
 
 
 def sgds_particle_targets():

@@ -11,7 +11,8 @@ log = setup_logging(smk)
 settings = smk.params.settings
 train_x = split_frames(smk.input.frames, smk.input.split, "train")
 frame = latent_frame(train_x, train_x.shape[1] // 3, kind=settings["kind"],
-                     topology=mdtraj.load_topology(smk.input.topology), reference_atoms=settings["reference_atoms"])
+                     topology=mdtraj.load_topology(smk.input.topology), reference_atoms=settings["reference_atoms"],
+                     torsion_map=settings["torsions"])
 fingerprint = frame_fingerprint(frame)
 log.info("%d training frames -> %s frame, latent dimension %d, reference atoms %s", len(train_x), frame["kind"],
          fingerprint["dim"], fingerprint["reference_atoms"] or "-")

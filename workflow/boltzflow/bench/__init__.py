@@ -3,8 +3,9 @@
 :mod:`~boltzflow.bench.energy` times energy and force evaluations of the torch force field
 against OpenMM, :mod:`~boltzflow.bench.md` races the MD engines (plain OpenMM, the MD stage,
 the torch engine) to a statistical precision, :mod:`~boltzflow.bench.flows` times flow
-training and sampling engines, and :mod:`~boltzflow.bench.frames` compares the flows' coordinate
-frames as Boltzmann generators.
+training and sampling engines, :mod:`~boltzflow.bench.frames` compares the flows' coordinate
+frames as Boltzmann generators, and :mod:`~boltzflow.bench.ot_floor` measures the regression floor
+of batch-OT pairs against the batch size.
 """
 
 import lazy_loader
@@ -18,4 +19,5 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
         "bench_md", "markdown_rows", "markdown_table", "plain_dynamics_correlation", "precision_race",
         "torch_engine_ns_per_day",
     ],
+    "ot_floor": ["bench_ot_floor"],
 })

@@ -34,6 +34,9 @@ def bench_frames(train_x: np.ndarray, topology, energy: Callable[[torch.Tensor],
     ``train`` (:class:`~boltzflow.training.loop.TrainSettings` keys) on ``train_x`` ``(n, 3 N)`` (nm),
     then ``n_samples`` proposals scored with ``energy`` (reduced, float64).
 
+    A kind is a ``flows.frame.kind``, or ``internal-<torsion map>`` for the internal frame with
+    another torsion map than the default.
+
     Columns: ``kind``, ``seed``, ``dim``, ``train_s``, ``final_nll`` (per frame, on the hyperplane
     in that frame's latent -- not comparable across frames), ``ess`` (Kish, over all proposals),
     ``invalid_fraction`` (proposals outside the chart or with a non-finite density),
@@ -47,7 +50,9 @@ def bench_frames(train_x: np.ndarray, topology, energy: Callable[[torch.Tensor],
     reference_median = float(np.median(reference_energy)) if reference_energy is not None else float("nan")
     rows = []
     for kind in kinds:
-        frame = latent_frame(train_x, n_atoms, kind=kind, topology=topology)
+        frame_kind, _, torsion_map = kind.partition("-")       # internal-standardised: a torsion map
+        frame = latent_frame(train_x, n_atoms, kind=frame_kind, topology=topology,
+                             torsion_map=torsion_map or "marginal")
         arch = flow_architecture(transform, architecture, frame)
         for seed in seeds:
             steps = int(train.get("steps", TrainSettings.steps))

@@ -19,8 +19,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     ],
     "run": ["ebm_section", "evaluate_run", "main", "train_run"],
     "settings": [
-        "METHODS", "METHOD_DEFAULTS", "EBMSettings", "RunConfig", "check_overrides", "known_dataset_names",
-        "resolve_run",
+        "METHODS", "METHOD_DEFAULTS", "EBMSettings", "RunConfig", "check_ebm_section", "check_overrides",
+        "known_dataset_names", "resolve_run",
     ],
     "train": [
         "CHECKPOINT_NAME", "ebm_sampler", "mode_row", "step_generator",

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from boltzflow.targets import exact_sampler_names
 
-__all__ = ["METHODS", "METHOD_DEFAULTS", "EBMSettings", "RunConfig", "check_overrides", "resolve_run",
+__all__ = ["METHODS", "METHOD_DEFAULTS", "EBMSettings", "RunConfig", "check_ebm_section", "check_overrides", "resolve_run",
            "known_dataset_names"]
 
 METHODS = ("flowmc", "ula")
@@ -171,3 +171,24 @@ def known_dataset_names(ebm_cfg: Mapping[str, Any]) -> set[str]:
     """Names ``ebm.datasets`` may use: synthetic targets with exact samplers and ``ebm.user_data`` entries."""
 
     return set(exact_sampler_names()) | set(ebm_cfg.get("user_data", {}))
+
+
+def check_ebm_section(ebm_cfg: Mapping[str, Any]) -> None:
+    """Resolve every EBM run of the (schema-validated) ``ebm`` config section, so that a wrong key
+    or dataset fails before any job runs, naming it.
+
+    ``per_dataset`` may hold settings of datasets a run leaves out (a ``--configfile`` is layered
+    on ``config/config.yaml``), but every entry must name a dataset that exists and use known keys.
+    """
+    known = known_dataset_names(ebm_cfg)
+    for name in ebm_cfg["per_dataset"]:
+        if name not in known:
+            raise ValueError(f"ebm.per_dataset.{name}: unknown dataset; known: {', '.join(sorted(known))}")
+    for dataset in ebm_cfg["datasets"]:
+        if dataset not in known:
+            raise ValueError(f"ebm.datasets: unknown dataset {dataset!r}; known: {', '.join(sorted(known))}")
+    for dataset in ebm_cfg["per_dataset"]:
+        check_overrides(ebm_cfg, dataset)
+    for dataset in ebm_cfg["datasets"]:
+        for method in ebm_cfg["methods"]:
+            resolve_run(ebm_cfg, dataset, method, ebm_cfg["seeds"][0])

@@ -17,7 +17,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
         "write_frame",
     ],
     "generator": ["BoltzmannGenerator"],
-    "internal": ["InternalFrame", "build_zmatrix", "fit_internal_frame", "topology_bonds"],
+    "internal": [
+        "InternalFrame", "TORSION_MAPS", "build_zmatrix", "fit_internal_frame", "fit_torsion_cdf", "topology_bonds",
+    ],
     "model": [
         "Flow", "VectorFrame", "build_flow", "frame_from_config", "load_flow", "save_flow",
         "standard_normal_log_prob",

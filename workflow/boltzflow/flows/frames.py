@@ -28,13 +28,13 @@ FRAME_KINDS = ("body", "internal", "centroid")
 
 
 def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology=None,
-                 reference_atoms: list[int] | None = None) -> dict[str, Any]:
+                 reference_atoms: list[int] | None = None, torsion_map: str = "marginal") -> dict[str, Any]:
     """The frame config fitted to training frames ``train_x`` ``(n, 3 N)`` (nm).
 
     ``kind="body"``: :func:`~boltzflow.flows.body.fit_body_frame` with ``reference_atoms`` (or
     those :func:`~boltzflow.flows.body.choose_reference_atoms` picks from ``topology``);
     ``kind="internal"``: :func:`~boltzflow.flows.internal.fit_internal_frame` on the same reference
-    atoms and the topology's bonds; ``kind="centroid"``: ``{"kind": "cartesian", "n_atoms", "scale"}``.
+    atoms and the topology's bonds, its torsions through ``torsion_map``; ``kind="centroid"``: ``{"kind": "cartesian", "n_atoms", "scale"}``.
     """
 
     train_x = np.asarray(train_x)
@@ -52,7 +52,7 @@ def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology
         if topology is None:
             raise ValueError("an internal frame needs the topology (its bonds make the Z-matrix)")
         bonds, heavy = topology_bonds(topology)
-        return fit_internal_frame(train_x, n_atoms, reference_atoms, bonds, heavy)
+        return fit_internal_frame(train_x, n_atoms, reference_atoms, bonds, heavy, torsion_map=torsion_map)
     return fit_body_frame(train_x, n_atoms, reference_atoms)
 
 

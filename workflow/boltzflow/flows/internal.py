@@ -15,11 +15,22 @@ import numpy as np
 import torch
 
 from .body import RigidFreeFrame, random_rotations
+from .spline import SplineKnots, rq_spline
 
-__all__ = ["InternalFrame", "build_zmatrix", "fit_internal_frame", "topology_bonds", "dihedral", "bond_angle",
+__all__ = ["InternalFrame", "TORSION_MAPS", "build_zmatrix", "fit_internal_frame", "fit_torsion_cdf", "topology_bonds", "dihedral", "bond_angle",
            "place_atom", "internal_frame_from_config"]
 
 _TWO_PI = 2.0 * math.pi
+_LOG_SQRT_2PI = 0.5 * math.log(_TWO_PI)
+
+#: the torsion maps: ``marginal`` sends each cut torsion through its fitted marginal CDF and the
+#: normal quantile onto all of R; ``standardised`` only centres and scales it (a proposal beyond a
+#: cut is then no configuration, see :class:`InternalFrame`)
+TORSION_MAPS = ("marginal", "standardised")
+#: knots of each torsion's CDF spline, and the uniform share mixed into the fitted marginal so that
+#: every angle, also the unvisited ones near a cut, keeps a density the flow can move mass to
+CDF_BINS = 32
+CDF_UNIFORM_SHARE = 0.01
 
 
 def bond_angle(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -150,7 +161,15 @@ class InternalFrame(RigidFreeFrame):
     2. each torsion is cut at its least populated angle in the training data (``cut``), so that it
        lives on the open interval ``(cut, cut + 2 pi)`` instead of the circle;
     3. the latent: the ``2 N - 3`` bonds and angles PCA-whitened (they are near-Gaussian and
-       correlated), then the ``N - 3`` cut torsions standardised (mean and standard deviation).
+       correlated), then the ``N - 3`` cut torsions, each through its ``torsion_map``:
+
+       * ``marginal`` (the default): ``z = Phi^-1(F(u))`` with ``F`` a monotone rational-quadratic
+         spline through the torsion's fitted marginal CDF (:data:`CDF_BINS` bins, the data mixed
+         with a :data:`CDF_UNIFORM_SHARE` uniform share) and ``Phi`` the standard normal CDF. Each
+         torsion's marginal is then close to N(0, 1) -- multimodal rotors and phi/psi included --
+         and every latent value is a torsion inside ``(cut, cut + 2 pi)``, so no proposal is lost
+         at a cut: the flow only has to learn how the torsions depend on each other;
+       * ``standardised``: ``(u - mean) / std``; latent values beyond the cut leave the chart.
 
     Density convention (that of every frame): ``log q(x)`` is a density on the centroid-free
     hyperplane in Helmert coordinates ``c``. With ``dr = J(s) ds dR`` for the relative positions,
@@ -158,21 +177,26 @@ class InternalFrame(RigidFreeFrame):
     atom about its ``j``, polar axis ``j -> k``; the reference pair as in the body frame) and the
     Haar measure ``dR`` of volume ``8 pi^2``,
 
-    q_c(c) = q_y(y) * |dy/ds| * (1 / (8 pi^2)) * N^(3/2) / J(s).
+    q_c(c) = q_y(y) * |dy/ds| * (1 / (8 pi^2)) * N^(3/2) / J(s),
 
-    **Domain.** A latent point whose torsions leave ``(cut, cut + 2 pi)`` (or whose bonds or angles
-    leave ``(0, inf)`` and ``(0, pi)``) is no configuration of this chart: :meth:`from_latent` and
+    where ``|dy/ds|`` holds the whitening widths and, for marginal torsions, ``F'(u) / phi(z)`` per
+    torsion.
+
+    **Domain.** A latent point whose torsions leave ``(cut, cut + 2 pi)`` (with the marginal map
+    only in float64 saturation, ``|z| > 8``), or whose bonds or angles leave ``(0, inf)`` and
+    ``(0, pi)``, is no configuration of this chart: :meth:`from_latent` and
     :meth:`log_jacobian` give NaN for it, so a sample set counts it as invalid, of weight 0. The
     importance weights stay exact -- ``E_q[p / q]`` over all proposals is ``Z`` -- because every
     configuration has exactly one latent point in the domain; the flow's mass outside the domain
     is simply lost proposals (measured and reported as ``n_invalid``). Cutting each torsion where
-    the data are sparsest keeps that loss small, and spares the flow the circular splines that
-    torsions on the whole circle would need.
+    the data are sparsest, and the marginal map, keep that loss small, and spare the flow the
+    circular splines that torsions on the whole circle would need.
     """
 
     def __init__(self, n_atoms: int, reference_atoms: Sequence[int], zmatrix: Sequence[Sequence[int]],
                  cut: Sequence[float], mean: Sequence[float], components: Sequence[Sequence[float]],
-                 sigma: Sequence[float]):
+                 sigma: Sequence[float], torsion_map: str = "standardised",
+                 torsion_cdf: Mapping[str, Sequence[Sequence[float]]] | None = None):
         super().__init__()
         self.n_atoms = int(n_atoms)
         ref = [int(a) for a in reference_atoms]
@@ -205,7 +229,58 @@ class InternalFrame(RigidFreeFrame):
         for name, value in arrays.items():
             self.register_buffer(name, value)
         self._n_smooth = n_smooth
+        if torsion_map not in TORSION_MAPS:
+            raise ValueError(f"torsion_map must be one of {', '.join(TORSION_MAPS)}, got {torsion_map!r}")
+        self.torsion_map = torsion_map
+        if torsion_map == "marginal":
+            self._set_torsion_cdf(torsion_cdf, m)
         self._log_const = self._constant_log_jacobian(arrays["sigma"])
+
+    def _set_torsion_cdf(self, cdf: Mapping[str, Sequence[Sequence[float]]] | None, m: int) -> None:
+        if not isinstance(cdf, Mapping) or set(cdf) != {"x", "y", "d"}:
+            raise ValueError("a marginal torsion map needs torsion_cdf {x, y, d}: the knots of each torsion's CDF "
+                             "spline")
+        knots = {key: torch.tensor(np.asarray(cdf[key], dtype=np.float64)) for key in ("x", "y", "d")}
+        for key, value in knots.items():
+            if value.ndim != 2 or value.shape[0] != m or value.shape[1] < 2:
+                raise ValueError(f"torsion_cdf '{key}' must have shape ({m}, K + 1), got {tuple(value.shape)}")
+        ends = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+        for key in ("x", "y"):
+            v = knots[key]
+            if v.shape != knots["x"].shape or not torch.equal(v[:, [0, -1]], ends.expand(m, 2)) \
+                    or not (v.diff(dim=1) > 0).all():
+                raise ValueError(f"torsion_cdf '{key}' knots must rise strictly from -1 to 1")
+        if knots["d"].shape != knots["x"].shape or not (knots["d"] > 0).all():
+            raise ValueError("torsion_cdf 'd' (the knot slopes) must be > 0, one per knot")
+        for key, value in knots.items():
+            self.register_buffer(f"cdf_{key}", value)
+        if not (self.mean[self._n_smooth:] == 0).all() or not (self.sigma[self._n_smooth:] == 1).all():
+            raise ValueError("with a marginal torsion map the torsions' mean must be 0 and sigma 1")
+
+    def _cdf_knots(self, batch: int) -> SplineKnots:
+        """Each torsion's CDF-spline knots, ``(m, batch, K + 1)`` (the spline's ``x`` is the torsion
+        scaled to ``(-1, 1)``, its ``y`` the probability ``2 p - 1``)."""
+        grow = (lambda k: k[:, None, :].expand(k.shape[0], batch, k.shape[1]))
+        return SplineKnots(grow(self.cdf_x), grow(self.cdf_y), grow(self.cdf_d), 1.0)
+
+    def _gaussianise(self, u: torch.Tensor) -> torch.Tensor:
+        """Cut torsions ``u`` in ``(0, 2 pi)`` -> standard-normal scores (marginal map; float64)."""
+        t = (u.to(torch.float64) / math.pi - 1.0).T.contiguous()           # (m, B) in (-1, 1)
+        v, _ = rq_spline(t, self._cdf_knots(t.shape[1]))
+        # p = (1 + v) / 2; the normal quantile from the nearer tail keeps both tails accurate
+        z = torch.where(v < 0, torch.special.ndtri((1.0 + v) / 2.0), -torch.special.ndtri((1.0 - v) / 2.0))
+        return z.T
+
+    def _degaussianise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standard-normal scores -> cut torsions ``u`` and ``log|dz/du|`` summed per row (float64)."""
+        z = z.to(torch.float64).T.contiguous()
+        tail = torch.special.ndtr(-z.abs())                                   # the nearer tail's mass
+        v = torch.where(z < 0, 2.0 * tail - 1.0, 1.0 - 2.0 * tail)
+        t, log_dt_dv = rq_spline(v, self._cdf_knots(v.shape[1]), inverse=True)
+        u = (t + 1.0) * math.pi
+        # dz/du = (dv/dt) (dt/du) / (2 phi(z)): dt/du = 1 / pi, dp/dv = 1 / 2
+        log_dz_du = -log_dt_dv - math.log(2.0 * math.pi) + 0.5 * z * z + _LOG_SQRT_2PI
+        return u.T, log_dz_du.sum(dim=0)
 
     def internal_coordinates(self, x: torch.Tensor) -> torch.Tensor:
         """The internal coordinates ``s`` of positions ``x`` (torsions in ``(-pi, pi]``)."""
@@ -241,7 +316,21 @@ class InternalFrame(RigidFreeFrame):
 
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3 N)`` nm -> ``(B, 3 N - 6)`` latent, in ``x``'s dtype (rigid motion dropped)."""
-        return self._whiten(self._to_unit(self.internal_coordinates(x)))
+        u = self._to_unit(self.internal_coordinates(x))
+        if self.torsion_map == "marginal":
+            n = self._n_smooth
+            u = torch.cat([u[:, :n], self._gaussianise(u[:, n:]).to(u.dtype)], dim=1)
+        return self._whiten(u)
+
+    def _unwhiten_to_unit(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent ``y`` -> ``u`` (bonds, angles, cut torsions in ``(0, 2 pi)``) and the torsion map's
+        ``log|dz/du|`` per row (0 for standardised torsions); ``u`` in float64 for the marginal map."""
+        u = self._unwhiten(y)
+        if self.torsion_map != "marginal":
+            return u, torch.zeros(len(y), dtype=torch.float64, device=y.device)
+        n = self._n_smooth
+        torsions, log_dz_du = self._degaussianise(u[:, n:])
+        return torch.cat([u[:, :n].to(torch.float64), torsions], dim=1), log_dz_du
 
     def from_latent(self, y: torch.Tensor, generator: torch.Generator | None = None,
                     rotate: bool = True) -> torch.Tensor:
@@ -249,7 +338,8 @@ class InternalFrame(RigidFreeFrame):
         rows outside the chart's domain are NaN (see the class docstring)."""
         if y.ndim != 2 or y.shape[1] != self.dim:
             raise ValueError(f"latent points must have shape (B, {self.dim}), got {tuple(y.shape)}")
-        u = self._unwhiten(y)
+        u_exact = self._unwhiten_to_unit(y)[0]
+        u = u_exact.to(y.dtype)
         m, n = self.n_atoms - 3, self._n_smooth
         torsions = u[:, n:] + self.cut.to(u.dtype)
         batch, (_, b, c) = len(y), self.reference_atoms
@@ -265,22 +355,25 @@ class InternalFrame(RigidFreeFrame):
             xyz = torch.einsum("bij,bnj->bni", rot, xyz)
         xyz = xyz - xyz.mean(dim=1, keepdim=True)
         out = xyz.reshape(batch, self.cartesian_dim)
-        return torch.where(self._in_domain(u)[:, None], out, torch.full_like(out, torch.nan))
+        return torch.where(self._in_domain(u_exact)[:, None], out, torch.full_like(out, torch.nan))
 
     def log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
         """``log q_c(c) - log q_y(y)`` at latent points ``y`` (float64, ``(B,)``; NaN outside the domain)."""
-        u = self._unwhiten(y.to(torch.float64))
+        u, log_dz_du = self._unwhiten_to_unit(y.to(torch.float64))
         m = self.n_atoms - 3
         lengths = torch.cat([u[:, :2], u[:, 3:3 + m]], dim=1)
         angles = torch.cat([u[:, 2:3], u[:, 3 + m:self._n_smooth]], dim=1)
         log_j = 2.0 * lengths.abs().log().sum(dim=1) + angles.sin().abs().log().sum(dim=1)
-        out = self._log_const - log_j
+        out = self._log_const + log_dz_du - log_j
         return torch.where(self._in_domain(u), out, torch.full_like(out, torch.nan))
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "internal", "n_atoms": self.n_atoms, "reference_atoms": list(self.reference_atoms),
-                "zmatrix": self.zmatrix.tolist(), "cut": self.cut.tolist(), "mean": self.mean.tolist(),
-                "components": self.components.tolist(), "sigma": self.sigma.tolist()}
+        cfg = {"kind": "internal", "n_atoms": self.n_atoms, "reference_atoms": list(self.reference_atoms),
+               "zmatrix": self.zmatrix.tolist(), "cut": self.cut.tolist(), "mean": self.mean.tolist(),
+               "components": self.components.tolist(), "sigma": self.sigma.tolist(), "torsion_map": self.torsion_map}
+        if self.torsion_map == "marginal":
+            cfg["torsion_cdf"] = {"x": self.cdf_x.tolist(), "y": self.cdf_y.tolist(), "d": self.cdf_d.tolist()}
+        return cfg
 
 
 def _least_populated_angle(t: np.ndarray, bins: int = 72) -> float:
@@ -303,11 +396,52 @@ def _least_populated_angle(t: np.ndarray, bins: int = 72) -> float:
     return float(-math.pi + (best_mid + 0.5) * width)
 
 
+def fit_torsion_cdf(u: np.ndarray, bins: int = CDF_BINS, uniform_share: float = CDF_UNIFORM_SHARE) -> dict[str, list]:
+    """Knots of a monotone rational-quadratic spline through the marginal CDF of each cut torsion
+    (columns of ``u``, values in ``(0, 2 pi)``), mixed with a uniform share: ``F = (1 - w) F_data
+    + w u / (2 pi)``.
+
+    The spline maps ``t = u / pi - 1`` to ``2 F - 1``, both in ``(-1, 1)``. Its knots sit at the
+    quantiles ``k / K`` of ``F`` (each bin holds the same probability, so peaks get narrow bins);
+    the slope at each inner knot is the harmonic mean of the two neighbouring secants (which keeps
+    the interpolant monotone and free of overshoot, as in Fritsch-Carlson), at the ends the end
+    secant.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    if u.ndim != 2 or len(u) < 2 or not ((u >= 0) & (u <= _TWO_PI)).all():
+        raise ValueError(f"cut torsions must be a (n, m) array of angles in [0, 2 pi], got shape {u.shape}")
+    if not (0.0 < uniform_share < 1.0) or int(bins) < 2:
+        raise ValueError(f"need bins >= 2 and 0 < uniform_share < 1, got {bins}, {uniform_share}")
+    grid = np.linspace(0.0, _TWO_PI, 4097)
+    levels = np.linspace(0.0, 1.0, int(bins) + 1)
+    xs, ys, ds = [], [], []
+    for column in u.T:
+        data = np.sort(column)
+        cdf = (1.0 - uniform_share) * np.searchsorted(data, grid, side="right") / len(data) \
+            + uniform_share * grid / _TWO_PI
+        cdf[0], cdf[-1] = 0.0, 1.0
+        knots_u = np.interp(levels, cdf, grid)           # F is strictly increasing: its quantiles
+        knots_u[0], knots_u[-1] = 0.0, _TWO_PI
+        x = knots_u / math.pi - 1.0
+        y = 2.0 * levels - 1.0
+        secant = np.diff(y) / np.diff(x)
+        d = np.empty_like(x)
+        d[1:-1] = 2.0 * secant[:-1] * secant[1:] / (secant[:-1] + secant[1:])
+        d[0], d[-1] = secant[0], secant[-1]
+        xs.append(x.tolist())
+        ys.append(y.tolist())
+        ds.append(d.tolist())
+    return {"x": xs, "y": ys, "d": ds}
+
+
 def fit_internal_frame(x: np.ndarray, n_atoms: int, reference_atoms: Sequence[int], bonds: Sequence[Sequence[int]],
-                       heavy: Sequence[bool] | None = None) -> dict[str, Any]:
+                       heavy: Sequence[bool] | None = None, torsion_map: str = "marginal") -> dict[str, Any]:
     """The config of an :class:`InternalFrame` fitted to training positions ``x`` ``(n, 3 N)`` (nm):
-    the Z-matrix of :func:`build_zmatrix`, each torsion's cut at its least populated angle, and the
-    whitening of the internal coordinates (float64)."""
+    the Z-matrix of :func:`build_zmatrix`, each torsion's cut at its least populated angle, the
+    whitening of the bonds and angles and the ``torsion_map`` (``marginal``: each torsion's CDF
+    spline of :func:`fit_torsion_cdf`; ``standardised``: mean and standard deviation), in float64."""
+    if torsion_map not in TORSION_MAPS:
+        raise ValueError(f"torsion_map must be one of {', '.join(TORSION_MAPS)}, got {torsion_map!r}")
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 3 * n_atoms:
         raise ValueError(f"training frames must have shape (n, {3 * n_atoms}), got {x.shape}")
@@ -331,11 +465,17 @@ def fit_internal_frame(x: np.ndarray, n_atoms: int, reference_atoms: Sequence[in
                          "direction); more or more varied frames are needed")
     order = np.argsort(evals)[::-1]
     sigma = np.concatenate([np.sqrt(evals[order]), t_std])
-    return {"kind": "internal", "n_atoms": int(n_atoms), "reference_atoms": ref, "zmatrix": zmatrix,
-            "cut": cut.tolist(), "mean": mean.tolist(), "components": evecs[:, order].tolist(),
-            "sigma": sigma.tolist()}
+    cfg = {"kind": "internal", "n_atoms": int(n_atoms), "reference_atoms": ref, "zmatrix": zmatrix,
+           "cut": cut.tolist(), "mean": mean.tolist(), "components": evecs[:, order].tolist(),
+           "sigma": sigma.tolist(), "torsion_map": torsion_map}
+    if torsion_map == "marginal":
+        mean[n_smooth:], sigma[n_smooth:] = 0.0, 1.0        # the CDF map standardises the torsions itself
+        cfg.update(mean=mean.tolist(), sigma=sigma.tolist(), torsion_cdf=fit_torsion_cdf(u[:, n_smooth:]))
+    return cfg
 
 
 def internal_frame_from_config(cfg: Mapping[str, Any]) -> InternalFrame:
+    # frames written before the marginal map existed have standardised torsions and no key for it
     return InternalFrame(cfg["n_atoms"], cfg["reference_atoms"], cfg["zmatrix"], cfg["cut"], cfg["mean"],
-                         cfg["components"], cfg["sigma"])
+                         cfg["components"], cfg["sigma"], cfg.get("torsion_map", "standardised"),
+                         cfg.get("torsion_cdf"))

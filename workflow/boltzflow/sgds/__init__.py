@@ -23,6 +23,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
         "trajectory_balance_loss",
     ],
     "rnd": ["RandomNetworkDistillation"],
-    "settings": ["SGDS_METHODS", "SGDSSettings", "check_sgds_target", "resolve_sgds_run", "sgds_target_names"],
+    "settings": [
+        "SGDS_METHODS", "SGDSSettings", "check_sgds_section", "check_sgds_target", "resolve_sgds_run",
+        "sgds_target_names",
+    ],
     "train": ["EnergyCounter", "evaluation_grid", "reinitialise", "run_searcher", "train_sgds"],
 })

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from boltzflow.targets import exact_sampler_names, names_of_kind
 
-__all__ = ["SGDS_METHODS", "SEARCHERS", "TIME_GRIDS", "SGDSSettings", "resolve_sgds_run", "check_sgds_target",
+__all__ = ["SGDS_METHODS", "SEARCHERS", "TIME_GRIDS", "SGDSSettings", "resolve_sgds_run", "check_sgds_section",
+           "check_sgds_target",
            "sgds_target_names", "needs_reference_file"]
 
 SGDS_METHODS = ("sgds", "tb", "tb_buffer", "tb_ls", "pis")
@@ -164,3 +165,17 @@ def needs_reference_file(name: str) -> bool:
     """Whether target ``name`` takes its reference samples from a file: ``reference/{name}.parquet``
     (particle targets) or ``md/{name}/frames.parquet`` (peptides)."""
     return name in names_of_kind("particle") + names_of_kind("peptide")
+
+
+def check_sgds_section(sgds_cfg: Mapping[str, Any]) -> None:
+    """Resolve every SGDS run of the (schema-validated) ``sgds`` config section and check its
+    target, so that a wrong key or target fails before any job runs, naming it."""
+    known = sgds_target_names()
+    for name in sgds_cfg["per_target"]:
+        if name not in known:
+            raise ValueError(f"sgds.per_target.{name}: unknown target; known: {', '.join(known)}")
+        resolve_sgds_run(sgds_cfg, name, sgds_cfg["methods"][0], 0)
+    for target in sgds_cfg["targets"]:
+        check_sgds_target(target)
+        for method in sgds_cfg["methods"]:
+            resolve_sgds_run(sgds_cfg, target, method, sgds_cfg["seeds"][0])
