@@ -122,7 +122,7 @@ def _frame_with_torsion_cdf(cdf, n_torsions):
     n_atoms = n_torsions + 3
     bonds = [(0, 1), (0, 2)] + [(i - 2 if i > 3 else 1, i) for i in range(3, n_atoms)]
     x, _ = _gaussian_molecules(n_atoms, 500, seed=22)
-    cfg = fit_internal_frame(x.numpy(), n_atoms, [0, 1, 2], bonds)
+    cfg = fit_internal_frame(x.numpy(), n_atoms, [0, 1, 2], bonds, torsion_map="marginal")
     return InternalFrame(**{**{k: v for k, v in cfg.items() if k != "kind"}, "torsion_cdf": cdf})
 
 

@@ -34,8 +34,8 @@ def bench_frames(train_x: np.ndarray, topology, energy: Callable[[torch.Tensor],
     ``train`` (:class:`~boltzflow.training.loop.TrainSettings` keys) on ``train_x`` ``(n, 3 N)`` (nm),
     then ``n_samples`` proposals scored with ``energy`` (reduced, float64).
 
-    A kind is a ``flows.frame.kind``, or ``internal-<torsion map>`` for the internal frame with
-    another torsion map than the default.
+    A kind is a ``flows.frame.kind`` (the internal frame with its default, standardised torsions),
+    or ``internal-<torsion map>`` for the internal frame with another torsion map.
 
     Columns: ``kind``, ``seed``, ``dim``, ``train_s``, ``final_nll`` (per frame, on the hyperplane
     in that frame's latent -- not comparable across frames), ``ess`` (Kish, over all proposals),
@@ -50,9 +50,9 @@ def bench_frames(train_x: np.ndarray, topology, energy: Callable[[torch.Tensor],
     reference_median = float(np.median(reference_energy)) if reference_energy is not None else float("nan")
     rows = []
     for kind in kinds:
-        frame_kind, _, torsion_map = kind.partition("-")       # internal-standardised: a torsion map
+        frame_kind, _, torsion_map = kind.partition("-")       # internal-marginal: another torsion map
         frame = latent_frame(train_x, n_atoms, kind=frame_kind, topology=topology,
-                             torsion_map=torsion_map or "marginal")
+                             torsion_map=torsion_map or "standardised")
         arch = flow_architecture(transform, architecture, frame)
         for seed in seeds:
             steps = int(train.get("steps", TrainSettings.steps))

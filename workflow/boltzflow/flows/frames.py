@@ -28,7 +28,7 @@ FRAME_KINDS = ("body", "internal", "centroid")
 
 
 def latent_frame(train_x: np.ndarray, n_atoms: int, kind: str = "body", topology=None,
-                 reference_atoms: list[int] | None = None, torsion_map: str = "marginal") -> dict[str, Any]:
+                 reference_atoms: list[int] | None = None, torsion_map: str = "standardised") -> dict[str, Any]:
     """The frame config fitted to training frames ``train_x`` ``(n, 3 N)`` (nm).
 
     ``kind="body"``: :func:`~boltzflow.flows.body.fit_body_frame` with ``reference_atoms`` (or
