@@ -23,7 +23,8 @@ write_table(smk.output.table, table, meta)
 shown = table.assign(**{c: table[c].map("{:.3g}".format) for c in
                         ("floor_per_dim", "floor_se", "independent_per_dim", "pair_sq_distance", "solve_s")})
 lines = [
-    f"# Regression floor of batch-OT pairs ({bench['system']}, {frame['kind']} frame, {latent.shape[1]} dimensions)", "",
+    f"# Regression floor of batch-OT pairs ({bench['system']}, {frame['kind']} frame, "
+    f"{latent.shape[1]} dimensions)", "",
     f"- {bench['queries']} fixed prior points, each solved in {bench['repeats']} exact OT batches (POT emd) with fresh "
     f"prior draws and a fresh random subset of the {len(latent)} training frames; floor_per_dim = the variance of a "
     "point's partners over the batches (E||x1 - E[x1|x0]||^2 / d): the lowest loss a regression onto such pairs "

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from boltzflow.targets import exact_sampler_names
 
-__all__ = ["METHODS", "METHOD_DEFAULTS", "EBMSettings", "RunConfig", "check_ebm_section", "check_overrides", "resolve_run",
-           "known_dataset_names"]
+__all__ = ["METHODS", "METHOD_DEFAULTS", "EBMSettings", "RunConfig", "check_ebm_section", "check_overrides",
+           "resolve_run", "known_dataset_names"]
 
 METHODS = ("flowmc", "ula")
 

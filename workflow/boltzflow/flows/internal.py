@@ -17,8 +17,8 @@ import torch
 from .body import RigidFreeFrame, random_rotations
 from .spline import SplineKnots, rq_spline
 
-__all__ = ["InternalFrame", "TORSION_MAPS", "build_zmatrix", "fit_internal_frame", "fit_torsion_cdf", "topology_bonds", "dihedral", "bond_angle",
-           "place_atom", "internal_frame_from_config"]
+__all__ = ["InternalFrame", "TORSION_MAPS", "build_zmatrix", "fit_internal_frame", "fit_torsion_cdf", "topology_bonds",
+           "dihedral", "bond_angle", "place_atom", "internal_frame_from_config"]
 
 _TWO_PI = 2.0 * math.pi
 _LOG_SQRT_2PI = 0.5 * math.log(_TWO_PI)
