@@ -1,16 +1,5 @@
-"""How far RegFlow's regression onto batch-OT pairs can fall, against the OT batch size.
-
-A RegFlow flow learns ``x0 -> x1`` by least squares on pairs. If the pairing is not a function
-of ``x0`` -- and an OT plan solved on a random batch is not: the same prior point gets another
-partner in another batch -- the loss cannot fall below the conditional variance
-``E ||x1 - E[x1 | x0]||^2``, and the flow learns the conditional mean, a contracted map.
-
-:func:`bench_ot_floor` measures that floor directly. A fixed set of query prior points is put
-into ``repeats`` batches of ``batch_size`` (the rest of each batch fresh prior draws and a fresh
-random subset of the data), each batch is solved exactly (:func:`~boltzflow.couplings.ot_permutation`),
-and the spread of each query's partners over the batches is its conditional variance. With
-independent pairing the floor is the data's total variance; an OT coupling that became a
-function as the batch grows would take it to 0.
+"""How far RegFlow's regression onto batch-OT pairs can fall, against the OT batch size: the
+spread of one prior point's partners over independent exact OT batches (:func:`bench_ot_floor`).
 """
 
 from __future__ import annotations
@@ -31,6 +20,16 @@ def bench_ot_floor(x1: np.ndarray, batch_sizes: Sequence[int], *, queries: int, 
                    log: logging.Logger | None = None) -> pd.DataFrame:
     """One row per batch size: the regression floor of batch-OT pairs between ``N(0, I)`` and the
     points ``x1`` ``(N, d)`` (latent data), per dimension, with its standard error over the queries.
+
+    A RegFlow flow learns ``x0 -> x1`` by least squares on pairs. If the pairing is not a function
+    of ``x0`` -- and an OT plan solved on a random batch is not: the same prior point gets another
+    partner in another batch -- the loss cannot fall below the conditional variance
+    ``E ||x1 - E[x1 | x0]||^2``, and the flow learns the conditional mean, a contracted map. Here
+    ``queries`` fixed prior points are put into ``repeats`` batches of each size (the rest of each
+    batch fresh prior draws and a fresh random subset of ``x1``), each batch is solved exactly
+    (:func:`~boltzflow.couplings.ot_permutation`), and the spread of each point's partners over the
+    batches is its conditional variance. Independent pairing has the data's total variance as its
+    floor; an OT coupling that became a function as the batch grows would take it to 0.
 
     Columns: ``batch_size``, ``repeats``, ``queries``, ``floor_per_dim`` (mean over queries of the
     unbiased variance of the query's partners over the repeats, summed over dimensions, over ``d``),
