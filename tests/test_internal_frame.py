@@ -22,6 +22,8 @@ from boltzflow.flows import (
 )
 from boltzflow.flows.internal import bond_angle, dihedral, place_atom
 
+_TWO_PI_T = 2.0 * math.pi
+
 # two small trees: a chain with a branch, and a centre with three substituents
 TREES = {
     "chain": (5, [(0, 1), (0, 2), (1, 3), (2, 4)]),
@@ -84,8 +86,8 @@ def test_density_is_normalised_on_the_centroid_free_hyperplane(torsion_map):
 
 
 def test_marginal_torsion_map_is_exact_and_never_leaves_the_cut_interval():
-    """The torsion map of the default frame: standard-normal marginals on the data it was fitted
-    to, every latent value (also 8 standard deviations out) a torsion strictly inside the cut
+    """The marginal torsion map (flows.frame.torsions: marginal): standard-normal marginals on the
+    data it was fitted to, every latent value (also 8 standard deviations out) a torsion strictly inside the cut
     interval, float64 round trips, and its log-derivative equal to autograd's."""
     gen = torch.Generator().manual_seed(21)
     # three torsions: a three-well rotor, a narrow peak, and one on the whole circle
@@ -112,9 +114,6 @@ def test_marginal_torsion_map_is_exact_and_never_leaves_the_cut_interval():
     probe = back[inner][:64].clone().requires_grad_(True)
     grads = torch.autograd.grad(frame._gaussianise(probe).sum(), probe)[0]      # the map is elementwise
     assert torch.allclose(grads.log().sum(dim=1), frame._degaussianise(wide[inner][:64])[1], atol=1e-7)
-
-
-_TWO_PI_T = 2.0 * math.pi
 
 
 def _frame_with_torsion_cdf(cdf, n_torsions):

@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import yaml
+from boltzflow.config import validate_config
+from boltzflow.ebm import check_ebm_section
 from boltzflow.io import read_metadata, read_sample_set, read_table
+from boltzflow.sgds import check_sgds_section
 from workflow_helpers import ROOT, snakemake, workflow_copy
 
 pytestmark = pytest.mark.workflow
@@ -99,10 +102,6 @@ def _layered(base, over):
 def test_malformed_config_is_refused_naming_the_key(index):
     """The checks the workflow runs at parse time (common.smk), on the default config with each bad
     piece layered on top."""
-    from boltzflow.config import validate_config
-    from boltzflow.ebm import check_ebm_section
-    from boltzflow.sgds import check_sgds_section
-
     config = _layered(yaml.safe_load((ROOT / "config/config.yaml").read_text()),
                       {"experiment": "bad", **BAD_CONFIGS[index][0]})
     with pytest.raises(ValueError) as err:
