@@ -221,6 +221,12 @@ def _loaded_after(code: str) -> set[str]:
     ("from boltzflow.md import block_split", ("torch", "openmm", "scipy")),
     # a plot of tables needs no torch
     ("from boltzflow.plots import ablation_figure, fep_figure", ("torch", "openmm", "scipy", "ot")),
+    # nor do the MD data's plots and convergence check, which read dihedral tables
+    ("from boltzflow.plots import ramachandran, energy_histogram, populations_vs_time\n"
+     "from boltzflow.md import convergence_curves, convergence_report", ("torch", "ot")),
+    # the result tables of every stage are pandas and numpy only
+    ("from boltzflow.evaluation import flow_table, markdown_flow_table, ebm_table, markdown_ebm_summary, "
+     "sgds_table, markdown_sgds_table, seed_summary, bootstrap_ci", ("torch", "openmm", "ot")),
     # reading the Snakefile (every snakemake call, every SLURM job) checks the whole config without torch
     ("\n".join(line for smk in sorted((LIBRARY.parent / "rules").glob("*.smk"))
                for line in smk.read_text().splitlines() if line.startswith(("from boltzflow", "import boltzflow")))

@@ -329,13 +329,12 @@ def test_smoke_ablation(smoke_run):
     repo = smoke_run
     out = repo / "results/smoke"
     table, _ = read_table(out / "tables/al2_ablation.parquet", required=("kind", "value", "e_w1", "t_w2"))
-    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 0.0), ("lambda_reg", 1e-4), ("n_pairs", 16)]
+    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 1e-4), ("n_pairs", 16)]
     folder = out / "ablation/al2"
-    lam0 = read_table(folder / "regflow-spline-lam0-seed0/history.parquet")[1]
     lam4 = read_table(folder / "regflow-spline-lam0.0001-seed0/history.parquet")[1]
     pairs16 = read_table(folder / "regflow-spline-pairs16-seed0/history.parquet")[1]
     main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
-    assert lam0["regflow"]["lambda_reg"] == 0.0 and lam4["regflow"]["lambda_reg"] == 1e-4
+    assert lam4["regflow"]["lambda_reg"] == 1e-4 != main["regflow"]["lambda_reg"]
     assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
     assert (out / "figures/al2/ablation.png").stat().st_size > 10_000
 

@@ -23,7 +23,8 @@ table = bench_md(built.system, built.positions, built.spec.temperature, settings
                  steps=bench["md_steps"], repeats=bench["md_repeats"], cores=smk.threads,
                  parquet_rows=bench["parquet_rows"], md_config=md if torch_engine else None,
                  topology=mdtraj.Topology.from_openmm(built.topology),
-                 torch_replicas=tuple(bench["torch_replicas"]), race_seconds=bench["race_seconds"],
+                 torch_replicas=tuple(bench["torch_replicas"]),
+                 torch_evaluations=bench["torch_evaluations"], race_seconds=bench["race_seconds"],
                  phi_relative_halfwidth=bench["phi_relative_halfwidth"], race_ladder=bench["race_ladder"],
                  probe_replicas=bench["probe_replicas"], probe_length_ps=bench["probe_length_ps"], log=log.info)
 meta = provenance(smk.rule, bench, system=bench["md_system"], cores=smk.threads,

@@ -395,6 +395,7 @@ def bench_md(
     md_config: dict[str, Any] | None = None,
     topology=None,
     torch_replicas: tuple[int, ...] = (),
+    torch_evaluations: int = 400_000,
     race_seconds: float = 0.0,
     phi_relative_halfwidth: float = 0.2,
     race_ladder: dict[str, Any] | None = None,
@@ -405,7 +406,8 @@ def bench_md(
     """Run the benchmark; returns one row per (engine, platform, replicas) with medians.
 
     With ``md_config`` (the config's ``md`` section, engine ``torch``) it also measures the torch
-    engine for each replica count in ``torch_replicas`` and, if ``race_seconds`` > 0, runs
+    engine for each replica count in ``torch_replicas`` (``torch_evaluations`` force evaluations per
+    process) and, if ``race_seconds`` > 0, runs
     :func:`precision_race` (``topology``: the mdtraj topology, for phi).
 
     It measures, on the same machine and in the same process tree:
@@ -447,7 +449,8 @@ def bench_md(
         for n_replicas in torch_replicas:
             result = torch_engine_ns_per_day(xml, positions, n_replicas, cores=cores,
                                              timestep_fs=md_config["timestep_fs"],
-                                             hydrogen_mass_amu=md_config["torch"]["hydrogen_mass_amu"])
+                                             hydrogen_mass_amu=md_config["torch"]["hydrogen_mass_amu"],
+                                             evaluations=torch_evaluations)
             log(f"torch engine, {n_replicas} replicas in {result['processes']} process(es): "
                 f"{result['ns_per_day']:,.0f} ns/day ({result['evaluations_per_s']:,.0f} force evaluations/s)")
             rows.append({"engine": "torch engine (BAOAB, batched)", "platform": "cpu", "replicas": n_replicas,

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import mdtraj
 import numpy as np
 
-from boltzflow.evaluation.weights import _array
+from boltzflow.evaluation.arrays import _array
 
 __all__ = ["chirality_centres", "chirality_signs", "fix_chirality"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import ot
 
-from boltzflow.evaluation.weights import _finite
+from boltzflow.evaluation.arrays import _finite
 
 __all__ = ["energy_wasserstein", "torus_wasserstein2", "wasserstein2"]
 

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
+from boltzflow.evaluation.arrays import _array, _log_weights
 from boltzflow.evaluation.statistics import bootstrap_ci
-from boltzflow.evaluation.weights import _array, _log_weights, kish_ess
+from boltzflow.evaluation.weights import kish_ess
 
 __all__ = ["free_energy_from_populations", "fep_free_energy", "md_free_energy", "tfep_estimate"]
 

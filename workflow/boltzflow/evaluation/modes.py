@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from boltzflow.evaluation.weights import _finite, _log_weights
+from boltzflow.evaluation.arrays import _finite, _log_weights
 
 __all__ = ["mode_weights", "mode_coverage"]
 

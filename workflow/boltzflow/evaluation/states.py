@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
+
+from boltzflow.evaluation.arrays import _array
 
 __all__ = [
     "STATES",
@@ -241,7 +242,7 @@ def _angles(dihedrals: Any, state: StateDefinition) -> tuple[pd.DataFrame, str]:
             raise ValueError(f"state {state.name!r}: the dihedral table has residues {found}; "
                              "say which one the state is defined on ('residue')")
         return dihedrals[[f"phi_{res}", f"psi_{res}"]].reset_index(drop=True), res
-    a = dihedrals.detach().cpu().numpy() if isinstance(dihedrals, torch.Tensor) else np.asarray(dihedrals)
+    a = _array(dihedrals, dtype=None)
     if a.ndim != 2 or a.shape[1] != 2:
         raise ValueError(f"state {state.name!r}: dihedrals must be a table with phi_<RES>/psi_<RES> columns or "
                          f"an array of shape (N, 2) of (phi, psi) in radians, got shape {a.shape}")

@@ -8,7 +8,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from boltzflow.evaluation.weights import _array, _finite
+from boltzflow.evaluation.arrays import _array, _finite
 
 __all__ = ["BootstrapCI", "bootstrap_ci", "seed_summary"]
 
