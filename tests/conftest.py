@@ -51,6 +51,13 @@ def al4():
     return build_peptide(get_spec("al4"))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker more than the cores this process may use. The SLURM files and the
+    snakemake runs spend much of their time waiting on other processes (the scheduler, job start
+    up), and the extra worker fills those gaps (``pyproject.toml`` caps the count at 4)."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Group the tests by file (the SLURM files together) and put the longest files first."""
