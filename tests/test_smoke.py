@@ -215,12 +215,17 @@ def test_cnf_coupling_end_to_end(smoke_run):
     assert row.method == "cnf" and row.n_drawn == 32 and 0 < row.ess <= 1 and not row.invertibility_flagged
     cnf_samples = read_sample_set(repo / "results/smoke/samples/al2/cnf-seed0.parquet", expected_dim=66)
     assert np.isfinite(cnf_samples.columns["log_q"]).all() and cnf_samples.metadata["stats"]["nfe"] > 0
-    from boltzflow.io import read_pairs
+    from boltzflow.io import file_digest, read_pairs, write_pairs
 
     x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=60)
     assert meta["kind"] == "cnf" and len(x0) == 64
     assert (repo / "results/smoke/models/al2/cnf-seed0/history.parquet").exists()
     assert (repo / target).exists()
+    # the pairs and the student record which teacher made them (10 training steps in the smoke config)
+    teacher = repo / "results/smoke/models/al2/cnf-seed0/model.pt"
+    assert meta["teacher"]["digest"] == file_digest(teacher) and meta["teacher"]["train_steps"] == 10
+    student = read_table(repo / target.replace("model.pt", "history.parquet"))[1]
+    assert student["teacher"] == meta["teacher"]
 
     # a quality floor the teacher misses stops its pairs (and so its students), naming the number
     pairs = repo / "results/smoke/couplings/al2/cnf.parquet"
@@ -237,6 +242,16 @@ def test_cnf_coupling_end_to_end(smoke_run):
                      "config/cnf.yaml", "config/floor.yaml")
     assert proc.returncode == 0 and pairs.exists(), proc.stderr[-3000:]
     assert "teacher quality floor passed: e_w1" in (repo / "results/smoke/logs/cnf_pairs/al2.log").read_text()
+
+    # pairs from another teacher of the same frame are refused by the student, naming both files
+    x0, x1, meta = read_pairs(pairs)
+    write_pairs(pairs, x0, x1, {**meta, "teacher": {**meta["teacher"], "digest": "0" * 16}})
+    (repo / target).unlink()
+    proc = snakemake(repo, target, "--cores", "1", "--configfile", "config/smoke.yaml", "config/cnf.yaml",
+                     "--rerun-triggers", "mtime")
+    assert proc.returncode != 0 and not (repo / target).exists()
+    log = (repo / "results/smoke/logs/train_flow/al2-regflow-spline-seed0.log").read_text()
+    assert "cnf.parquet: made by teacher" in log and "digest 0000000000000000" in log and "cnf-seed0/model.pt" in log
 
 
 def test_pairs_from_another_frame_are_refused(smoke_run):

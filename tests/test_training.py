@@ -191,6 +191,25 @@ def test_regflow_with_ot_pairs_learns_the_checkerboard(tmp_path):
     assert ess > 0.2, ess
 
 
+def test_pairs_record_their_teacher_and_other_teachers_pairs_are_refused(tmp_path):
+    from boltzflow.couplings import PairsTeacherError, check_pairs_teacher, teacher_record
+
+    model = tmp_path / "cnf-seed0" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes(b"teacher weights")
+    record = teacher_record(model, {"summary": {"steps": 5000, "wall_s": 106.0}},
+                            {"ess": 0.035, "e_w1": 0.654, "t_w2": 0.311, "method": "cnf"})
+    assert record["train_steps"] == 5000 and record["metrics"] == {"ess": 0.035, "e_w1": 0.654, "t_w2": 0.311}
+    assert len(record["digest"]) == 16 and record["model"] == str(model)
+    assert check_pairs_teacher({"teacher": record}, model, "cnf.parquet") == record
+    model.write_bytes(b"a retrained teacher")  # same path, other weights
+    with pytest.raises(PairsTeacherError, match=rf"cnf.parquet: made by teacher .*model.pt \(digest {record['digest']}\), "
+                       r"but the teacher is now .*model.pt \(digest [0-9a-f]{16}\); remake the pairs"):
+        check_pairs_teacher({"teacher": record}, model, "cnf.parquet")
+    with pytest.raises(PairsTeacherError, match="cnf.parquet: the pairs do not record which teacher made them"):
+        check_pairs_teacher({"kind": "cnf"}, model, "cnf.parquet")
+
+
 def test_teacher_quality_floor_names_every_failing_number(tmp_path):
     from boltzflow.couplings import TeacherQualityError, check_teacher_quality, read_teacher_metrics
 

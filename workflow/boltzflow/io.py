@@ -25,6 +25,7 @@ __all__ = [
     "SampleSet",
     "atomic_path",
     "config_hash",
+    "file_digest",
     "git_commit",
     "provenance",
     "read_metadata",
@@ -89,6 +90,15 @@ def load_resume_state(path: str | os.PathLike, identity: str, log, map_location:
         log.warning("checkpoint %s belongs to another run; training from scratch", path)
         return None
     return state
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """A short SHA-256 digest of a file's bytes (16 hex digits): which artifact, not where it lies."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -55,6 +55,8 @@ def flow_training_input(wildcards):
     }
     if wildcards.method == "regflow":
         inputs["pairs"] = f"{OUT}/couplings/{wildcards.system}/{config['flows']['coupling']}.parquet"
+        if config["flows"]["coupling"] == "cnf":  # the pairs must come from this teacher
+            inputs["teacher"] = f"{OUT}/models/{wildcards.system}/cnf-seed{config['couplings']['cnf']['seed']}/model.pt"
     return inputs
 
 

@@ -5,6 +5,7 @@ import shutil
 
 import torch
 from _common import setup_logging
+from boltzflow.couplings import check_pairs_teacher
 from boltzflow.flows import check_same_frame, frame_fingerprint, read_frame, save_flow
 from boltzflow.io import atomic_path, config_hash, provenance, read_pairs, write_table
 from boltzflow.md import split_frames
@@ -23,6 +24,9 @@ pairs = None
 if method == "regflow":
     x0, x1, pair_meta = read_pairs(smk.input.pairs, expected_dim=frame_fingerprint(frame)["dim"])
     check_same_frame(frame, pair_meta["frame"], smk.input.pairs)
+    if "teacher" in smk.input.keys():
+        teacher = check_pairs_teacher(pair_meta, smk.input.teacher, smk.input.pairs)
+        log.info("pairs made by teacher %s (digest %s)", teacher["model"], teacher["digest"])
     limit = flows["regflow"].get("n_pairs")
     if limit is not None:
         if limit > len(x0):
@@ -37,7 +41,8 @@ model, history, summary = fit_flow(method, architecture, settings, smk.params.ch
                                    train_x=train_x, regflow=flows["regflow"], invertibility=flows["invertibility"],
                                    identity=config_hash(options), device=flows["device"], log=log)
 meta = provenance(smk.rule, options, seed=seed, system=smk.wildcards.system, method=method, architecture=arch,
-                  regflow=options["regflow"], n_pairs=len(pairs[0]) if pairs else None)
+                  regflow=options["regflow"], n_pairs=len(pairs[0]) if pairs else None,
+                  teacher=pair_meta.get("teacher") if method == "regflow" else None)
 write_table(smk.output.history, history, meta)
 with atomic_path(smk.output.invertibility) as tmp:
     tmp.write_text(json.dumps(summary["invertibility"], indent=2))

@@ -1,7 +1,8 @@
 """Regression pairs ``(x0, x1)`` for RegFlow (arXiv 2506.01158): exact optimal-transport
 couplings between two point sets (:mod:`~boltzflow.couplings.ot`) and reflow pairs pushed through a
 trained CNF (:mod:`~boltzflow.couplings.reflow`), made only from a teacher that passes its quality
-floor (:mod:`~boltzflow.couplings.quality`)."""
+floor (:mod:`~boltzflow.couplings.quality`) and recorded with the teacher that made them
+(:mod:`~boltzflow.couplings.teacher`)."""
 
 import lazy_loader
 
@@ -10,4 +11,5 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "ot": ["as_points", "ot_pairs", "ot_permutation"],
     "quality": ["QUALITY_FLOOR_KEYS", "TeacherQualityError", "check_teacher_quality", "read_teacher_metrics"],
     "reflow": ["cnf_pairs"],
+    "teacher": ["PairsTeacherError", "check_pairs_teacher", "teacher_record"],
 })
