@@ -18,6 +18,7 @@ import pytest
 # checks that each listed file exists).
 LONGEST_FIRST = (
     "test_smoke.py",  # the smoke run and what is done with it
+    "test_smoke_benchmarks.py",  # the benchmark targets on the smoke MD data
     "test_slurm_workflow.py",  # mostly waiting on SLURM: overlaps well with a busy worker
     "test_workflow.py",
     "test_md_engines.py",

@@ -1,5 +1,6 @@
 """The smoke config run end to end, once, and what a user does with a finished run: its outputs,
-the report, a rerun, the benchmark targets, a changed coupling, damaged artifacts.
+the report, a rerun, a changed coupling, damaged artifacts (the benchmark targets:
+test_smoke_benchmarks.py).
 
 The tests run in file order and the later ones change the run (they delete a model, damage a pairs
 file and a sample set), so a test that only reads the run comes before them.
@@ -95,79 +96,6 @@ def test_rerun_does_nothing_when_complete(smoke_run):
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_bench_md_target(smoke_run):
-    repo = smoke_run
-    proc = snakemake(repo, "bench_md", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/md.parquet").to_pandas()
-    plain = table[table.engine == "plain OpenMM context"]
-    assert {"Reference", "CPU"} <= set(plain.platform)
-    stage = table[table.engine.str.startswith("boltzflow MD stage")]
-    assert set(stage.replicas) == {1, 2} and (stage.ns_per_day > 0).all()
-    assert np.isfinite(stage.ratio_vs_best_plain).all()
-    assert plain.ratio_vs_best_plain.max() == pytest.approx(1.0)
-    assert (table[table.unit == "rows/s"].rows_per_s > 0).all()
-    torch_rows = table[table.engine.str.startswith("torch engine")]
-    assert set(torch_rows.replicas) == {1, 4} and (torch_rows.ns_per_day > 0).all()
-    assert np.isfinite(torch_rows.ratio_vs_openmm_all_cores).all()
-    race = table[table.unit == "s"]
-    assert len(race) == 2 and (race.frames > 0).all() and (race.wall_s > 0).all()
-    assert ((race.phi_positive >= 0) & (race.phi_positive <= 1)).all()
-    openmm = race[race.engine.str.startswith("OpenMM")].iloc[0]
-    assert openmm.probe_replicas == 2 and openmm.probe_length_ps == 2  # the smoke config's probe
-    assert "2 temperatures: 300, 400 K" in race.engine.iloc[1]  # the race ladder, not md's
-    text = (repo / "results/benchmarks/md.md").read_text()
-    assert "Plain-dynamics probe: 2 replicas x 2 ps" in text
-    assert "| engine |" in text and "ratio_vs_best_plain" in text and "precise phi > 0" in text
-
-
-def test_bench_energy_target(smoke_run):
-    repo = smoke_run
-    proc = snakemake(repo, "bench_energy", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/energy.parquet").to_pandas()
-    assert set(table.engine) == {"torch", "OpenMM Reference, 1 context", "OpenMM CPU, 1 context",
-                                 "OpenMM Reference pool, 2 contexts"}
-    torch_rows = table[table.engine == "torch"]
-    assert set(torch_rows.dtype) == {"float32", "float64"} and set(torch_rows.batch) == {1, 40}
-    assert set(table.quantity) == {"energy", "energy+forces"}
-    assert (table.configs_per_s > 0).all() and np.isfinite(table.ratio_vs_openmm_reference).all()
-    reference = table[table.engine == "OpenMM Reference, 1 context"]
-    assert np.allclose(reference.ratio_vs_openmm_reference, 1.0)
-    assert "## al2: energy+forces" in (repo / "results/benchmarks/energy.md").read_text()
-
-
-def test_bench_frames_target(smoke_run):
-    """The frame comparison runs on the smoke MD data: one row per frame kind, an ESS in (0, 1],
-    the body frame as the ratio's baseline, and the internal frame's lost proposals counted: with
-    standardised torsions (the default) many cross a cut, with the marginal map far fewer."""
-    repo = smoke_run
-    proc = snakemake(repo, "bench_frames", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/frames.parquet").to_pandas()
-    assert list(table.kind) == ["body", "internal", "internal-marginal"] and set(table.dim) == {60}
-    assert ((table.ess > 0) & (table.ess <= 1)).all()
-    assert table.ess_ratio.iloc[0] == 1.0 and np.isfinite(table.reference_median_energy).all()
-    assert ((table.invalid_fraction >= 0) & (table.invalid_fraction < 1)).all()
-    assert table.invalid_fraction.iloc[0] == 0.0          # the body frame's chart is all of R^60
-    lost = table.set_index("kind").invalid_fraction
-    assert lost["internal-marginal"] < 0.5 * lost["internal"], lost
-    text = (repo / "results/benchmarks/frames.md").read_text()
-    assert "| kind |" in text and "reproduce: snakemake --cores all bench_frames" in text
-
-
-def test_bench_ot_floor_target(smoke_run):
-    """The OT-floor benchmark runs in the flows' frame of the smoke run: one row per batch size,
-    floors between 0 and (with noise) the independent-pairing floor."""
-    repo = smoke_run
-    proc = snakemake(repo, "bench_ot_floor", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/ot_floor.parquet").to_pandas()
-    assert list(table.batch_size) == [32, 128] and (table.queries == 8).all()
-    assert ((table.floor_per_dim > 0) & (table.ratio_vs_independent < 1.5)).all()
-    assert "| batch_size |" in (repo / "results/benchmarks/ot_floor.md").read_text()
-
-
 def test_smoke_flows(smoke_run):
     """Every method x architecture of the smoke config is trained, with its history and a
     passing invertibility report, and the checkpoint rebuilds the model (weights only)."""
@@ -199,6 +127,22 @@ def test_smoke_flows(smoke_run):
             valid = torch.isfinite(log_q)
             assert x.shape == (64, 66) and torch.equal(valid, torch.isfinite(x).all(dim=1)) and valid.sum() >= 32
             assert not (folder / "checkpoint").exists()  # training state is removed once the model is saved
+
+
+def test_smoke_ablation(smoke_run):
+    """The ablation variants reuse the flow rules with one setting changed: the regulariser weight
+    reaches the objective, the number of pairs the data, and the table and figure are written."""
+    repo = smoke_run
+    out = repo / "results/smoke"
+    table, _ = read_table(out / "tables/al2_ablation.parquet", required=("kind", "value", "e_w1", "t_w2"))
+    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 1e-4), ("n_pairs", 16)]
+    folder = out / "ablation/al2"
+    lam4 = read_table(folder / "regflow-spline-lam0.0001-seed0/history.parquet")[1]
+    pairs16 = read_table(folder / "regflow-spline-pairs16-seed0/history.parquet")[1]
+    main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
+    assert lam4["regflow"]["lambda_reg"] == 1e-4 != main["regflow"]["lambda_reg"]
+    assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
+    assert (out / "figures/al2/ablation.png").stat().st_size > 10_000
 
 
 def test_cnf_coupling_end_to_end(smoke_run):
@@ -271,18 +215,6 @@ def test_pairs_from_another_frame_are_refused(smoke_run):
     assert "ot.parquet: made in frame" in log
 
 
-def test_bench_flows_target(smoke_run):
-    repo = smoke_run
-    proc = snakemake(repo, "bench_flows", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/flows.parquet").to_pandas()
-    sampling = table[table.section == "sampling"]
-    assert (sampling.samples_per_s > 0).all() and np.isfinite(sampling.samples_per_s).all()
-    assert {"training"} <= set(table.section)
-    text = (repo / "results/benchmarks/flows.md").read_text()
-    assert "Sampling with exact log-density" in text and "RegFlow vs MLE" in text
-
-
 def test_smoke_evaluation(smoke_run):
     """Every flow is sampled with its exact log q and scored; the table and Fig. 2 exist."""
     repo = smoke_run
@@ -336,22 +268,6 @@ def test_scoring_counts_nan_log_weights_and_refuses_a_wrong_dimension(smoke_run)
     assert proc.returncode != 0
     log = (repo / "results/smoke/logs/score_samples/al2-mle-affine-seed0.log").read_text()
     assert "mle-affine-seed0.parquet" in log and "60" in log and "66" in log
-
-
-def test_smoke_ablation(smoke_run):
-    """The ablation variants reuse the flow rules with one setting changed: the regulariser weight
-    reaches the objective, the number of pairs the data, and the table and figure are written."""
-    repo = smoke_run
-    out = repo / "results/smoke"
-    table, _ = read_table(out / "tables/al2_ablation.parquet", required=("kind", "value", "e_w1", "t_w2"))
-    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 1e-4), ("n_pairs", 16)]
-    folder = out / "ablation/al2"
-    lam4 = read_table(folder / "regflow-spline-lam0.0001-seed0/history.parquet")[1]
-    pairs16 = read_table(folder / "regflow-spline-pairs16-seed0/history.parquet")[1]
-    main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
-    assert lam4["regflow"]["lambda_reg"] == 1e-4 != main["regflow"]["lambda_reg"]
-    assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
-    assert (out / "figures/al2/ablation.png").stat().st_size > 10_000
 
 
 def test_smoke_ebm(smoke_run):

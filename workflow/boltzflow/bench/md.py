@@ -566,7 +566,8 @@ def markdown_table(frame: pd.DataFrame, title: str, notes: list[str]) -> str:
         probe = race[race.engine.str.startswith("OpenMM")]
         if "probe_tau_ps" in probe and len(probe):
             r = probe.iloc[0]
-            lines += ["", f"Plain-dynamics probe: {int(r.probe_replicas)} replicas x {int(r.probe_length_ps)} ps "
+            replicas = f"{int(r.probe_replicas)} replica{'s' if int(r.probe_replicas) != 1 else ''}"
+            lines += ["", f"Plain-dynamics probe: {replicas} x {int(r.probe_length_ps)} ps "
                       f"from torch equilibrium frames ({r.probe_wall_s:,.0f} s): phi > 0 population "
                       f"{r.probe_phi_positive:.4f}, {int(r.probe_entries)} entries, tau >= {r.probe_tau_ps:.0f} ps; "
                       f"OpenMM needs {r.projected_simulated_ns:,.0f} ns at {r.openmm_ns_per_day_all_cores:,.0f} "
