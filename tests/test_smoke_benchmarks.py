@@ -102,3 +102,23 @@ def test_bench_flows_target(smoke_data):
     assert {"training"} <= set(table.section)
     text = (repo / "results/benchmarks/flows.md").read_text()
     assert "Sampling with exact log-density" in text and "RegFlow vs MLE" in text
+
+
+def test_bench_reflow_target(smoke_data):
+    """The reflow-solver benchmark trains the smoke CNF teacher and compares the solvers with the
+    tight reference: one row per solver and the reference last, errors ordered as the solvers'
+    orders, the teacher recorded."""
+    from boltzflow.io import file_digest, read_table
+
+    repo = smoke_data
+    proc = snakemake(repo, "bench_reflow", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table, meta = read_table(repo / "results/benchmarks/reflow.parquet",
+                             required=("solver", "rms_error_per_dim", "pairs_per_s", "speedup_vs_reference"))
+    assert list(table.solver) == ["dopri5 tol 0.001", "rk4 x 4", "euler x 4", "dopri5 tol 1e-08"]
+    error = table.set_index("solver").rms_error_per_dim
+    assert error["dopri5 tol 1e-08"] == 0.0 and error["euler x 4"] > error["rk4 x 4"] > 0
+    assert (table.pairs_per_s > 0).all() and (table.dim == 60).all() and (table.n_pairs == 64).all()
+    teacher = repo / "results/smoke/models/al2/cnf-seed0/model.pt"
+    assert meta["teacher"]["digest"] == file_digest(teacher) and meta["teacher"]["train_steps"] == 10
+    assert "| solver |" in (repo / "results/benchmarks/reflow.md").read_text()

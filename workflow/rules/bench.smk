@@ -102,3 +102,22 @@ rule bench_ot_floor:
         "Benchmark: the regression floor of batch-OT pairs against the OT batch size"
     script:
         "../scripts/bench_ot_floor.py"
+
+
+rule bench_reflow:
+    input:
+        model=f"{OUT}/models/{config['benchmark']['reflow']['system']}/cnf-seed{config['couplings']['cnf']['seed']}/model.pt",
+    output:
+        table=f"{BENCH}/reflow.parquet",
+        markdown=f"{BENCH}/reflow.md",
+    params:
+        bench=lookup(dpath="benchmark/reflow", within=config),
+    threads: 1
+    log:
+        f"{BENCH}/logs/bench_reflow.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Benchmark: reflow-pair solvers, error against a tight solve and pairs per second"
+    script:
+        "../scripts/bench_reflow.py"

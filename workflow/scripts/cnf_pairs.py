@@ -23,7 +23,8 @@ teacher = teacher_record(smk.input.model, extra, metrics)
 log.info("teacher %s (digest %s), trained %s steps", teacher["model"], teacher["digest"], teacher["train_steps"])
 model = model.to(resolve_device(settings["device"]))
 x0, x1, stats = make_cnf_pairs(model, settings["n_pairs"], batch_size=settings["batch_size"], seed=settings["seed"],
-                               method=settings["method"], atol=settings["atol"], rtol=settings["rtol"], log=log)
+                               method=settings["method"], atol=settings["atol"], rtol=settings["rtol"],
+                               steps=settings["steps"], log=log)
 write_pairs(smk.output[0], x0, x1, provenance(smk.rule, settings, seed=settings["seed"], kind="cnf",
                                               frame=frame_fingerprint(extra["frame"]), system=smk.wildcards.system, stats=stats,
                                               teacher=teacher))

@@ -4,8 +4,9 @@
 against OpenMM, :mod:`~boltzflow.bench.md` races the MD engines (plain OpenMM, the MD stage,
 the torch engine) to a statistical precision, :mod:`~boltzflow.bench.flows` times flow
 training and sampling engines, :mod:`~boltzflow.bench.frames` compares the flows' coordinate
-frames as Boltzmann generators, and :mod:`~boltzflow.bench.ot_floor` measures the regression floor
-of batch-OT pairs against the batch size.
+frames as Boltzmann generators, :mod:`~boltzflow.bench.ot_floor` measures the regression floor
+of batch-OT pairs against the batch size, and :mod:`~boltzflow.bench.reflow` the error and speed
+of the ODE solvers that make reflow pairs.
 """
 
 import lazy_loader
@@ -20,4 +21,5 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
         "torch_engine_ns_per_day",
     ],
     "ot_floor": ["bench_ot_floor"],
+    "reflow": ["bench_reflow", "solver_label"],
 })

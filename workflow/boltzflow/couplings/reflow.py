@@ -23,13 +23,15 @@ def cnf_pairs(
     method: str = "dopri5",
     atol: float = 1e-5,
     rtol: float = 1e-5,
+    steps: int = 100,
     log: logging.Logger | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Reflow pairs ``(x0, phi(x0))`` under the CNF's flow map ``phi`` (t = 0 to 1, in batches).
 
     ``x0`` is ``n_pairs`` seeded prior draws ``N(0, I)`` (teacher pairs for RegFlow), or the given
-    points ``(n, d)`` (e.g. state-A points for a state CNF that carries A onto B). Returns float32
-    ``x0``, ``x1`` and the seconds taken.
+    points ``(n, d)`` (e.g. state-A points for a state CNF that carries A onto B). ``method``: an
+    adaptive torchdiffeq solver (``atol``, ``rtol``) or a fixed-step one (``steps``). Returns
+    float32 ``x0``, ``x1`` and the seconds taken.
     """
     log = log or logging.getLogger("boltzflow.couplings")
     gen = torch.Generator().manual_seed(seed)
@@ -48,7 +50,7 @@ def cnf_pairs(
             chunk = torch.randn(take, model.dim, generator=gen, dtype=dtype)
         else:
             chunk = points[done:done + take]
-        x1 = integrate(model, chunk, method=method, atol=atol, rtol=rtol, batch_size=batch_size)
+        x1 = integrate(model, chunk, method=method, atol=atol, rtol=rtol, steps=steps, batch_size=batch_size)
         out0.append(chunk.numpy().astype(np.float32))
         out1.append(x1.numpy().astype(np.float32))
         done += take

@@ -127,7 +127,8 @@ def fit_cnf(x1: np.ndarray, *, hidden: int, layers: int, settings: TrainSettings
 
 
 def make_cnf_pairs(model, n_pairs: int, *, batch_size: int, seed: int, method: str, atol: float, rtol: float,
-                   log: logging.Logger | None = None):
+                   steps: int = 100, log: logging.Logger | None = None):
     """Reflow pairs from a trained CNF (see :func:`boltzflow.couplings.cnf_pairs`)."""
 
-    return cnf_pairs(model, n_pairs, batch_size=batch_size, seed=seed, method=method, atol=atol, rtol=rtol, log=log)
+    return cnf_pairs(model, n_pairs, batch_size=batch_size, seed=seed, method=method, atol=atol, rtol=rtol,
+                     steps=steps, log=log)
