@@ -30,7 +30,7 @@ TORSION_MAPS = ("marginal", "standardised")
 #: knots of each torsion's CDF spline, and the uniform share mixed into the fitted marginal so that
 #: every angle, also the unvisited ones near a cut, keeps a density the flow can move mass to
 CDF_BINS = 32
-CDF_UNIFORM_SHARE = 0.01
+CDF_UNIFORM_SHARE = 1e-4
 
 
 def bond_angle(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
