@@ -30,7 +30,7 @@ TORSION_MAPS = ("marginal", "standardised")
 #: knots of each torsion's CDF spline, and the uniform share mixed into the fitted marginal so that
 #: every angle, also the unvisited ones near a cut, keeps a density the flow can move mass to
 CDF_BINS = 32
-CDF_UNIFORM_SHARE = 1e-4
+CDF_UNIFORM_SHARE = 0.01
 
 
 def bond_angle(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -169,9 +169,8 @@ class InternalFrame(RigidFreeFrame):
          torsion's marginal is then close to N(0, 1) -- multimodal rotors and phi/psi included --
          and every latent value is a torsion inside ``(cut, cut + 2 pi)``, so no proposal is lost
          at a cut: the flow only has to learn how the torsions depend on each other. On al2 an
-         MLE spline flow nevertheless reached a lower ESS than with standardised torsions (14x
-         with a 1 % uniform share after 1,500 steps; 12x with the current 0.01 % after 600
-         steps), so it is an option;
+         MLE spline flow nevertheless reached a 14x lower ESS than with standardised torsions
+         (``bench_frames``; a smaller uniform share did not close the gap), so it is an option;
        * ``standardised`` (the default): ``(u - mean) / std``; latent values beyond the cut leave
          the chart.
 
