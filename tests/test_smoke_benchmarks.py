@@ -19,11 +19,16 @@ def smoke_data(tmp_path_factory):
     return repo
 
 
+def run_benchmark(repo, name):
+    """Run the target ``bench_<name>`` on the smoke config; its table as a DataFrame."""
+    proc = snakemake(repo, f"bench_{name}", "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return pq.read_table(repo / f"results/benchmarks/{name}.parquet").to_pandas()
+
+
 def test_bench_md_target(smoke_data):
     repo = smoke_data
-    proc = snakemake(repo, "bench_md", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/md.parquet").to_pandas()
+    table = run_benchmark(repo, "md")
     plain = table[table.engine == "plain OpenMM context"]
     assert {"Reference", "CPU"} <= set(plain.platform)
     stage = table[table.engine.str.startswith("boltzflow MD stage")]
@@ -47,9 +52,7 @@ def test_bench_md_target(smoke_data):
 
 def test_bench_energy_target(smoke_data):
     repo = smoke_data
-    proc = snakemake(repo, "bench_energy", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/energy.parquet").to_pandas()
+    table = run_benchmark(repo, "energy")
     assert set(table.engine) == {"torch", "OpenMM Reference, 1 context", "OpenMM CPU, 1 context",
                                  "OpenMM Reference pool, 2 contexts"}
     torch_rows = table[table.engine == "torch"]
@@ -66,9 +69,7 @@ def test_bench_frames_target(smoke_data):
     the body frame as the ratio's baseline, and the internal frame's lost proposals counted: with
     standardised torsions (the default) many cross a cut, with the marginal map far fewer."""
     repo = smoke_data
-    proc = snakemake(repo, "bench_frames", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/frames.parquet").to_pandas()
+    table = run_benchmark(repo, "frames")
     assert list(table.kind) == ["body", "internal", "internal-marginal"] and set(table.dim) == {60}
     assert ((table.ess > 0) & (table.ess <= 1)).all()
     assert table.ess_ratio.iloc[0] == 1.0 and np.isfinite(table.reference_median_energy).all()
@@ -84,9 +85,7 @@ def test_bench_ot_floor_target(smoke_data):
     """The OT-floor benchmark runs in the flows' frame of the smoke run: one row per batch size,
     floors between 0 and (with noise) the independent-pairing floor."""
     repo = smoke_data
-    proc = snakemake(repo, "bench_ot_floor", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/ot_floor.parquet").to_pandas()
+    table = run_benchmark(repo, "ot_floor")
     assert list(table.batch_size) == [32, 128] and (table.queries == 8).all()
     assert ((table.floor_per_dim > 0) & (table.ratio_vs_independent < 1.5)).all()
     assert "| batch_size |" in (repo / "results/benchmarks/ot_floor.md").read_text()
@@ -94,9 +93,7 @@ def test_bench_ot_floor_target(smoke_data):
 
 def test_bench_flows_target(smoke_data):
     repo = smoke_data
-    proc = snakemake(repo, "bench_flows", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pq.read_table(repo / "results/benchmarks/flows.parquet").to_pandas()
+    table = run_benchmark(repo, "flows")
     sampling = table[table.section == "sampling"]
     assert (sampling.samples_per_s > 0).all() and np.isfinite(sampling.samples_per_s).all()
     assert {"training"} <= set(table.section)
@@ -111,10 +108,9 @@ def test_bench_reflow_target(smoke_data):
     from boltzflow.io import file_digest, read_table
 
     repo = smoke_data
-    proc = snakemake(repo, "bench_reflow", "--cores", "2", "--configfile", "config/smoke.yaml")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table, meta = read_table(repo / "results/benchmarks/reflow.parquet",
-                             required=("solver", "rms_error_per_dim", "pairs_per_s", "speedup_vs_reference"))
+    table = run_benchmark(repo, "reflow")
+    _, meta = read_table(repo / "results/benchmarks/reflow.parquet",
+                         required=("solver", "rms_error_per_dim", "pairs_per_s", "speedup_vs_reference"))
     assert list(table.solver) == ["dopri5 tol 0.001", "rk4 x 4", "euler x 4", "dopri5 tol 1e-08"]
     error = table.set_index("solver").rms_error_per_dim
     assert error["dopri5 tol 1e-08"] == 0.0 and error["euler x 4"] > error["rk4 x 4"] > 0
