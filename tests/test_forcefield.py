@@ -291,6 +291,7 @@ def test_wrong_dtype_and_options_raise(al2):
                         "HarmonicAngleForce"]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(al2):  # pragma: no cover - needs a GPU
     ff = TorchForceField(al2.system, compile=False)

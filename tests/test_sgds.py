@@ -696,6 +696,7 @@ def test_forward_path_mle_fits_samples_and_the_warm_up_spends_no_energy_call():
     assert not torch.all(trained.drift.out.weight == 0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_sgds_trains_on_a_gpu():  # pragma: no cover - needs a GPU
     """The Learner on CUDA (Searcher, buffer and RND on the CPU): the same energy-call counts as on

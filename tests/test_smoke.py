@@ -163,6 +163,9 @@ def test_cnf_coupling_end_to_end(smoke_run):
 
     x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=60)
     assert meta["kind"] == "cnf" and len(x0) == 64
+    # made in two shards (40 + 24) with their own prior draws, merged; the shards are temporary
+    assert meta["stats"]["shards"] == 2 and len(np.unique(x0[:, 0])) == 64
+    assert not list((repo / "results/smoke/couplings/al2/cnf-shards").glob("*.parquet"))
     assert (repo / "results/smoke/models/al2/cnf-seed0/history.parquet").exists()
     assert (repo / target).exists()
     # the pairs and the student record which teacher made them (10 training steps in the smoke config)
@@ -178,14 +181,14 @@ def test_cnf_coupling_end_to_end(smoke_run):
     proc = snakemake(repo, str(pairs.relative_to(repo)), "--cores", "2", "--configfile", "config/smoke.yaml",
                      "config/cnf.yaml", "config/floor.yaml")
     assert proc.returncode != 0 and not pairs.exists()
-    log = (repo / "results/smoke/logs/cnf_pairs/al2.log").read_text()
+    log = (repo / "results/smoke/logs/cnf_pairs/al2-shard0.log").read_text()
     assert f"{teacher_metrics}: the teacher fails its quality floor: e_w1 " in log
     assert "> couplings.cnf.quality_floor.max_e_w1 = 1e-06" in log and "min_ess" not in log.split("fails")[1]
     (repo / "config/floor.yaml").write_text("couplings: {cnf: {quality_floor: {max_e_w1: 1000000.0}}}\n")
     proc = snakemake(repo, str(pairs.relative_to(repo)), "--cores", "2", "--configfile", "config/smoke.yaml",
                      "config/cnf.yaml", "config/floor.yaml")
     assert proc.returncode == 0 and pairs.exists(), proc.stderr[-3000:]
-    assert "teacher quality floor passed: e_w1" in (repo / "results/smoke/logs/cnf_pairs/al2.log").read_text()
+    assert "teacher quality floor passed: e_w1" in (repo / "results/smoke/logs/cnf_pairs/al2-shard1.log").read_text()
 
     # pairs from another teacher of the same frame are refused by the student, naming both files
     x0, x1, meta = read_pairs(pairs)

@@ -166,6 +166,7 @@ def test_gmm40_package_data():
     assert np.abs(means).max() < 41
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("name", list(DIMS))
 def test_cuda(name):  # pragma: no cover - needs a GPU

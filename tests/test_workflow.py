@@ -2,7 +2,10 @@
 files, the OpenMM engine, user data, the resources in the profiles (the smoke run is in
 ``test_smoke.py``)."""
 
+import os
 import re
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -194,11 +197,13 @@ def test_ebm_on_user_data(tmp_path):
     assert proc.returncode != 0 and "mine.npy: cannot read user data" in proc.stderr + proc.stdout
 
 
-# The memory (MB) and wall time (minutes) the rules asked for before they moved to the profiles.
+# The memory (MB) and wall time (minutes) the rules asked for before they moved to the profiles
+# (cnf_pairs_shard: what cnf_pairs asked for before the reflow pairs were made in shards).
 RULE_RESOURCES = {
     "md_torch": {"mem_mb": 4000, "runtime": 240}, "md_replica": {"mem_mb": 2000, "runtime": 240},
     "reference_samples": {"mem_mb": 4000, "runtime": 240}, "ot_pairs": {"mem_mb": 8000},
-    "train_cnf": {"mem_mb": 4000, "runtime": 240}, "cnf_pairs": {"mem_mb": 4000, "runtime": 240},
+    "train_cnf": {"mem_mb": 4000, "runtime": 240}, "cnf_pairs_shard": {"mem_mb": 4000, "runtime": 240},
+    "cnf_pairs": {"mem_mb": 2000, "runtime": 60},
     "train_flow": {"mem_mb": 4000, "runtime": 240}, "sample_flow": {"mem_mb": 4000, "runtime": 120},
     "sample_cnf": {"mem_mb": 4000, "runtime": 480}, "score_samples": {"mem_mb": 6000, "runtime": 60},
     "tfep": {"mem_mb": 6000, "runtime": 240}, "train_ebm": {"mem_mb": 4000, "runtime": 720},
@@ -221,3 +226,28 @@ def test_rules_leave_resources_to_the_profiles():
         for key, value in wanted.items():
             asked = slurm[rule][key]
             assert asked == value or "attempt" in str(asked), (rule, key, asked)
+
+
+def test_gpu_check_plans_every_stage_and_refuses_to_run_without_a_gpu(tmp_path):
+    """`.ci/gpu-check --dry-run` validates the short paper configs and plans every stage's jobs;
+    without a CUDA device the real check stops at once, saying why."""
+    repo = workflow_copy(tmp_path)
+    (repo / ".ci").mkdir()
+    shutil.copy2(ROOT / ".ci/gpu-check", repo / ".ci/gpu-check")
+    no_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(["bash", ".ci/gpu-check", "--dry-run"], cwd=repo, capture_output=True, text=True,
+                          timeout=600, env=no_gpu)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "gpu-check: dry run, every stage planned" in out
+    for job in ("md_replica", "train_cnf", "cnf_pairs_shard", "train_flow", "tfep", "train_ebm", "train_sgds"):
+        assert re.search(rf"^{job}\s+\d+", out, flags=re.M), job
+    proc = subprocess.run(["bash", ".ci/gpu-check"], cwd=repo, capture_output=True, text=True, timeout=600, env=no_gpu)
+    assert proc.returncode != 0 and "gpu-check: torch sees no CUDA device" in proc.stderr
+    assert not (repo / "results/gpu-check-al2").exists()
+    # the check selects the GPU tests by their marker: every test skipped without CUDA carries it
+    for path in (ROOT / "tests").glob("test_*.py"):
+        text = path.read_text()
+        skips = re.findall(r"^@pytest\.mark\.skipif\(not torch\.cuda\.is_available\(\)", text, flags=re.M)
+        marked = re.findall(r"^@pytest\.mark\.cuda\n@pytest\.mark\.skipif\(not torch\.cuda", text, flags=re.M)
+        assert len(marked) == len(skips), path.name

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "ArtifactError",
+    "merge_pairs",
     "read_pairs",
     "write_pairs",
     "SampleSet",
@@ -323,6 +324,16 @@ def _fixed_size_list(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
 
 
+#: rows per Parquet row group of a pair file (about 30 MB at d = 60): readers and mergers hold
+#: one row group at a time, so files of millions of pairs never need two copies in memory
+PAIRS_ROW_GROUP = 65536
+
+
+def _pairs_schema(dim: int, meta: Mapping[str, Any]) -> pa.Schema:
+    field_type = pa.list_(pa.float32(), dim)
+    return pa.schema([("x0", field_type), ("x1", field_type)], metadata=_metadata_bytes(meta))
+
+
 def write_pairs(path: str | os.PathLike, x0: np.ndarray, x1: np.ndarray, metadata: Mapping[str, Any]) -> None:
     """Write regression pairs ``(x0, x1)`` (float32 ``(N, d)`` each, flow latent coordinates)
     atomically; ``metadata`` must say which frame the latent coordinates belong to (``frame``)."""
@@ -335,30 +346,91 @@ def write_pairs(path: str | os.PathLike, x0: np.ndarray, x1: np.ndarray, metadat
     table = pa.table({"x0": _fixed_size_list(x0), "x1": _fixed_size_list(x1)})
     table = table.replace_schema_metadata(_metadata_bytes(meta))
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, row_group_size=PAIRS_ROW_GROUP)
 
 
-def read_pairs(path: str | os.PathLike, expected_dim: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Read pairs written by :func:`write_pairs`; problems raise :class:`ArtifactError` naming the file."""
-    path = Path(path)
+def _pairs_file(path: Path, expected_dim: int | None) -> tuple[pq.ParquetFile, dict[str, Any], int]:
+    """Open a pair file and check its metadata and columns; returns the file, metadata and dim."""
     meta = read_metadata(path)
     if meta.get("format") != PAIRS_FORMAT:
         raise ArtifactError(f"{path}: not a pairs file (format {meta.get('format')!r}, expected {PAIRS_FORMAT!r})")
     try:
-        table = pq.read_table(path)
+        handle = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         raise ArtifactError(f"{path}: not a readable Parquet file ({err})") from err
-    arrays = []
+    schema = handle.schema_arrow
+    dims = []
     for name in ("x0", "x1"):
-        if name not in table.column_names or not pa.types.is_fixed_size_list(table.schema.field(name).type):
+        if name not in schema.names or not pa.types.is_fixed_size_list(schema.field(name).type):
             raise ArtifactError(f"{path}: column {name!r} must be a fixed-size list of floats")
-        column = table.column(name).combine_chunks()
-        dim = column.type.list_size
-        arrays.append(column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(table), dim))
-    if arrays[0].shape != arrays[1].shape:
-        raise ArtifactError(f"{path}: x0 and x1 differ in shape, {arrays[0].shape} and {arrays[1].shape}")
-    if expected_dim is not None and arrays[0].shape[1] != expected_dim:
-        raise ArtifactError(f"{path}: pairs have dimension {arrays[0].shape[1]}, expected {expected_dim}")
-    if not (np.isfinite(arrays[0]).all() and np.isfinite(arrays[1]).all()):
-        raise ArtifactError(f"{path}: pairs contain non-finite values")
-    return arrays[0], arrays[1], meta
+        dims.append(schema.field(name).type.list_size)
+    if dims[0] != dims[1]:
+        raise ArtifactError(f"{path}: x0 and x1 differ in dimension, {dims[0]} and {dims[1]}")
+    if expected_dim is not None and dims[0] != expected_dim:
+        raise ArtifactError(f"{path}: pairs have dimension {dims[0]}, expected {expected_dim}")
+    if meta.get("n_pairs") not in (None, handle.metadata.num_rows):
+        raise ArtifactError(f"{path}: holds {handle.metadata.num_rows} pairs, but its metadata records {meta['n_pairs']}")
+    return handle, meta, dims[0]
+
+
+def _pair_batches(path: Path, handle: pq.ParquetFile, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The file's pairs one row group at a time, as float32 arrays, checked to be finite."""
+    try:
+        for group in range(handle.num_row_groups):
+            batch = handle.read_row_group(group, columns=["x0", "x1"])
+            arrays = [batch.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                      .astype(np.float32, copy=False).reshape(len(batch), dim) for name in ("x0", "x1")]
+            if not (np.isfinite(arrays[0]).all() and np.isfinite(arrays[1]).all()):
+                raise ArtifactError(f"{path}: pairs contain non-finite values (row group {group})")
+            yield arrays[0], arrays[1]
+    except (pa.ArrowException, OSError) as err:
+        raise ArtifactError(f"{path}: not a readable Parquet file ({err})") from err
+
+
+def read_pairs(path: str | os.PathLike, expected_dim: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read pairs written by :func:`write_pairs` or :func:`merge_pairs`; problems raise
+    :class:`ArtifactError` naming the file. Row groups are copied one at a time into the two
+    output arrays, so a file of ``N`` pairs needs about ``2 N d`` floats of memory, not twice that."""
+    path = Path(path)
+    handle, meta, dim = _pairs_file(path, expected_dim)
+    n = handle.metadata.num_rows
+    x0 = np.empty((n, dim), dtype=np.float32)
+    x1 = np.empty((n, dim), dtype=np.float32)
+    at = 0
+    for part0, part1 in _pair_batches(path, handle, dim):
+        x0[at:at + len(part0)], x1[at:at + len(part1)] = part0, part1
+        at += len(part0)
+    return x0, x1, meta
+
+
+def merge_pairs(paths: list[str | os.PathLike], path: str | os.PathLike, metadata: Mapping[str, Any],
+                expected_dim: int | None = None) -> int:
+    """Concatenate pair files (e.g. the shards of a reflow job) into one, streamed row group by
+    row group, atomically; returns the number of pairs.
+
+    Every part must be a pair file of the same dimension and the same latent ``frame`` (the
+    message names the part that differs). ``metadata`` (which must name the ``frame``) becomes the
+    merged file's; ``format``, ``dim`` and ``n_pairs`` are filled in.
+    """
+    if not paths:
+        raise ValueError("merge_pairs needs at least one pair file")
+    if "frame" not in metadata:
+        raise ValueError("pair metadata must record the latent 'frame'")
+    parts = [Path(p) for p in paths]
+    opened = [_pairs_file(p, expected_dim) for p in parts]
+    dim = opened[0][2]
+    for part, (handle, meta, part_dim) in zip(parts, opened):
+        if part_dim != dim:
+            raise ArtifactError(f"{part}: pairs have dimension {part_dim}, but {parts[0]} has {dim}")
+        if meta.get("frame") != metadata["frame"]:
+            raise ArtifactError(f"{part}: pairs are in another latent frame than the merge expects "
+                                f"({meta.get('frame')} against {metadata['frame']})")
+    total = sum(handle.metadata.num_rows for handle, _, _ in opened)
+    meta = {**metadata, "format": PAIRS_FORMAT, "dim": int(dim), "n_pairs": int(total)}
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, _pairs_schema(dim, meta)) as writer:
+            for part, (handle, _, _) in zip(parts, opened):
+                for x0, x1 in _pair_batches(part, handle, dim):
+                    writer.write_table(pa.table({"x0": _fixed_size_list(x0), "x1": _fixed_size_list(x1)},
+                                                schema=_pairs_schema(dim, meta)), row_group_size=PAIRS_ROW_GROUP)
+    return total

@@ -10,6 +10,7 @@ from boltzflow.config import validate_config
 # First the config, then the heavy imports (torch): a wrong key fails in seconds, naming the key.
 validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
+from boltzflow.couplings.shards import shard_sizes
 from boltzflow.ebm import check_ebm_section
 from boltzflow.sgds import SGDS_METHODS, check_sgds_section
 from boltzflow.systems import get_spec
@@ -56,7 +57,7 @@ def flow_training_input(wildcards):
     if wildcards.method == "regflow":
         inputs["pairs"] = f"{OUT}/couplings/{wildcards.system}/{config['flows']['coupling']}.parquet"
         if config["flows"]["coupling"] == "cnf":  # the pairs must come from this teacher
-            inputs["teacher"] = f"{OUT}/models/{wildcards.system}/cnf-seed{config['couplings']['cnf']['seed']}/model.pt"
+            inputs["teacher"] = cnf_teacher_model(wildcards)
     return inputs
 
 
@@ -66,14 +67,37 @@ def cnf_teacher_settings(wildcards):
     return {key: config["couplings"]["cnf"][key] for key in ("hidden", "layers", "train", "seed", "device")}
 
 
+def cnf_teacher_model(wildcards):
+    """The CNF teacher's checkpoint: the one whose reflow pairs the RegFlow students learn."""
+    return f"{OUT}/models/{wildcards.system}/cnf-seed{config['couplings']['cnf']['seed']}/model.pt"
+
+
 def cnf_pairs_input(wildcards):
     """The teacher, and its scored sample set when couplings.cnf.quality_floor sets any limit
     (the pairs are then made only from a teacher that passes it)."""
-    seed = config["couplings"]["cnf"]["seed"]
-    inputs = {"model": f"{OUT}/models/{wildcards.system}/cnf-seed{seed}/model.pt"}
+    inputs = {"model": cnf_teacher_model(wildcards)}
     if any(limit is not None for limit in config["couplings"]["cnf"]["quality_floor"].values()):
-        inputs["teacher_metrics"] = f"{OUT}/metrics/{wildcards.system}/cnf-seed{seed}.parquet"
+        inputs["teacher_metrics"] = f"{OUT}/metrics/{wildcards.system}/cnf-seed{config['couplings']['cnf']['seed']}.parquet"
     return inputs
+
+
+def cnf_shard_sizes():
+    """Pairs per reflow job: couplings.cnf.n_pairs in shards of at most shard_pairs."""
+    return shard_sizes(config["couplings"]["cnf"]["n_pairs"], config["couplings"]["cnf"]["shard_pairs"])
+
+
+def cnf_shard_files(wildcards):
+    """The reflow shards of a system, in order (merged by rule cnf_pairs)."""
+    return [f"{OUT}/couplings/{wildcards.system}/cnf-shards/{k}.parquet" for k in range(len(cnf_shard_sizes()))]
+
+
+def cnf_shard_pairs(wildcards):
+    """How many pairs shard ``wildcards.shard`` makes."""
+    sizes = cnf_shard_sizes()
+    shard = int(wildcards.shard)
+    if shard >= len(sizes):
+        raise ValueError(f"reflow shard {shard} does not exist: couplings.cnf.n_pairs makes {len(sizes)} shard(s)")
+    return sizes[shard]
 
 
 def flow_models(first_seed=False, with_teacher=False):

@@ -62,20 +62,41 @@ rule train_cnf:
         "../scripts/train_cnf.py"
 
 
-rule cnf_pairs:
+rule cnf_pairs_shard:
     input:
         unpack(cnf_pairs_input),
+    output:
+        temp(f"{OUT}/couplings/{{system}}/cnf-shards/{{shard}}.parquet"),
+    params:
+        settings=lookup(dpath="couplings/cnf", within=config),
+        n_pairs=cnf_shard_pairs,
+    wildcard_constraints:
+        shard=r"\d+",
+    threads: 1
+    log:
+        f"{OUT}/logs/cnf_pairs/{{system}}-shard{{shard}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Reflow pairs from the CNF teacher of {wildcards.system}, shard {wildcards.shard}"
+    script:
+        "../scripts/cnf_pairs_shard.py"
+
+
+rule cnf_pairs:
+    input:
+        shards=cnf_shard_files,
+        model=cnf_teacher_model,
     output:
         f"{OUT}/couplings/{{system}}/cnf.parquet",
     params:
         settings=lookup(dpath="couplings/cnf", within=config),
-    threads: 1
     log:
         f"{OUT}/logs/cnf_pairs/{{system}}.log",
     conda:
         "../../envs/flows.yaml"
     message:
-        "Reflow pairs from the CNF teacher of {wildcards.system}"
+        "Reflow pairs of {wildcards.system}: the shards merged"
     script:
         "../scripts/cnf_pairs.py"
 

@@ -1,30 +1,16 @@
-"""Rule cnf_pairs: reflow pairs (prior draw, its image under the CNF teacher)."""
+"""Rule cnf_pairs: the reflow shards, checked to come from the current teacher, merged into one file."""
 
-import torch
 from _common import setup_logging
 from boltzflow.cnf import load_cnf
-from boltzflow.couplings import check_teacher_quality, read_teacher_metrics, teacher_record
+from boltzflow.couplings import merge_reflow_shards
 from boltzflow.flows import frame_fingerprint
-from boltzflow.io import provenance, write_pairs
-from boltzflow.training import make_cnf_pairs
-from boltzflow.units import resolve_device
+from boltzflow.io import provenance
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)
-torch.set_num_threads(smk.threads)
 settings = smk.params.settings
-metrics = None
-if "teacher_metrics" in smk.input.keys():
-    metrics = read_teacher_metrics(smk.input.teacher_metrics)
-    for line in check_teacher_quality(metrics, settings["quality_floor"], smk.input.teacher_metrics):
-        log.info("teacher quality floor passed: %s", line)
-model, extra = load_cnf(smk.input.model)
-teacher = teacher_record(smk.input.model, extra, metrics)
-log.info("teacher %s (digest %s), trained %s steps", teacher["model"], teacher["digest"], teacher["train_steps"])
-model = model.to(resolve_device(settings["device"]))
-x0, x1, stats = make_cnf_pairs(model, settings["n_pairs"], batch_size=settings["batch_size"], seed=settings["seed"],
-                               method=settings["method"], atol=settings["atol"], rtol=settings["rtol"],
-                               steps=settings["steps"], log=log)
-write_pairs(smk.output[0], x0, x1, provenance(smk.rule, settings, seed=settings["seed"], kind="cnf",
-                                              frame=frame_fingerprint(extra["frame"]), system=smk.wildcards.system, stats=stats,
-                                              teacher=teacher))
+_, extra = load_cnf(smk.input.model)
+merge_reflow_shards(list(smk.input.shards), smk.input.model, smk.output[0],
+                    provenance(smk.rule, settings, seed=settings["seed"], kind="cnf",
+                               frame=frame_fingerprint(extra["frame"]), system=smk.wildcards.system),
+                    log=log)

@@ -58,3 +58,4 @@ def cnf_pairs(
         log.info("reflow pairs %d/%d (%.0f%%), %.0f pairs/s, ETA %.0f s", done, n_pairs, 100.0 * done / n_pairs,
                  done / elapsed, (n_pairs - done) * elapsed / done)
     return np.concatenate(out0), np.concatenate(out1), {"seconds": time.time() - start}
+
