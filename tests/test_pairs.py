@@ -6,8 +6,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from boltzflow import io as bio
-from boltzflow.couplings import (PairsTeacherError, merge_reflow_shards, shard_seed, shard_sizes,
-                                 teacher_record)
+from boltzflow.couplings import (
+    PairsTeacherError,
+    merge_reflow_shards,
+    shard_seed,
+    shard_sizes,
+    teacher_record,
+)
 from boltzflow.io import ArtifactError, merge_pairs, read_pairs, write_pairs
 
 FRAME = {"kind": "internal", "dim": 3, "hash": "f" * 16}

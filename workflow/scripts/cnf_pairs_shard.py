@@ -3,7 +3,13 @@
 import torch
 from _common import setup_logging
 from boltzflow.cnf import load_cnf
-from boltzflow.couplings import check_teacher_quality, cnf_pairs, read_teacher_metrics, shard_seed, teacher_record
+from boltzflow.couplings import (
+    check_teacher_quality,
+    cnf_pairs,
+    read_teacher_metrics,
+    shard_seed,
+    teacher_record,
+)
 from boltzflow.flows import frame_fingerprint
 from boltzflow.io import provenance, write_pairs
 from boltzflow.units import resolve_device

@@ -5,7 +5,6 @@ spread of one prior point's partners over independent exact OT batches (:func:`b
 from __future__ import annotations
 
 import logging
-import time
 from typing import Sequence
 
 import numpy as np
