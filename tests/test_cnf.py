@@ -301,3 +301,31 @@ def test_training_learns_a_gaussian():
     # sample mean SE <= 1.5 / sqrt(4000) = 0.024, std SE ~1.1 %
     torch.testing.assert_close(samples.mean(0), mean, rtol=0, atol=0.1)
     torch.testing.assert_close(samples.std(0), std, rtol=0.06, atol=0)
+
+
+def test_minibatch_ot_pairing_straightens_the_teacher(tmp_path):
+    """Flow matching with each batch's exact OT assignment (prior_pairing="minibatch_ot") learns
+    nearly straight paths on two separated modes: one Euler step lands within a small fraction of
+    the exact flow map's distance that independent pairing leaves (measured 0.036 against 0.277),
+    and both put half the mass in each mode."""
+    import numpy as np
+    from boltzflow.training import TrainSettings, fit_cnf
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[-3.0, 0.0], [3.0, 0.0]])
+    x1 = (centres[rng.integers(0, 2, 4000)] + 0.4 * rng.standard_normal((4000, 2))).astype(np.float32)
+    x0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(5))
+    errors = {}
+    for pairing in ("independent", "minibatch_ot"):
+        settings = TrainSettings(steps=800, batch_size=128, lr=3e-3, seed=0, checkpoint_every=10_000, history_every=100)
+        model, _, _ = fit_cnf(x1, hidden=64, layers=2, settings=settings, checkpoint_dir=tmp_path / pairing,
+                              prior_pairing=pairing)
+        exact = integrate(model, x0, method="dopri5", atol=1e-7, rtol=1e-7)
+        errors[pairing] = (integrate(model, x0, method="euler", steps=1) - exact).pow(2).sum(1).mean().item()
+        assert abs((exact[:, 0] < 0).double().mean().item() - 0.5) < 0.05, pairing
+    assert errors["minibatch_ot"] < 0.25 * errors["independent"], errors
+    with pytest.raises(ValueError, match="prior_pairing must be one of"):
+        fit_cnf(x1, hidden=8, layers=1, settings=settings, checkpoint_dir=tmp_path / "x", prior_pairing="ot")
+    with pytest.raises(ValueError, match="with given source points x0 the pairs are fixed"):
+        fit_cnf(x1, x0=x1, hidden=8, layers=1, settings=settings, checkpoint_dir=tmp_path / "y",
+                prior_pairing="minibatch_ot")

@@ -64,7 +64,7 @@ def flow_training_input(wildcards):
 def cnf_teacher_settings(wildcards):
     """The settings that shape the CNF teacher itself: changing the number of pairs, their solver
     or the quality floor does not retrain it."""
-    return {key: config["couplings"]["cnf"][key] for key in ("hidden", "layers", "train", "seed", "device")}
+    return {key: config["couplings"]["cnf"][key] for key in ("hidden", "layers", "train", "prior_pairing", "seed", "device")}
 
 
 def cnf_teacher_model(wildcards):

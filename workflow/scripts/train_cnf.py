@@ -21,6 +21,7 @@ train_settings = TrainSettings.from_config({**settings["train"], "seed": seed})
 identity = config_hash({"settings": settings, "seed": seed, "frame": frame_fingerprint(frame), "n": len(train_x)})
 model, history, summary = fit_cnf(to_latent(train_x, frame), hidden=settings["hidden"], layers=settings["layers"],
                                   settings=train_settings, checkpoint_dir=smk.params.checkpoint_dir,
+                                  prior_pairing=settings["prior_pairing"],
                                   identity=identity, device=settings["device"], log=log)
 meta = provenance(smk.rule, settings, seed=seed, system=smk.wildcards.system, frame=frame_fingerprint(frame))
 write_table(smk.output.history, history, meta)
