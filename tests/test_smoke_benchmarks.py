@@ -118,3 +118,16 @@ def test_bench_reflow_target(smoke_data):
     teacher = repo / "results/smoke/models/al2/cnf-seed0/model.pt"
     assert meta["teacher"]["digest"] == file_digest(teacher) and meta["teacher"]["train_steps"] == 10
     assert "| solver |" in (repo / "results/benchmarks/reflow.md").read_text()
+
+
+def test_bench_teacher_target(smoke_data):
+    """The teacher benchmark trains one CNF per pairing and step count and scores each as a
+    Boltzmann generator: a row each, finite metrics, a figure."""
+    repo = smoke_data
+    table = run_benchmark(repo, "teacher")
+    assert sorted(zip(table.pairing, table.steps)) == [("independent", 5), ("independent", 10),
+                                                        ("minibatch_ot", 5), ("minibatch_ot", 10)]
+    assert ((table.ess > 0) & (table.ess <= 1)).all() and np.isfinite(table[["e_w1", "t_w2", "rk4_10_rms"]]).all().all()
+    assert (table.train_s > 0).all() and (table.sampling_s > 0).all()
+    assert (repo / "results/benchmarks/teacher.png").stat().st_size > 10_000
+    assert "| pairing | steps |" in (repo / "results/benchmarks/teacher.md").read_text()

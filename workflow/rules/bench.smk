@@ -121,3 +121,29 @@ rule bench_reflow:
         "Benchmark: reflow-pair solvers, error against a tight solve and pairs per second"
     script:
         "../scripts/bench_reflow.py"
+
+
+rule bench_teacher:
+    input:
+        frames=f"{OUT}/md/{config['benchmark']['teacher']['system']}/frames.parquet",
+        split=f"{OUT}/md/{config['benchmark']['teacher']['system']}/split.parquet",
+        frame=f"{OUT}/models/{config['benchmark']['teacher']['system']}/frame.json",
+        pdb=f"{OUT}/systems/{config['benchmark']['teacher']['system']}/topology.pdb",
+        xml=f"{OUT}/systems/{config['benchmark']['teacher']['system']}/system.xml",
+        spec=f"{OUT}/systems/{config['benchmark']['teacher']['system']}/spec.json",
+    output:
+        table=f"{BENCH}/teacher.parquet",
+        markdown=f"{BENCH}/teacher.md",
+        figure=f"{BENCH}/teacher.png",
+    params:
+        bench=lookup(dpath="benchmark/teacher", within=config),
+        cnf=lookup(dpath="couplings/cnf", within=config),
+    threads: 1
+    log:
+        f"{BENCH}/logs/bench_teacher.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Benchmark: the CNF teacher's quality against its training steps and prior pairing"
+    script:
+        "../scripts/bench_teacher.py"

@@ -5,8 +5,9 @@ against OpenMM, :mod:`~boltzflow.bench.md` races the MD engines (plain OpenMM, t
 the torch engine) to a statistical precision, :mod:`~boltzflow.bench.flows` times flow
 training and sampling engines, :mod:`~boltzflow.bench.frames` compares the flows' coordinate
 frames as Boltzmann generators, :mod:`~boltzflow.bench.ot_floor` measures the regression floor
-of batch-OT pairs against the batch size, and :mod:`~boltzflow.bench.reflow` the error and speed
-of the ODE solvers that make reflow pairs.
+of batch-OT pairs against the batch size, :mod:`~boltzflow.bench.reflow` the error and speed
+of the ODE solvers that make reflow pairs, and :mod:`~boltzflow.bench.teacher` the CNF teacher's
+quality against its training steps and prior pairing.
 """
 
 import lazy_loader
@@ -22,4 +23,5 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     ],
     "ot_floor": ["bench_ot_floor"],
     "reflow": ["bench_reflow", "solver_label"],
+    "teacher": ["bench_teacher"],
 })

@@ -1,5 +1,6 @@
 """Figures of the flow stages (RegFlow paper): flow samples against MD, the regulariser and
-pair-count ablation, and the free-energy estimates of targeted FEP."""
+pair-count ablation, the free-energy estimates of targeted FEP, and the CNF teacher's quality
+against its training time."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 from boltzflow.plots.common import save_figure
 
-__all__ = ["flow_samples_figure", "ablation_figure", "fep_figure"]
+__all__ = ["flow_samples_figure", "ablation_figure", "fep_figure", "teacher_budget_figure"]
 
 
 def _free_energy_panel(ax, phi: np.ndarray, psi: np.ndarray, edges: np.ndarray, vmax: float = 12.0):
@@ -144,5 +145,30 @@ def fep_figure(estimates: pd.DataFrame, work: np.ndarray, paths: Sequence[str | 
         right.legend(fontsize=7)
     right.set_xlabel("TFEP work $W(x)$ (kT), finite values")
     right.set_ylabel("density")
+    fig.suptitle(title)
+    save_figure(fig, paths)
+
+
+def teacher_budget_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike], title: str) -> None:
+    """ESS, E-W1 and T-W2 of CNF teachers against their training time, one line per prior pairing
+    (mean over seeds, each seed a point). ``table`` has ``pairing``, ``steps``, ``train_s``,
+    ``ess``, ``e_w1`` and ``t_w2`` (the rows of :func:`boltzflow.bench.bench_teacher`)."""
+    if table.empty:
+        raise ValueError("no teacher rows to plot")
+    metrics = (("ess", "ESS (higher is better)"), ("e_w1", "E-W1 (kT)"), ("t_w2", "T-W2"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), layout="constrained")
+    for pairing, rows in table.groupby("pairing", sort=False):
+        mean = rows.groupby("steps")[["train_s", *(m for m, _ in metrics)]].mean().sort_index()
+        for ax, (metric, label) in zip(axes, metrics):
+            line, = ax.plot(mean["train_s"], mean[metric], "o-", label=pairing)
+            ax.plot(rows["train_s"], rows[metric], ".", color=line.get_color(), alpha=0.5)
+            for steps, point in mean.iterrows():
+                ax.annotate(f"{steps}", (point["train_s"], point[metric]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("training time (s); labels: steps")
+            ax.set_ylabel(label)
+    axes[0].legend(title="prior pairing", fontsize=8)
     fig.suptitle(title)
     save_figure(fig, paths)
