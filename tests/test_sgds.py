@@ -324,7 +324,7 @@ def test_sgds_rounds_count_every_energy_call_and_keep_log_z_and_the_buffer():
     torch.set_num_threads(1)
     settings = SGDSSettings(iterations=(40, 20), **TINY)
     reference = target.sample(500, generator=gen(18))
-    monitor = lambda s: elbo_eubo(s, target.energy, 200, reference, generator=gen(19))  # noqa: E731
+    monitor = lambda s, iteration: elbo_eubo(s, target.energy, 200, reference, generator=gen(19))  # noqa: E731
     sampler, buffer, history, summary = train_sgds(target.energy, 2, settings, monitor=monitor)
     assert {"elbo", "eubo", "gap"} <= set(history) and (history["elbo"] < history["eubo"]).all()
     # searcher: chains x (steps + 1) per round; learner: batch x on-policy (even) iterations only
@@ -433,13 +433,14 @@ def test_evaluation_of_a_sampler_equal_to_its_target():
 def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own_learner_generator, grid, method):
     """Killed at iteration 70 (SGDS: in round 2, after its searcher ran) with a checkpoint at 60,
     the run resumes from the checkpoint: same Learner, same buffer, same energy calls as the
-    uninterrupted run. ``own``: the Learner draws from a generator of its own, as on a GPU (its
+    uninterrupted run, and the same monitored ELBO / EUBO in its history (each row's from a
+    generator of its own). ``own``: the Learner draws from a generator of its own, as on a GPU (its
     state is checkpointed). ``random_grid``: a new random time grid every iteration (and a Learner
     unlike the uniform one's). ``tb_ls``: one round of 80 with local searches every 10 iterations."""
     import logging
 
     import boltzflow.sgds.train as sgds_train
-    from boltzflow.sgds import SGDSSettings, train_sgds
+    from boltzflow.sgds import SGDSSettings, elbo_monitor, train_sgds
 
     if own_learner_generator:
         monkeypatch.setattr(sgds_train, "learner_generator",
@@ -457,25 +458,31 @@ def test_a_killed_sgds_run_resumes_to_the_same_result(tmp_path, monkeypatch, own
     torch.set_num_threads(1)
     extra = dict(iterations=(80,), ls_every=10, ls_steps=5) if method == "tb_ls" else dict(iterations=(40, 40))
     settings = SGDSSettings(method=method, checkpoint_every=20, time_grid=grid, **extra, **TINY)
-    whole, buffer_a, hist_a, summary_a = train_sgds(target.energy, 2, settings, tmp_path / "a", identity="x")
+    reference = target.sample(100, generator=gen(20))
+    monitor = elbo_monitor(target.energy, 50, reference, seed=7)
+    whole, buffer_a, hist_a, summary_a = train_sgds(target.energy, 2, settings, tmp_path / "a", identity="x",
+                                                    monitor=monitor)
     if grid == "random":
         uniform, *_ = train_sgds(target.energy, 2, SGDSSettings(iterations=(40, 40), **TINY))
         assert not torch.equal(uniform.drift.out.weight, whole.drift.out.weight)
     with pytest.raises(Kill):
-        train_sgds(target.energy, 2, settings, tmp_path / "b", identity="x", log=KillInRoundTwo("kill"))
+        train_sgds(target.energy, 2, settings, tmp_path / "b", identity="x", log=KillInRoundTwo("kill"),
+                   monitor=monitor)
     calls = []
 
     def counted(x):
         calls.append(len(x))
         return target.energy(x)
 
-    resumed, buffer_b, hist_b, summary_b = train_sgds(counted, 2, settings, tmp_path / "b", identity="x")
+    resumed, buffer_b, hist_b, summary_b = train_sgds(counted, 2, settings, tmp_path / "b", identity="x",
+                                                      monitor=monitor)
     # only the last 20 iterations ran: 10 on-policy batches of 32 (and tb_ls's 2 local searches)
     assert sum(calls) == 10 * 32 + (2 * 32 * (5 + 1) if method == "tb_ls" else 0)
     for p, q in zip(whole.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(p, q)
     assert torch.equal(buffer_a.x, buffer_b.x) and summary_a["energy_calls"] == summary_b["energy_calls"]
     assert hist_a["loss"].tolist() == hist_b["loss"].tolist()
+    assert hist_a[["elbo", "eubo", "gap"]].equals(hist_b[["elbo", "eubo", "gap"]])
 
 
 def test_saved_sampler_round_trips_and_bad_files_are_named(tmp_path):

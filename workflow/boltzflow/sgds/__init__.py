@@ -18,7 +18,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "buffer": ["RankedReplayBuffer"],
     "learner": [
-        "DiffusionSampler", "DriftMLP", "Trajectories", "build_sampler", "elbo_eubo", "evaluate_sampler",
+        "DiffusionSampler", "DriftMLP", "Trajectories", "build_sampler", "elbo_eubo", "elbo_monitor", "evaluate_sampler",
         "load_sampler", "log_weights", "path_mle_loss", "pis_loss", "save_sampler", "time_grid",
         "trajectory_balance_loss",
     ],

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +20,7 @@ from boltzflow.sgds.egnn import EGNNDrift, remove_mean
 from boltzflow.sgds.settings import TIME_GRIDS
 
 __all__ = ["DriftMLP", "DiffusionSampler", "Trajectories", "time_grid", "trajectory_balance_loss",
-           "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo", "evaluate_sampler", "forward_log_weights",
+           "pis_loss", "path_mle_loss", "log_weights", "elbo_eubo", "elbo_monitor", "evaluate_sampler", "forward_log_weights",
            "backward_log_weights", "sampler_config", "build_drift", "build_sampler", "save_sampler", "load_sampler"]
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
@@ -306,6 +307,22 @@ def elbo_eubo(sampler: DiffusionSampler, energy: Energy, n: int, reference: torc
         out.update(zip(("eubo", "eubo_se"), _mean_and_se(backward)))
         out["gap"] = out["eubo"] - out["elbo"]
     return out
+
+
+def elbo_monitor(energy: Energy, n: int, reference: torch.Tensor | None, seed: int,
+                 times: torch.Tensor | None = None,
+                 device: torch.device | str = "cpu") -> Callable[[DiffusionSampler, int], dict[str, float]]:
+    """A history monitor for :func:`~boltzflow.sgds.train.train_sgds`: ``monitor(sampler, iteration)``
+    gives :func:`elbo_eubo` of ``n`` trajectories. Each call draws from a generator seeded by
+    ``(seed, iteration)``, not from one stream over the run, so a run that resumes from a
+    checkpoint logs the same values as one that was never interrupted."""
+
+    def monitor(sampler: DiffusionSampler, iteration: int) -> dict[str, float]:
+        state = np.random.SeedSequence([int(seed), int(iteration)]).generate_state(1, dtype=np.uint32)[0]
+        generator = torch.Generator(device=device).manual_seed(int(state))
+        return elbo_eubo(sampler, energy, n, reference, generator=generator, times=times)
+
+    return monitor
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from boltzflow.evaluation import energy_wasserstein
 from boltzflow.io import ArtifactError, config_hash, provenance, read_sample_set, write_table
 from boltzflow.md import system_masses
 from boltzflow.sgds.egnn import remove_mean
-from boltzflow.sgds.learner import elbo_eubo, evaluate_sampler, load_sampler, save_sampler
+from boltzflow.sgds.learner import elbo_monitor, evaluate_sampler, load_sampler, save_sampler
 from boltzflow.sgds.settings import (
     SGDS_METHODS,
     SGDSSettings,
@@ -110,10 +110,8 @@ def train_run(sgds_cfg: Mapping[str, Any], target_name: str, method: str, seed: 
     md, node_types = molecule_of(target)
     if ev["monitor_samples"] > 0:
         ref = read_reference_samples(target, ev["monitor_samples"], ev["seed"], reference).to(device)
-        monitor_gen = torch.Generator(device=device).manual_seed(int(ev["seed"]) + 1)
-        grid = evaluation_grid(settings)
-        monitor = lambda s: elbo_eubo(s, _energy64(target), ev["monitor_samples"], ref,  # noqa: E731
-                                      generator=monitor_gen, times=grid)
+        monitor = elbo_monitor(_energy64(target), ev["monitor_samples"], ref, int(ev["seed"]) + 1,
+                               times=evaluation_grid(settings), device=device)
     log.info("%s: %s, %d round(s) of %s iterations, batch %d", target_name, method, settings.rounds,
              list(settings.iterations[: settings.rounds]), settings.batch_size)
     options = {"target": target_name, "settings": asdict(settings), "monitor_samples": ev["monitor_samples"],

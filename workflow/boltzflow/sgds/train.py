@@ -214,7 +214,7 @@ def _optimizer(sampler: DiffusionSampler, settings: SGDSSettings) -> torch.optim
 
 def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, settings: SGDSSettings,
                checkpoint_dir: str | Path | None = None, identity: str = "", log: logging.Logger | None = None,
-               monitor: Callable[[DiffusionSampler], dict[str, float]] | None = None,
+               monitor: Callable[[DiffusionSampler, int], dict[str, float]] | None = None,
                particles: tuple[int, int] | None = None, md: MDSystem | None = None,
                node_types: tuple[int, ...] | None = None, device: str | torch.device = "cpu"
                ) -> tuple[DiffusionSampler, RankedReplayBuffer, pd.DataFrame, dict[str, Any]]:
@@ -231,9 +231,10 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
     how many points each round added to the buffer. With ``checkpoint_dir`` the whole state
     (networks, optimisers, buffer, RND, random generators, counters, history) is written every
     ``checkpoint_every`` iterations and at the end of each round; a run with the same
-    ``identity`` resumes from it to the same result. ``monitor(sampler)``, when given, adds its
-    values (ELBO, EUBO, ... from its own random generator, its energy calls not counted) to every
-    history row: the gap against energy calls spent.
+    ``identity`` resumes from it to the same result. ``monitor(sampler, iteration)``, when given,
+    adds its values (ELBO, EUBO, ... from its own random generator, its energy calls not counted;
+    :func:`~boltzflow.sgds.learner.elbo_monitor`) to every history row: the gap against energy
+    calls spent.
 
     For each round ``r = 1 .. rounds``:
 
@@ -389,7 +390,7 @@ def train_sgds(energy: Callable[[torch.Tensor], torch.Tensor], dim: int, setting
                              "buffer_size": len(buffer), "skipped_steps": skipped,
                              "wall_s": wall_offset + time.time() - start})
                 if monitor is not None:
-                    rows[-1].update(monitor(sampler))
+                    rows[-1].update(monitor(sampler, it_total))
                 window = []
                 log.info("round %d iteration %d: %s loss %.4g, log Z %.4f, %d energy calls", round_index + 1, it_total,
                          "PIS" if settings.method == "pis" else "TB", rows[-1]["loss"], rows[-1]["log_z"],
