@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,12 +22,18 @@ pytestmark = pytest.mark.workflow
 CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "config").rglob("*.yaml"))
 
 
+def layered(config: Path) -> list[Path]:
+    """The config files a config is run with: config/gpu-check/X.yaml shortens config/paper/X.yaml
+    (.ci/gpu-check layers it on that), every other config stands alone."""
+    return [Path("config/paper") / config.name, config] if config.parts[1] == "gpu-check" else [config]
+
+
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory):
     """A dry run of each config, two runs at a time (one per core of the CI machine)."""
     def run(config):
         repo = workflow_copy(tmp_path_factory.mktemp("dry"))
-        return repo, snakemake(repo, "-n", "--cores", "2", "--configfile", str(config))
+        return repo, snakemake(repo, "-n", "--cores", "2", "--configfile", *map(str, layered(config)))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(CONFIGS, pool.map(run, CONFIGS)))
@@ -36,7 +43,10 @@ def dry_runs(tmp_path_factory):
 def test_dry_run_of_every_config(dry_runs, config):
     repo, proc = dry_runs[config]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    settings = yaml.safe_load((ROOT / config).read_text())
+    settings = {}
+    for part in layered(config):  # the top-level sections these checks read, as layered
+        for key, value in yaml.safe_load((ROOT / part).read_text()).items():
+            settings[key] = {**settings[key], **value} if isinstance(value, dict) and key in settings else value
     if settings.get("systems", ["al2"]):
         assert "md_torch" in proc.stdout or "md_replica" in proc.stdout
     else:  # an EBM-only or SGDS-only config: MD only for the reference frames of a peptide SGDS target

@@ -8,9 +8,9 @@ import os
 from typing import Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from boltzflow.plots.common import save_figure
 
