@@ -6,9 +6,9 @@ import platform
 import mdtraj
 import torch
 from _common import load_built, setup_logging
-from boltzflow.bench import bench_teacher, markdown_rows
+from boltzflow.bench import bench_teacher, write_markdown_report
 from boltzflow.flows import read_frame
-from boltzflow.io import atomic_path, provenance, write_table
+from boltzflow.io import provenance, write_table
 from boltzflow.md import split_frames_and_energies
 from boltzflow.plots import teacher_budget_figure
 from boltzflow.targets.forcefield import TorchForceField
@@ -35,20 +35,17 @@ teacher_budget_figure(table, [smk.output.figure], f"CNF teacher of {bench['syste
 shown = table.assign(**{c: table[c].map("{:.3g}".format) for c in ("ess", "e_w1", "t_w2", "e_w1_raw", "rk4_10_rms",
                                                                     "invalid_fraction")},
                      **{c: table[c].map("{:.0f}".format) for c in ("train_s", "sampling_s")})
-lines = [
-    f"# The CNF teacher's quality against its training budget ({bench['system']})", "",
-    f"- velocity MLP {cnf['layers']} x {cnf['hidden']} (couplings.cnf), flow matching on {len(train_x)} training "
+notes = [
+    f"velocity MLP {cnf['layers']} x {cnf['hidden']} (couplings.cnf), flow matching on {len(train_x)} training "
     f"frames, batch {bench['train']['batch_size']}, peak lr {bench['train']['lr']}, warm-up and cosine decay over each "
     "run's own steps; one fresh run per row",
-    f"- {bench['n_samples']} proposals per teacher with exact log q ({bench['method']}, atol {bench['atol']}); ESS over "
+    f"{bench['n_samples']} proposals per teacher with exact log q ({bench['method']}, atol {bench['atol']}); ESS over "
     f"all of them; E-W1 (SNIS-resampled) and T-W2 on {bench['n_eval']} points against the MD test frames; e_w1_raw "
     "without reweighting",
-    "- rk4_10_rms: RMS per dimension between RK4 with 10 steps and dopri5 at 1e-7 (how straight the paths are: the "
+    "rk4_10_rms: RMS per dimension between RK4 with 10 steps and dopri5 at 1e-7 (how straight the paths are: the "
     "error of the cheap reflow solver)",
-    f"- {smk.threads} thread(s); machine {meta['machine']}; git {meta['git_commit']}",
-    "- reproduce: snakemake --cores all bench_teacher", "",
-    *markdown_rows(shown, ["pairing", "steps", "seed", "train_s", "ess", "e_w1", "t_w2", "e_w1_raw", "rk4_10_rms",
-                           "invalid_fraction", "sampling_s"]),
+    f"{smk.threads} thread(s)",
 ]
-with atomic_path(smk.output.markdown) as tmp:
-    tmp.write_text("\n".join(lines) + "\n")
+write_markdown_report(smk.output.markdown, f"The CNF teacher's quality against its training budget ({bench['system']})",
+                      notes, shown, ["pairing", "steps", "seed", "train_s", "ess", "e_w1", "t_w2", "e_w1_raw",
+                                     "rk4_10_rms", "invalid_fraction", "sampling_s"], meta, "bench_teacher")

@@ -19,7 +19,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "frames": ["bench_frames"],
     "md": [
         "bench_md", "markdown_rows", "markdown_table", "plain_dynamics_correlation", "precision_race",
-        "torch_engine_ns_per_day",
+        "torch_engine_ns_per_day", "write_markdown_report",
     ],
     "ot_floor": ["bench_ot_floor"],
     "reflow": ["bench_reflow", "solver_label"],

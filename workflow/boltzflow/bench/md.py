@@ -23,7 +23,7 @@ import openmm
 import pandas as pd
 
 from boltzflow.evaluation import conformational_states, initial_positive_sequence_tau
-from boltzflow.io import read_sample_set, write_sample_set
+from boltzflow.io import atomic_path, read_sample_set, write_sample_set
 from boltzflow.md import (
     BatchedLangevin,
     MDSettings,
@@ -511,6 +511,17 @@ def bench_md(
         race["unit"] = "s"
         frame = pd.concat([frame, race], ignore_index=True)
     return frame
+
+
+def write_markdown_report(path, title: str, notes: list[str], table: pd.DataFrame, columns: list[str],
+                          meta: dict, target: str) -> None:
+    """A benchmark's Markdown page, written atomically: the title, ``notes`` as bullets, the machine
+    and commit (from the provenance ``meta``), the command that reruns ``target``, then the table."""
+    lines = [f"# {title}", "", *(f"- {note}" for note in notes),
+             f"- machine {meta['machine']}; git {meta['git_commit']}",
+             f"- reproduce: snakemake --cores all {target}", "", *markdown_rows(table, columns)]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def markdown_rows(frame: pd.DataFrame, cols: list[str]) -> list[str]:
