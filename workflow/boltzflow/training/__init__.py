@@ -7,7 +7,7 @@ import lazy_loader
 
 # Names load from their module on first use, so that importing one of them loads only its module.
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "fit": ["fit_cnf", "fit_flow", "flow_architecture", "make_cnf_pairs", "make_ot_pairs"],
+    "fit": ["fit_cnf", "fit_flow", "flow_architecture", "make_ot_pairs"],
     "loop": ["CHECKPOINT_NAME", "EMA", "TrainSettings", "guarded_step", "invertibility_report", "train"],
     "objectives": ["METHODS", "REGULARISERS", "Objective", "mle_loss", "regflow_loss"],
 })

@@ -2,7 +2,7 @@
 
 Each step is a function a rule's script calls: :func:`make_ot_pairs` pairs prior draws with the
 training frames by exact OT, or :func:`fit_cnf` trains the flow-matching teacher and
-:func:`make_cnf_pairs` integrates it; :func:`fit_flow` trains a coupling flow by RegFlow (on pairs,
+``boltzflow.couplings`` integrates it into reflow pairs (in shards); :func:`fit_flow` trains a coupling flow by RegFlow (on pairs,
 arXiv 2506.01158) or MLE (on the frames) and measures its invertibility. The coordinate frame they
 work in comes from :mod:`boltzflow.flows.frames`.
 """
@@ -18,13 +18,13 @@ import pandas as pd
 import torch
 
 from boltzflow.cnf import VelocityField, flow_matching_loss
-from boltzflow.couplings import cnf_pairs, ot_pairs, ot_permutation
+from boltzflow.couplings import ot_pairs, ot_permutation
 from boltzflow.flows import Flow, build_flow, to_latent
 from boltzflow.training.loop import TrainSettings, invertibility_report, train
 from boltzflow.training.objectives import mle_loss, regflow_loss
 from boltzflow.units import resolve_device
 
-__all__ = ["make_ot_pairs", "flow_architecture", "fit_flow", "fit_cnf", "make_cnf_pairs"]
+__all__ = ["make_ot_pairs", "flow_architecture", "fit_flow", "fit_cnf"]
 
 
 def make_ot_pairs(train_x: np.ndarray, frame_cfg: Mapping[str, Any], *, batch_size: int, n_pairs: int | None,
@@ -141,10 +141,3 @@ def fit_cnf(x1: np.ndarray, *, hidden: int, layers: int, settings: TrainSettings
     trained, history, summary = train(model, objective, data, settings, checkpoint_dir, identity=identity, log=log)
     return trained.cpu(), history, summary
 
-
-def make_cnf_pairs(model, n_pairs: int, *, batch_size: int, seed: int, method: str, atol: float, rtol: float,
-                   steps: int = 100, log: logging.Logger | None = None):
-    """Reflow pairs from a trained CNF (see :func:`boltzflow.couplings.cnf_pairs`)."""
-
-    return cnf_pairs(model, n_pairs, batch_size=batch_size, seed=seed, method=method, atol=atol, rtol=rtol,
-                     steps=steps, log=log)
