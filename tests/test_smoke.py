@@ -131,17 +131,32 @@ def test_smoke_flows(smoke_run):
 
 def test_smoke_ablation(smoke_run):
     """The ablation variants reuse the flow rules with one setting changed: the regulariser weight
-    reaches the objective, the number of pairs the data, and the table and figure are written."""
+    reaches the objective, the number of pairs the data, a teacher's training steps its own reflow
+    pairs (even though the main flows learn OT pairs here); the main RegFlow flow is the reference
+    row, and the table and figure are written."""
     repo = smoke_run
     out = repo / "results/smoke"
     table, _ = read_table(out / "tables/al2_ablation.parquet", required=("kind", "value", "e_w1", "t_w2"))
-    assert sorted(zip(table.kind, table.value)) == [("lambda_reg", 1e-4), ("n_pairs", 16)]
+    ablations = table[table.kind != "main"]
+    assert sorted(zip(ablations.kind, ablations.value)) == [("lambda_reg", 1e-4), ("n_pairs", 16), ("teacher_steps", 5)]
     folder = out / "ablation/al2"
     lam4 = read_table(folder / "regflow-spline-lam0.0001-seed0/history.parquet")[1]
     pairs16 = read_table(folder / "regflow-spline-pairs16-seed0/history.parquet")[1]
+    taught = read_table(folder / "regflow-spline-teacher5-seed0/history.parquet")[1]
     main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
     assert lam4["regflow"]["lambda_reg"] == 1e-4 != main["regflow"]["lambda_reg"]
     assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
+    # the teacher variant: a 5-step teacher (the main one trains 10), its 48 pairs in two shards
+    teacher_history = read_table(folder / "cnf-steps5-seed0/history.parquet", required=("step",))[0]
+    assert teacher_history.step.max() == 5 and main["teacher"] is None
+    assert taught["n_pairs"] == 48 and taught["teacher"]["train_steps"] == 5
+    assert taught["teacher"]["model"].endswith("ablation/al2/cnf-steps5-seed0/model.pt")
+    pairs_meta = read_table(folder / "couplings/cnf-steps5.parquet")[1]
+    assert pairs_meta["n_pairs"] == 48 and not (folder / "couplings/cnf-steps5-shards").exists()
+    assert len(list((out / "logs/ablation_pairs").glob("al2-steps5-shard*.log"))) == 2
+    main_rows = table[table.kind == "main"]
+    assert list(main_rows.model) == ["regflow-spline-seed0"] and main_rows.iloc[0].main_n_pairs == main["n_pairs"]
+    assert main_rows.iloc[0].e_w1 == read_table(out / "metrics/al2/regflow-spline-seed0.parquet")[0].iloc[0].e_w1
     assert (out / "figures/al2/ablation.png").stat().st_size > 10_000
 
 

@@ -227,10 +227,17 @@ def test_rules_leave_resources_to_the_profiles():
     rules_text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
     assert "resources:" not in rules_text
     rule_names = set(re.findall(r"^\s*rule (\w+):", rules_text, flags=re.M))
+    derived = {new: base for base, new in re.findall(r"^use rule (\w+) as (\w+) with:", rules_text, flags=re.M)}
+    slurm_profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
     default = yaml.safe_load((ROOT / "workflow/profiles/default/config.yaml").read_text())["set-resources"]
-    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())["set-resources"]
+    slurm = slurm_profile["set-resources"]
     assert default == RULE_RESOURCES
-    assert set(slurm) <= rule_names and set(default) <= rule_names
+    assert set(slurm) <= rule_names | set(derived) and set(default) <= rule_names
+    # a rule reused by `use rule` (the ablations) asks SLURM for what its base rule asks
+    assert derived.keys() >= {"train_ablation", "train_ablation_teacher", "ablation_pairs_shard"}
+    for new, base in derived.items():
+        assert slurm.get(new) == slurm.get(base), (new, base)
+        assert slurm_profile["set-threads"].get(new) == slurm_profile["set-threads"].get(base), (new, base)
     for rule, wanted in RULE_RESOURCES.items():
         assert set(wanted) <= set(slurm[rule]), rule
         for key, value in wanted.items():

@@ -36,7 +36,8 @@ wildcard_constraints:
     arch=r"affine|spline",
     seed=r"\d+",
     model=r"[A-Za-z0-9_]+(-[A-Za-z0-9_+.]+)*-seed\d+",
-    variant=r"lam[0-9.e+-]+|pairs[0-9]+",
+    variant=r"lam[0-9.e+-]+|pairs[0-9]+|teacher[0-9]+",
+    teacher_steps=r"\d+",
     dataset=r"[A-Za-z0-9_]+",
     ebm_method=r"flowmc|ula",
     sgds_method="|".join(SGDS_METHODS),
@@ -91,13 +92,18 @@ def cnf_shard_files(wildcards):
     return [f"{OUT}/couplings/{wildcards.system}/cnf-shards/{k}.parquet" for k in range(len(cnf_shard_sizes()))]
 
 
-def cnf_shard_pairs(wildcards):
-    """How many pairs shard ``wildcards.shard`` makes."""
-    sizes = cnf_shard_sizes()
+def shard_size(sizes, wildcards, setting):
+    """How many pairs shard ``wildcards.shard`` of ``sizes`` makes (``setting``: the config key
+    that set the total, named when the shard does not exist)."""
     shard = int(wildcards.shard)
     if shard >= len(sizes):
-        raise ValueError(f"reflow shard {shard} does not exist: couplings.cnf.n_pairs makes {len(sizes)} shard(s)")
+        raise ValueError(f"reflow shard {shard} does not exist: {setting} makes {len(sizes)} shard(s)")
     return sizes[shard]
+
+
+def cnf_shard_pairs(wildcards):
+    """How many pairs shard ``wildcards.shard`` of the main teacher makes."""
+    return shard_size(cnf_shard_sizes(), wildcards, "couplings.cnf.n_pairs")
 
 
 def flow_models(first_seed=False, with_teacher=False):
@@ -128,9 +134,10 @@ def score_inputs(wildcards):
 
 
 def ablation_variants():
-    """Names of the RegFlow ablation variants: ``lam<weight>`` and ``pairs<n>``."""
+    """Names of the RegFlow ablation variants: ``lam<weight>``, ``pairs<n>`` and ``teacher<steps>``."""
     settings = config["ablation"]
-    return [f"lam{v:g}" for v in settings["lambda_reg"]] + [f"pairs{n}" for n in settings["n_pairs"]]
+    return ([f"lam{v:g}" for v in settings["lambda_reg"]] + [f"pairs{n}" for n in settings["n_pairs"]]
+            + [f"teacher{n}" for n in settings["teacher_steps"]])
 
 
 def ablation_models():
@@ -138,15 +145,76 @@ def ablation_models():
     return [f"regflow-{settings['architecture']}-{v}-seed{s}" for v in ablation_variants() for s in settings["seeds"]]
 
 
+def ablation_main_models(wildcards):
+    """The main RegFlow flows of the ablation's architecture, if the config trains them: the point
+    where every ablation axis meets, drawn as a reference in the ablation figure."""
+    arch = config["ablation"]["architecture"]
+    if wildcards.system not in FLOW_SYSTEMS or "regflow" not in FLOWS["methods"] or arch not in FLOWS["architectures"]:
+        return []
+    return [f"regflow-{arch}-seed{s}" for s in FLOWS["seeds"]]
+
+
+def ablation_plot_inputs(wildcards):
+    main = ablation_main_models(wildcards)
+    return {
+        "ablations": [f"{OUT}/ablation/{wildcards.system}/metrics/{m}.parquet" for m in ablation_models()],
+        "main_metrics": [f"{OUT}/metrics/{wildcards.system}/{m}.parquet" for m in main],
+        "main_histories": [f"{OUT}/models/{wildcards.system}/{m}/history.parquet" for m in main],
+    }
+
+
 def ablation_flows(wildcards):
     """The flows config of one ablation variant: flows.* with its regulariser weight or its
-    number of pairs."""
+    number of pairs; a ``teacher<steps>`` variant learns the reflow pairs of its own teacher."""
     flows = copy.deepcopy(config["flows"])
     if wildcards.variant.startswith("lam"):
         flows["regflow"]["lambda_reg"] = float(wildcards.variant[3:])
-    else:
+    elif wildcards.variant.startswith("pairs"):
         flows["regflow"]["n_pairs"] = int(wildcards.variant[5:])
+    else:
+        flows["coupling"] = "cnf"
     return flows
+
+
+def ablation_training_input(wildcards):
+    """A ``teacher<steps>`` variant trains on its own teacher's pairs; the others on the main ones."""
+    if not wildcards.variant.startswith("teacher"):
+        return flow_training_input(wildcards)
+    folder = f"{OUT}/ablation/{wildcards.system}"
+    steps = wildcards.variant[7:]
+    return {
+        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
+        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
+        "frame": f"{OUT}/models/{wildcards.system}/frame.json",
+        "pairs": f"{folder}/couplings/cnf-steps{steps}.parquet",
+        "teacher": f"{folder}/cnf-steps{steps}-seed{config['couplings']['cnf']['seed']}/model.pt",
+    }
+
+
+def ablation_teacher_settings(wildcards):
+    """The CNF teacher's settings with its training steps set by the ablation variant."""
+    settings = copy.deepcopy(cnf_teacher_settings(wildcards))
+    settings["train"]["steps"] = int(wildcards.teacher_steps)
+    return settings
+
+
+def ablation_shard_sizes():
+    """Pairs per reflow job of an ablation teacher: ablation.teacher_pairs in shards."""
+    return shard_sizes(config["ablation"]["teacher_pairs"], config["couplings"]["cnf"]["shard_pairs"])
+
+
+def ablation_shard_files(wildcards):
+    folder = f"{OUT}/ablation/{wildcards.system}/couplings"
+    return [f"{folder}/cnf-steps{wildcards.teacher_steps}-shards/{k}.parquet" for k in range(len(ablation_shard_sizes()))]
+
+
+def ablation_teacher_model(wildcards):
+    folder = f"{OUT}/ablation/{wildcards.system}"
+    return f"{folder}/cnf-steps{wildcards.teacher_steps}-seed{config['couplings']['cnf']['seed']}/model.pt"
+
+
+def ablation_shard_pairs(wildcards):
+    return shard_size(ablation_shard_sizes(), wildcards, "ablation.teacher_pairs")
 
 
 def ablation_score_inputs(wildcards):

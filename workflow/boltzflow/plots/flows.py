@@ -1,5 +1,5 @@
-"""Figures of the flow stages (RegFlow paper): flow samples against MD, the regulariser and
-pair-count ablation, the free-energy estimates of targeted FEP, and the CNF teacher's quality
+"""Figures of the flow stages (RegFlow paper): flow samples against MD, the regulariser,
+pair-count and teacher-length ablation, the free-energy estimates of targeted FEP, and the CNF teacher's quality
 against its training time."""
 
 from __future__ import annotations
@@ -90,29 +90,51 @@ def flow_samples_figure(reference_energy: np.ndarray, reference_dihedrals: pd.Da
     save_figure(fig, paths)
 
 
+ABLATION_AXES = {
+    "lambda_reg": "regulariser weight (0 at the left edge)",
+    "n_pairs": "regression pairs",
+    "teacher_steps": "training steps of the CNF teacher",
+}
+
+
 def ablation_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike], title: str) -> None:
-    """E-W1 and T-W2 of RegFlow flows against the regulariser weight (left) and the number of
-    regression pairs (right), one point per seed (the RegFlow paper's Fig. 3). ``table`` has
-    ``kind`` (``lambda_reg`` or ``n_pairs``), ``value``, ``e_w1`` and ``t_w2``; a weight of 0 is
-    drawn at the left edge of the log axis."""
-    kinds = [k for k in ("lambda_reg", "n_pairs") if (table["kind"] == k).any()]
+    """E-W1 and T-W2 of RegFlow flows against the regulariser weight, the number of regression
+    pairs and the training steps of the CNF teacher (the RegFlow paper's Fig. 3), one column per
+    kind present: a point per seed and a line through the means. ``table`` has ``kind``, ``value``,
+    ``e_w1`` and ``t_w2``; rows of kind ``main`` (the main RegFlow flows, with ``main_<kind>``
+    columns) are drawn as stars at their own value of each axis. A weight of 0 is drawn at the
+    left edge of the log axis."""
+    kinds = [k for k in ABLATION_AXES if (table["kind"] == k).any()]
     if not kinds:
         raise ValueError("no ablation rows to plot")
+    main = table[table["kind"] == "main"]
     fig, axes = plt.subplots(2, len(kinds), figsize=(4.6 * len(kinds), 6.0), squeeze=False, layout="constrained")
     for col, kind in enumerate(kinds):
-        rows = table[table["kind"] == kind].sort_values("value")
+        rows = table[table["kind"] == kind]
         x = rows["value"].to_numpy(dtype=float)
+        main_x = pd.to_numeric(main.get(f"main_{kind}", pd.Series(dtype=float)), errors="coerce").to_numpy(dtype=float)
+        left_edge = None
         if kind == "lambda_reg" and (x > 0).any():
-            x = np.where(x > 0, x, x[x > 0].min() / 10)  # 0 at the left edge
+            left_edge = x[x > 0].min() / 10
+            x = np.where(x > 0, x, left_edge)  # 0 at the left edge
+            main_x = np.where(main_x > 0, main_x, left_edge)
         for row, (metric, label) in enumerate((("e_w1", "E-W1 (kT)"), ("t_w2", "T-W2"))):
             ax = axes[row, col]
-            ax.plot(x, rows[metric], "o-", color="tab:blue")
+            y = rows[metric].to_numpy(dtype=float)
+            ax.plot(x, y, "o", color="tab:blue", alpha=0.6, label="one seed")
+            means = pd.Series(y).groupby(x).mean()
+            ax.plot(means.index, means.to_numpy(), "-", color="tab:blue", label="mean over seeds")
+            shown = np.isfinite(main_x)
+            if shown.any():
+                ax.plot(main_x[shown], main[metric].to_numpy(dtype=float)[shown], "*", color="tab:red",
+                        markersize=11, label="main RegFlow flow")
             ax.set_xscale("log")
             if metric == "e_w1":
                 ax.set_yscale("log")
             ax.set_ylabel(label)
-            ax.set_xlabel("regulariser weight (0 at the left edge)" if kind == "lambda_reg"
-                          else "regression pairs")
+            ax.set_xlabel(ABLATION_AXES[kind])
+            if row == 0 and col == 0:
+                ax.legend(fontsize=7)
     fig.suptitle(title)
     save_figure(fig, paths)
 
