@@ -9,8 +9,12 @@ file and a sample set), so a test that only reads the run comes before them.
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
+from boltzflow.evaluation import evenly_spaced
+from boltzflow.flows import load_flow
 from boltzflow.io import read_sample_set, read_table
+from boltzflow.md import split_frames
 from workflow_helpers import snakemake, workflow_copy
 
 pytestmark = pytest.mark.workflow
@@ -174,6 +178,8 @@ def test_cnf_coupling_end_to_end(smoke_run):
     assert row.method == "cnf" and row.n_drawn == 32 and 0 < row.ess <= 1 and not row.invertibility_flagged
     cnf_samples = read_sample_set(repo / "results/smoke/samples/al2/cnf-seed0.parquet", expected_dim=66)
     assert np.isfinite(cnf_samples.columns["log_q"]).all() and cnf_samples.metadata["stats"]["nfe"] > 0
+    assert np.isfinite(row.test_log_q) and row.test_log_q_finite > 0  # 8 test frames, integrated backwards
+    assert cnf_samples.metadata["heldout"]["n_test_frames"] == 8
     from boltzflow.io import file_digest, read_pairs, write_pairs
 
     x0, x1, meta = read_pairs(repo / "results/smoke/couplings/al2/cnf.parquet", expected_dim=60)
@@ -246,10 +252,22 @@ def test_smoke_evaluation(smoke_run):
         row = read_table(out / f"metrics/al2/{model}.parquet")[0].iloc[0]
         assert row.model == model and 0 < row.ess <= 1 and np.isfinite(row.e_w1) and np.isfinite(row.t_w2)
         assert row.n_drawn == 300 and not row.invertibility_flagged and row.train_s > 0
+        assert np.isfinite(row.test_log_q) and 0 < row.test_log_q_finite <= 1 and row.test_log_q_se > 0
+        if model.startswith("regflow"):
+            continue  # the RegFlow models may have been retrained by the CNF-coupling test by now
+        # the held-out log-likelihood: the flow's own log q of 50 evenly spaced MD test frames
+        flow, _ = load_flow(out / f"models/al2/{model}/model.pt")
+        test_x = split_frames(out / "md/al2/frames.parquet", out / "md/al2/split.parquet", "test")
+        with torch.no_grad():
+            log_q = flow.log_prob(torch.as_tensor(test_x[evenly_spaced(len(test_x), 50)], dtype=torch.float64))
+        finite = torch.isfinite(log_q)
+        assert row.test_log_q == pytest.approx(log_q[finite].mean().item(), rel=1e-9)
+        assert row.test_log_q_finite == finite.double().mean().item() > 0 and row.test_log_q_se > 0
     table, _ = read_table(out / "tables/al2_flows.parquet")
     assert len(table) == 4 and set(table.method) == {"regflow", "mle"} and (table.seeds == 1).all()
+    assert np.isfinite(table.test_log_q_mean).all() and ((table.invalid_rate_mean >= 0) & (table.invalid_rate_mean < 1)).all()
     text = (out / "tables/al2_flows.md").read_text()
-    assert "| architecture | method | seeds | ESS | E-W1 | E-W2 | T-W2 |" in text
+    assert "| architecture | method | seeds | ESS | E-W1 | E-W2 | T-W2 | E-W1 raw | test log q | invalid |" in text
     assert (out / "figures/al2/flow_samples.png").stat().st_size > 10_000
     summary, _ = read_table(out / "tables/summary_flows.parquet")
     assert set(summary.system) == {"al2"} and len(summary) == 4

@@ -62,6 +62,8 @@ use rule sample_flow as sample_ablation with:
         pdb=f"{OUT}/systems/{{system}}/topology.pdb",
         xml=f"{OUT}/systems/{{system}}/system.xml",
         spec=f"{OUT}/systems/{{system}}/spec.json",
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
     output:
         f"{OUT}/ablation/{{system}}/samples/{{method}}-{{arch}}-{{variant}}-seed{{seed}}.parquet",
     log:

@@ -8,6 +8,8 @@ rule sample_flow:
         pdb=f"{OUT}/systems/{{system}}/topology.pdb",
         xml=f"{OUT}/systems/{{system}}/system.xml",
         spec=f"{OUT}/systems/{{system}}/spec.json",
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
     output:
         f"{OUT}/samples/{{system}}/{{method}}-{{arch}}-seed{{seed}}.parquet",
     params:
@@ -29,6 +31,8 @@ rule sample_cnf:
         pdb=f"{OUT}/systems/{{system}}/topology.pdb",
         xml=f"{OUT}/systems/{{system}}/system.xml",
         spec=f"{OUT}/systems/{{system}}/spec.json",
+        frames=f"{OUT}/md/{{system}}/frames.parquet",
+        split=f"{OUT}/md/{{system}}/split.parquet",
     output:
         f"{OUT}/samples/{{system}}/cnf-seed{{seed}}.parquet",
     params:

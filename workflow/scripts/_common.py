@@ -52,6 +52,18 @@ def load_built(inputs):
     return load_system(inputs.pdb, inputs.xml, spec)
 
 
+def heldout_frames(inputs, n):
+    """``n`` evenly spaced MD test frames (float32, nm) of a rule whose inputs name the ``frames``
+    and ``split`` files, or ``None`` when ``n`` is 0."""
+    from boltzflow.evaluation import evenly_spaced
+    from boltzflow.md import split_frames
+
+    if not n:
+        return None
+    x = split_frames(inputs.frames, inputs.split, "test")
+    return x[evenly_spaced(len(x), n)]
+
+
 def run_keys(runs):
     """``(name, method, seed)`` of run names ``{name}/{method}-seed{seed}`` (EBM and SGDS rules)."""
     keys = []

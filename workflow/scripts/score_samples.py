@@ -37,7 +37,9 @@ row = {"system": system, "model": model, "method": method, "architecture": arch,
        "invertibility_max_error": invertibility["max_error_float32"],
        "invertibility_flagged": bool(invertibility["flagged"]),
        "train_s": float(history["wall_s"].iloc[-1]),
-       "sampling_s_per_200k": float(samples.metadata.get("stats", {}).get("sampling_s_per_200k", float("nan")))}
+       "sampling_s_per_200k": float(samples.metadata.get("stats", {}).get("sampling_s_per_200k", float("nan"))),
+       **{key: float(samples.metadata.get("heldout", {}).get(key, float("nan")))
+          for key in ("test_log_q", "test_log_q_se", "test_log_q_finite")}}
 log.info("%s", json.dumps(row, default=str))
 meta = provenance(smk.rule, settings, seed=settings["seed"], system=system, model=model)
 write_table(smk.output.resampled, resampled, meta)

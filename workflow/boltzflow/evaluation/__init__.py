@@ -1,7 +1,7 @@
 """Evaluation of samples against a target or a reference: importance weights (ESS, SNIS),
 distances between sample sets (E-W, T-W2, W2), chirality, bootstrap intervals, mode weights of
-synthetic targets, MCMC diagnostics (split R-hat, autocorrelation time), conformational states of
-peptides, free-energy estimators, the scoring of peptide samples and the result tables. It imports
+synthetic targets, MCMC diagnostics (split R-hat, autocorrelation time), the log-likelihood of
+held-out data, conformational states of peptides, free-energy estimators, the scoring of peptide samples and the result tables. It imports
 no training code, so every stage can score its own output."""
 
 import lazy_loader
@@ -12,6 +12,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "diagnostics": ["initial_positive_sequence_tau", "integrated_autocorrelation_time", "split_rhat"],
     "distances": ["energy_wasserstein", "torus_wasserstein2", "wasserstein2"],
     "fep": ["fep_free_energy", "free_energy_from_populations", "md_free_energy", "tfep_estimate"],
+    "likelihood": ["heldout_log_likelihood"],
     "modes": ["mode_coverage", "mode_weights"],
     "scoring": ["SCORE_DEFAULTS", "evenly_spaced", "reference_chirality", "score_peptide_samples"],
     "states": [

@@ -23,6 +23,7 @@ __all__ = ["flow_table", "markdown_flow_table", "TABLE_METRICS", "EBM_METRICS", 
 #: (column, heading, better) of the summarised metrics
 TABLE_METRICS = (("ess", "ESS", "higher"), ("e_w1", "E-W1", "lower"), ("e_w2", "E-W2", "lower"),
                  ("t_w2", "T-W2", "lower"), ("e_w1_raw", "E-W1 raw", "lower"),
+                 ("test_log_q", "test log q", "higher"), ("invalid_rate", "invalid", "lower"),
                  ("mirrored_rate", "mirrored", "-"), ("train_s", "train s", "lower"),
                  ("sampling_s_per_200k", "sample 200k s", "lower"))
 
@@ -51,6 +52,8 @@ def flow_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     data = pd.concat(list(rows), ignore_index=True)
     if data.empty:
         raise ValueError("no metric rows")
+    if {"n_invalid", "n_drawn"} <= set(data):  # proposals that are no configuration (weight 0)
+        data["invalid_rate"] = data["n_invalid"] / data["n_drawn"]
     out = []
     for (system, arch, method), group in data.groupby(["system", "architecture", "method"], sort=True):
         row = {"system": system, "architecture": arch, "method": method, "seeds": len(group),
@@ -82,6 +85,8 @@ def markdown_flow_table(table: pd.DataFrame, *, system: str, tolerance: float) -
              "Mean over seeds with a 95 % bootstrap interval of the mean in brackets (when there is more than "
              "one seed). ESS: Kish, normalised, over all proposals; E-W1 / E-W2 / T-W2: after SNIS "
              "resampling, against the MD test split; `E-W1 raw`: the proposals without reweighting; "
+             "test log q: mean log-density (nats) of MD test frames, higher is a smaller forward KL; "
+             "invalid: fraction of proposals that are no configuration (beyond a torsion cut), weight 0; "
              "mirrored: fraction of proposals with the wrong chirality (mirrored before the metrics). "
              f"A `!` marks a model whose float32 inverse error exceeds {tolerance:g} (its log q is not "
              "trustworthy).", "",
@@ -112,6 +117,8 @@ def _runs_table(rows: Iterable[pd.DataFrame], key: str, metrics: Sequence[str], 
     data = pd.concat(list(rows), ignore_index=True)
     if data.empty:
         raise ValueError("no metric rows")
+    if {"n_invalid", "n_drawn"} <= set(data):  # proposals that are no configuration (weight 0)
+        data["invalid_rate"] = data["n_invalid"] / data["n_drawn"]
     out = []
     for (name, method), group in data.groupby([key, "method"], sort=True):
         row = {key: name, "method": method, "dim": int(group["dim"].iloc[0]), "seeds": len(group)}
