@@ -46,6 +46,7 @@ def test_defaults_are_filled():
     (lambda c: c["md"].update(torch={"exchange_interval_ps": 0.001}), "'md.torch'"),
     (lambda c: c["md"].update(torch={"max_temperature_K": 250}), "'md.torch'"),
     (lambda c: c["md"].update(replicas=2, torch={"jobs": 3}), "'md.torch.jobs'"),
+    (lambda c: c["flows"].update(validation={"frames": 0, "keep_best": True}), "'flows.validation.keep_best'"),
 ])
 def test_bad_config_names_the_key(mutate, key):
     config = copy.deepcopy(load())

@@ -124,8 +124,9 @@ def test_smoke_flows(smoke_run):
             assert summary["method"] == method and summary["steps"] == 20
             report = json.loads((folder / "invertibility.json").read_text())
             assert report["max_error_float64"] < 1e-10 and not report["flagged"]
-            history, hmeta = read_table(folder / "history.parquet", required=("step", "loss", "lr", "wall_s"))
+            history, hmeta = read_table(folder / "history.parquet", required=("step", "loss", "lr", "wall_s", "val_loss"))
             assert list(history.step) == [5, 10, 15, 20] and hmeta["method"] == method
+            assert np.isfinite(history.val_loss).all() and hmeta["validation"]["frames"] == 2000
             x, log_q = flow.sample(64, generator=torch.Generator().manual_seed(0))
             # a proposal beyond a torsion cut of the internal frame has neither point nor density
             valid = torch.isfinite(log_q)

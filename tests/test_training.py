@@ -15,6 +15,7 @@ from boltzflow.evaluation import kish_ess
 from boltzflow.flows import build_flow
 from boltzflow.targets.synthetic import Checkerboard
 from boltzflow.training import TrainSettings, invertibility_report, mle_loss, regflow_loss, train
+from boltzflow.training.objectives import heldout_nll
 
 
 @pytest.fixture(autouse=True)
@@ -112,6 +113,54 @@ def test_non_finite_steps_are_skipped_counted_and_abort_when_persistent(tmp_path
         train(_vector_flow("affine", dim), always_nan, data,
               TrainSettings(steps=20, batch_size=32, checkpoint_every=10, history_every=10,
                             max_nonfinite_in_a_row=5), tmp_path / "b")
+
+
+def test_keep_best_returns_the_weights_of_the_lowest_validation_loss_and_resumes(tmp_path):
+    """MLE on 24 points over-fits; the validation loss of fresh points is logged at every history row,
+    and keep_best returns the EMA weights of its minimum (their held-out NLL is that minimum, below
+    the last row's). A run killed mid-way and resumed keeps the same best weights."""
+    dim = 2
+    gen = torch.Generator().manual_seed(4)
+    data = {"x1": torch.randn(24, dim, generator=gen)}
+    held_out = torch.randn(2000, dim, generator=gen)
+
+    def validate(model):
+        return heldout_nll(model, held_out)
+
+    settings = TrainSettings(steps=600, batch_size=24, lr=1e-2, weight_decay=0.0, ema_decay=0.9,
+                             checkpoint_every=100, history_every=20, seed=1)
+    torch.manual_seed(0)
+    start = copy.deepcopy(_vector_flow("affine", dim, layers=6, hidden=64).state_dict())
+
+    def run(folder, keep_best, objective=mle_loss()):
+        model = _vector_flow("affine", dim, layers=6, hidden=64)
+        model.load_state_dict(start)
+        return train(model, objective, data, settings, tmp_path / folder, identity="k", validate=validate,
+                     keep_best=keep_best)
+
+    last, history, summary = run("last", False)
+    best, best_history, best_summary = run("best", True)
+    assert np.array_equal(history["val_loss"], best_history["val_loss"]) and len(history) == 30
+    assert "best_step" not in summary and validate(last) == pytest.approx(history["val_loss"].iloc[-1], abs=1e-9)
+    lowest = history["val_loss"].idxmin()
+    assert best_summary["best_step"] == history["step"].iloc[lowest] < 600  # it over-fitted
+    assert validate(best) == pytest.approx(history["val_loss"].min(), abs=1e-9)
+    assert history["val_loss"].min() < history["val_loss"].iloc[-1] - 0.05
+    calls = itertools.count()
+
+    def dying(flow, batch, generator):  # killed during step 450, after the best step
+        if next(calls) == 450:
+            raise KeyboardInterrupt
+        return mle_loss()(flow, batch, generator)
+
+    with pytest.raises(KeyboardInterrupt):
+        run("killed", True, dying)
+    resumed, _, resumed_summary = run("killed", True)
+    assert resumed_summary["best_step"] == best_summary["best_step"]
+    for key, value in best.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    with pytest.raises(ValueError, match="keep_best needs a validate function"):
+        train(_vector_flow("affine", dim), mle_loss(), data, settings, tmp_path / "none", keep_best=True)
 
 
 def test_mle_on_a_gaussian_reaches_its_entropy(tmp_path):

@@ -104,6 +104,10 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
     for name in custom:
         if name in BUILTIN_SYSTEMS:
             problems.append(f"config key 'peptides.{name}': {name!r} is a built-in system name")
+    validation = config["flows"]["validation"]
+    if validation["keep_best"] and not validation["frames"]:
+        problems.append("config key 'flows.validation.keep_best': needs flows.validation.frames > 0 "
+                        "(the best weights are chosen on those frames)")
     md = config["md"]
     if md["source"] == "file":
         for name in config["systems"]:

@@ -21,7 +21,7 @@ from boltzflow.cnf import VelocityField, flow_matching_loss
 from boltzflow.couplings import ot_pairs, ot_permutation
 from boltzflow.flows import Flow, build_flow, to_latent
 from boltzflow.training.loop import TrainSettings, invertibility_report, train
-from boltzflow.training.objectives import mle_loss, regflow_loss
+from boltzflow.training.objectives import heldout_nll, mle_loss, regflow_loss
 from boltzflow.units import resolve_device
 
 __all__ = ["make_ot_pairs", "flow_architecture", "fit_flow", "fit_cnf"]
@@ -49,13 +49,17 @@ def fit_flow(
     train_x: np.ndarray | None = None,
     regflow: Mapping[str, Any] | None = None,
     invertibility: Mapping[str, Any] | None = None,
+    validation_x: np.ndarray | None = None,
+    keep_best: bool = False,
     identity: str = "",
     device: str = "cpu",
     log: logging.Logger | None = None,
 ) -> tuple[Flow, pd.DataFrame, dict[str, Any]]:
     """Train a flow by ``method`` (``regflow`` on ``pairs``, ``mle`` on ``train_x``) on ``device``
     (``auto``, ``cpu``, ``cuda``); returns the EMA model (on the CPU), the history and a summary
-    with the invertibility report."""
+    with the invertibility report. With ``validation_x`` (held-out frames) the history logs their
+    negative log-likelihood (``val_loss``, latent coordinates) at every row, and ``keep_best``
+    returns the EMA weights where it was lowest."""
 
     log = log or logging.getLogger("boltzflow.regflow")
     torch.manual_seed(settings.seed)  # the network's initial weights
@@ -81,7 +85,14 @@ def fit_flow(
              sum(p.numel() for p in flow.parameters()), where)
     flow = flow.to(where)
     data = {k: v.to(where) for k, v in data.items()}
-    model, history, summary = train(flow, objective, data, settings, checkpoint_dir, identity=identity, log=log)
+    validate = None
+    if validation_x is not None and len(validation_x):
+        held_out = flow.frame.to_latent(torch.as_tensor(validation_x, dtype=torch.float64)).to(where, dtype)
+
+        def validate(averaged):
+            return heldout_nll(averaged, held_out)
+    model, history, summary = train(flow, objective, data, settings, checkpoint_dir, identity=identity,
+                                    validate=validate, keep_best=keep_best, log=log)
     model = model.cpu()
     inv = dict(invertibility or {})
     report = invertibility_report(model, n=int(inv.get("samples", 10_000)), seed=settings.seed,

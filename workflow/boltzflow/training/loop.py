@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -137,10 +137,17 @@ def train(
     checkpoint_dir: str | Path,
     *,
     identity: str = "",
+    validate: Callable[[nn.Module], float] | None = None,
+    keep_best: bool = False,
     log: logging.Logger | None = None,
 ) -> tuple[nn.Module, pd.DataFrame, dict[str, Any]]:
     """Train ``model`` in place on ``data`` (tensors with a common first dimension, moved to the
     model's dtype/device by the caller) and return ``(ema_model, history, summary)``.
+
+    ``validate`` (the EMA model -> a loss on held-out data) is called at every history row and
+    logged as ``val_loss``; with ``keep_best`` the EMA weights of the lowest ``val_loss`` are
+    returned instead of the last ones (early stopping without stopping: the run still takes its
+    steps, so its cost is fixed), and the summary names their step.
 
     ``checkpoint_dir/train_state.pt`` is written atomically every ``checkpoint_every`` steps and at
     the end; if it exists with the same ``identity`` (a hash of everything that defines the run)
@@ -161,13 +168,19 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
     ema = EMA(model, settings.ema_decay)
     ck_path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    if keep_best and validate is None:
+        raise ValueError("keep_best needs a validate function")
     step, rows, skipped_total = 0, [], 0
+    best: dict[str, Any] = {"val_loss": math.inf, "step": None, "shadow": None}
     state = load_resume_state(ck_path, identity, log, map_location=device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load(state["ema"])
         step, skipped_total = int(state["step"]), int(state["skipped"])
+        if state.get("best_shadow") is not None:
+            best = {"val_loss": float(state["best_val_loss"]), "step": int(state["best_step"]),
+                    "shadow": state["best_shadow"]}
         rows = [dict(zip(state["history_columns"], r)) for r in state["history"]]
         log.info("resuming from %s at step %d of %d", ck_path, step, settings.steps)
 
@@ -175,6 +188,7 @@ def train(
         columns = list(rows[0]) if rows else []
         payload = {"identity": identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "ema": ema.shadow, "step": step, "skipped": skipped_total,
+                   "best_val_loss": best["val_loss"], "best_step": best["step"], "best_shadow": best["shadow"],
                    "history_columns": columns, "history": [[float(r[c]) for c in columns] for r in rows]}
         with atomic_path(ck_path) as tmp:
             torch.save(payload, tmp)
@@ -221,6 +235,11 @@ def train(
             row = {"step": step, "epoch": step * settings.batch_size / n, "lr": lr,
                    "wall_s": wall_offset + elapsed, "skipped_steps": skipped_window}
             row.update({k: float(np.mean(v)) for k, v in window.items()})
+            if validate is not None:
+                row["val_loss"] = _validated(validate, ema.copy_to(model))
+                if keep_best and row["val_loss"] < best["val_loss"]:
+                    best = {"val_loss": row["val_loss"], "step": step,
+                            "shadow": {k: v.detach().clone() for k, v in ema.shadow.items()}}
             rows.append(row)
             rate = (step - start_step) / max(elapsed, 1e-9)
             eta = (settings.steps - step) / max(rate, 1e-9)
@@ -232,11 +251,24 @@ def train(
             save_checkpoint()
     model.eval()
     averaged = ema.copy_to(model)
-    averaged.eval()
     history = pd.DataFrame(rows)
     summary = {"steps": step, "skipped_steps": skipped_total, "wall_s": float(history["wall_s"].iloc[-1])
                if len(history) else 0.0}
+    if keep_best and best["shadow"] is not None:
+        averaged.load_state_dict(best["shadow"])
+        summary.update(best_step=best["step"], best_val_loss=best["val_loss"])
+        log.info("keeping the EMA weights of step %d (validation loss %.5g; last %.5g)", best["step"],
+                 best["val_loss"], rows[-1]["val_loss"])
+    averaged.eval()
     return averaged, history, summary
+
+
+@torch.no_grad()
+def _validated(validate: Callable[[nn.Module], float], averaged: nn.Module) -> float:
+    """``validate`` on the EMA model in eval mode; a non-finite value counts as ``+inf``."""
+    averaged.eval()
+    value = float(validate(averaged))
+    return value if math.isfinite(value) else math.inf
 
 
 # ---- invertibility ----

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["METHODS", "REGULARISERS", "Objective", "regflow_loss", "mle_loss"]
+__all__ = ["METHODS", "REGULARISERS", "Objective", "regflow_loss", "mle_loss", "heldout_nll"]
 
 METHODS = ("regflow", "mle")
 REGULARISERS = ("logdet", "fwdbwd", "none")
@@ -55,14 +55,30 @@ def regflow_loss(regulariser: str = "logdet", lambda_reg: float = 1e-5, target_n
     return objective
 
 
+def _latent_log_prob(flow, x1: torch.Tensor) -> torch.Tensor:
+    """``log q`` of latent points under a coupling flow: the standard normal at ``f^-1(x1)`` plus
+    the inverse's log-determinant."""
+    z0, logdet = flow.inverse(x1)
+    return -0.5 * (z0.square().sum(dim=1) + z0.shape[1] * math.log(2 * math.pi)) + logdet
+
+
+@torch.no_grad()
+def heldout_nll(flow, x1: torch.Tensor, batch_size: int = 4096) -> float:
+    """Mean negative log-likelihood (nats, latent coordinates, as :func:`mle_loss`) of held-out
+    points ``x1`` ``(n, d)``, over those with a finite density (a point beyond a torsion cut of the
+    internal frame has none, whichever model)."""
+    log_q = torch.cat([_latent_log_prob(flow, x1[start:start + batch_size]).double()
+                       for start in range(0, len(x1), batch_size)])
+    finite = torch.isfinite(log_q)
+    return float(-log_q[finite].mean()) if finite.any() else math.inf
+
+
 def mle_loss() -> Objective:
     """Negative log-likelihood of data batches ``{"x1": (B, d)}`` in latent coordinates (nats per
     configuration; add the frame's ``log_jacobian`` for the density on the target's space)."""
 
     def objective(flow, batch, generator):
-        z0, logdet = flow.inverse(batch["x1"])
-        log_q = -0.5 * (z0.square().sum(dim=1) + z0.shape[1] * math.log(2 * math.pi)) + logdet
-        nll = -log_q.mean()
+        nll = -_latent_log_prob(flow, batch["x1"]).mean()
         return nll, {"nll": float(nll.detach())}
 
     return objective
