@@ -63,16 +63,24 @@ def flow_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: columns shown with fixed decimals (a log-likelihood of ~200 nats needs its hundredths)
+FIXED_DECIMALS = {"test_log_q": 2}
+
+
 def _cell(row: pd.Series, column: str, digits: int | None = None) -> str:
     """``mean [low, high]`` (the interval only with several seeds); ``-`` when missing; 4
-    significant digits below 1 and 3 above unless ``digits`` is given."""
+    significant digits below 1 and 3 above unless ``digits`` is given, fixed decimals for the
+    columns of :data:`FIXED_DECIMALS`."""
     mean = row.get(f"{column}_mean")
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
-    digits = digits or (4 if abs(mean) < 1 else 3)
-    text = f"{mean:.{digits}g}"
+    if column in FIXED_DECIMALS:
+        spec = f".{FIXED_DECIMALS[column]}f"
+    else:
+        spec = f".{digits or (4 if abs(mean) < 1 else 3)}g"
+    text = f"{mean:{spec}}"
     if row["seeds"] > 1:
-        text += f" [{row[f'{column}_low']:.{digits}g}, {row[f'{column}_high']:.{digits}g}]"
+        text += f" [{row[f'{column}_low']:{spec}}, {row[f'{column}_high']:{spec}}]"
     return text
 
 
