@@ -178,17 +178,12 @@ def ablation_flows(wildcards):
 
 def ablation_training_input(wildcards):
     """A ``teacher<steps>`` variant trains on its own teacher's pairs; the others on the main ones."""
-    if not wildcards.variant.startswith("teacher"):
-        return flow_training_input(wildcards)
-    folder = f"{OUT}/ablation/{wildcards.system}"
-    steps = wildcards.variant[7:]
-    return {
-        "frames": f"{OUT}/md/{wildcards.system}/frames.parquet",
-        "split": f"{OUT}/md/{wildcards.system}/split.parquet",
-        "frame": f"{OUT}/models/{wildcards.system}/frame.json",
-        "pairs": f"{folder}/couplings/cnf-steps{steps}.parquet",
-        "teacher": f"{folder}/cnf-steps{steps}-seed{config['couplings']['cnf']['seed']}/model.pt",
-    }
+    inputs = flow_training_input(wildcards)
+    if wildcards.variant.startswith("teacher"):
+        steps = wildcards.variant[len("teacher"):]
+        inputs["pairs"] = f"{OUT}/ablation/{wildcards.system}/couplings/cnf-steps{steps}.parquet"
+        inputs["teacher"] = ablation_teacher_model(wildcards, steps)
+    return inputs
 
 
 def ablation_teacher_settings(wildcards):
@@ -208,9 +203,11 @@ def ablation_shard_files(wildcards):
     return [f"{folder}/cnf-steps{wildcards.teacher_steps}-shards/{k}.parquet" for k in range(len(ablation_shard_sizes()))]
 
 
-def ablation_teacher_model(wildcards):
-    folder = f"{OUT}/ablation/{wildcards.system}"
-    return f"{folder}/cnf-steps{wildcards.teacher_steps}-seed{config['couplings']['cnf']['seed']}/model.pt"
+def ablation_teacher_model(wildcards, steps=None):
+    """The checkpoint of the ablation teacher trained ``steps`` (default: the ``teacher_steps``
+    wildcard) steps."""
+    steps = wildcards.teacher_steps if steps is None else steps
+    return f"{OUT}/ablation/{wildcards.system}/cnf-steps{steps}-seed{config['couplings']['cnf']['seed']}/model.pt"
 
 
 def ablation_shard_pairs(wildcards):
