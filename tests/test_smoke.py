@@ -151,14 +151,14 @@ def test_smoke_ablation(smoke_run):
     main = read_table(out / "models/al2/regflow-spline-seed0/history.parquet")[1]
     assert lam4["regflow"]["lambda_reg"] == 1e-4 != main["regflow"]["lambda_reg"]
     assert pairs16["n_pairs"] == 16 and main["n_pairs"] > 16 and pairs16["regflow"]["n_pairs"] == 16
-    # the teacher variant: a 5-step teacher (the main one trains 10), its 24 pairs in one (temporary) shard
+    # the teacher variant: a 5-step teacher (the main one trains 10), its 48 pairs in two shards
     teacher_history = read_table(folder / "cnf-steps5-seed0/history.parquet", required=("step",))[0]
     assert teacher_history.step.max() == 5 and main["teacher"] is None
-    assert taught["n_pairs"] == 24 and taught["teacher"]["train_steps"] == 5
+    assert taught["n_pairs"] == 48 and taught["teacher"]["train_steps"] == 5
     assert taught["teacher"]["model"].endswith("ablation/al2/cnf-steps5-seed0/model.pt")
     pairs_meta = read_table(folder / "couplings/cnf-steps5.parquet")[1]
-    assert pairs_meta["n_pairs"] == 24 and not list((folder / "couplings/cnf-steps5-shards").glob("*.parquet"))
-    assert len(list((out / "logs/ablation_pairs").glob("al2-steps5-shard*.log"))) == 1
+    assert pairs_meta["n_pairs"] == 48 and not (folder / "couplings/cnf-steps5-shards").exists()
+    assert len(list((out / "logs/ablation_pairs").glob("al2-steps5-shard*.log"))) == 2
     main_rows = table[table.kind == "main"]
     assert list(main_rows.model) == ["regflow-spline-seed0"] and main_rows.iloc[0].main_n_pairs == main["n_pairs"]
     assert main_rows.iloc[0].e_w1 == read_table(out / "metrics/al2/regflow-spline-seed0.parquet")[0].iloc[0].e_w1
