@@ -25,6 +25,10 @@ FLOW_SYSTEMS = SYSTEMS if FLOWS["systems"] is None else FLOWS["systems"]
 EBM = config["ebm"]
 SGDS = config["sgds"]
 FEP_SYSTEMS = FLOW_SYSTEMS if config["fep"]["systems"] is None else config["fep"]["systems"]
+# Scheduling priority of the peptide chain (system -> MD -> frame -> teacher -> pairs -> flows), the
+# run's critical path: with it Snakemake starts MD first and fills the idle cores with the EBM and
+# SGDS jobs, instead of starting MD after them.
+CRITICAL_PATH = 10
 
 
 wildcard_constraints:

@@ -11,6 +11,7 @@ rule flow_frame:
         f"{OUT}/models/{{system}}/frame.json",
     params:
         settings=lookup(dpath="flows/frame", within=config),
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/flow_frame/{{system}}.log",
     conda:
@@ -52,6 +53,7 @@ rule train_cnf:
         settings=cnf_teacher_settings,
         checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/cnf-seed{wc.seed}/checkpoint",
     threads: 1
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/train_cnf/{{system}}-seed{{seed}}.log",
     conda:
@@ -73,6 +75,7 @@ rule cnf_pairs_shard:
     wildcard_constraints:
         shard=r"\d+",
     threads: 1
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/cnf_pairs/{{system}}-shard{{shard}}.log",
     conda:
@@ -91,6 +94,7 @@ rule cnf_pairs:
         f"{OUT}/couplings/{{system}}/cnf.parquet",
     params:
         settings=lookup(dpath="couplings/cnf", within=config),
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/cnf_pairs/{{system}}.log",
     conda:
@@ -112,6 +116,7 @@ rule train_flow:
         flows=lookup(dpath="flows", within=config),
         checkpoint_dir=lambda wc: f"{OUT}/models/{wc.system}/{wc.method}-{wc.arch}-seed{wc.seed}/checkpoint",
     threads: 1
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/train_flow/{{system}}-{{method}}-{{arch}}-seed{{seed}}.log",
     conda:

@@ -17,6 +17,7 @@ if MD["source"] == "simulate" and MD["engine"] == "torch":
             md=lookup(dpath="md", within=config),
             checkpoint_dir=lambda wc: f"{OUT}/md/{wc.system}/jobs/job{wc.job}.ckpt",
         threads: MD["torch"]["threads_per_job"]
+        priority: CRITICAL_PATH
         log:
             f"{OUT}/logs/md_torch/{{system}}-{{job}}.log",
         conda:
@@ -41,6 +42,7 @@ elif MD["source"] == "simulate":
             md=lookup(dpath="md", within=config),
             checkpoint_dir=lambda wc: f"{OUT}/md/{wc.system}/replicas/replica{wc.replica}.ckpt",
         threads: 1
+        priority: CRITICAL_PATH
         log:
             f"{OUT}/logs/md_replica/{{system}}-{{replica}}.log",
         conda:
@@ -59,6 +61,7 @@ if MD["source"] == "simulate":
             MD_PARTS,
         output:
             f"{OUT}/md/{{system}}/frames.parquet",
+        priority: CRITICAL_PATH
         log:
             f"{OUT}/logs/md_gather/{{system}}.log",
         conda:

@@ -4,6 +4,7 @@ rule dihedrals:
         pdb=f"{OUT}/systems/{{system}}/topology.pdb",
     output:
         f"{OUT}/md/{{system}}/dihedrals.parquet",
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/dihedrals/{{system}}.log",
     conda:
@@ -21,6 +22,7 @@ rule split:
         f"{OUT}/md/{{system}}/split.parquet",
     params:
         fractions=lookup(dpath="split", within=config),
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/split/{{system}}.log",
     conda:

@@ -5,6 +5,7 @@ rule build_system:
         spec=f"{OUT}/systems/{{system}}/spec.json",
     params:
         spec=system_spec,
+    priority: CRITICAL_PATH
     log:
         f"{OUT}/logs/build_system/{{system}}.log",
     conda:
