@@ -6,6 +6,9 @@ rule build_system:
     params:
         spec=system_spec,
     priority: CRITICAL_PATH
+    # Seconds of work, but it holds two cores: otherwise the second core takes an EBM or SGDS job
+    # at the start and one MD job waits minutes for it (measured in the timed default run).
+    threads: 2
     log:
         f"{OUT}/logs/build_system/{{system}}.log",
     conda:
