@@ -20,6 +20,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/ebm.smk"
 include: "workflow/rules/sgds.smk"
+include: "workflow/rules/shootout.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/bench.smk"
 

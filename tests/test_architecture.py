@@ -15,7 +15,7 @@ import pytest
 
 LIBRARY = Path(__file__).resolve().parents[1] / "workflow" / "boltzflow"
 PACKAGES = ("systems", "md", "targets", "mcmc", "cnf", "couplings", "flows", "training", "ebm", "sgds",
-            "evaluation", "fep", "plots", "bench")
+            "evaluation", "fep", "shootout", "plots", "bench")
 TOP_LEVEL_MODULES = {"__init__.py", "io.py", "config.py", "cli.py", "units.py"}
 # A function-level import is allowed only for an optional heavy dependency; each one is listed here
 # with its reason (the code carries the same comment).

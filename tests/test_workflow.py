@@ -161,7 +161,7 @@ def test_bring_your_own_frames(tmp_path, al2):
     xyz = al2.positions[None] + np.random.default_rng(1).normal(scale=0.002, size=(40, 22, 3))
     np.save(repo / "frames_A.npy", xyz * 10.0)
     _user_data_config(repo, repo / "frames_A.npy", "angstrom")
-    (repo / "noflows.yaml").write_text("flows: {systems: []}\nebm: {datasets: []}\nsgds: {targets: []}\n")  # the data path only
+    (repo / "noflows.yaml").write_text("flows: {systems: []}\nebm: {datasets: []}\nsgds: {targets: []}\nshootout: {targets: []}\n")  # the data path only
     proc = snakemake(repo, "--cores", "2", "--configfile", "byod.yaml", "noflows.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
     frames = read_sample_set(repo / "results/byod/md/al2/frames.parquet", expected_dim=66)

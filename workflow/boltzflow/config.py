@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from boltzflow.md import torch_md_settings  # md.settings: numpy only
+from boltzflow.shootout.settings import check_shootout  # the catalogue only: no torch
 from boltzflow.targets import target_names  # the catalogue: no torch
 
 __all__ = ["ConfigError", "DEFAULT_SCHEMA", "DEFAULT_CONFIG", "load_schema", "validate_config", "validate_section",
@@ -162,6 +163,7 @@ def _check_semantics(config: MutableMapping[str, Any]) -> list[str]:
                 f"config key 'benchmark.energy_systems[{i}]': {name!r} is not a built-in system "
                 f"({sorted(BUILTIN_SYSTEMS)})"
             )
+    problems += [f"config key '{p.split(':', 1)[0]}':{p.split(':', 1)[1]}" for p in check_shootout(config["shootout"])]
     reference = config["reference"]["targets"]
     if reference:
 

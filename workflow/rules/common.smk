@@ -13,6 +13,7 @@ validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config
 from boltzflow.couplings.shards import shard_sizes
 from boltzflow.ebm import check_ebm_section
 from boltzflow.sgds import SGDS_METHODS, check_sgds_section
+from boltzflow.shootout.settings import METHODS as SHOOTOUT_METHODS
 from boltzflow.systems import get_spec
 from boltzflow.targets import target_kind
 
@@ -45,6 +46,8 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     ebm_method=r"flowmc|ula",
     sgds_method="|".join(SGDS_METHODS),
+    shootout_method="|".join(SHOOTOUT_METHODS),
+    budget=r"\d+",
 
 
 def system_spec(wildcards):
@@ -271,6 +274,22 @@ def figure_paths(name):
     return [f"{OUT}/figures/{{system}}/{name}.{ext}" for ext in FIG_FORMATS]
 
 
+def shootout_rows():
+    """Every run row and exact-samples floor row of the comparison."""
+    sh = config["shootout"]
+    runs = [f"{OUT}/shootout/{t}/{m}-b{b}-seed{s}.parquet" for t in sh["targets"] for m in sh["methods"]
+            for b in sh["budgets"] for s in sh["seeds"]]
+    return runs + [f"{OUT}/shootout/{t}/exact-seed{s}.parquet" for t in sh["targets"] for s in sh["seeds"]]
+
+
+def shootout_outputs():
+    """The comparison's table and figure (none when shootout.targets is empty)."""
+    if not config["shootout"]["targets"]:
+        return []
+    return [f"{OUT}/tables/shootout.md", f"{OUT}/tables/shootout.parquet"] + [
+        f"{OUT}/figures/shootout.{ext}" for ext in FIG_FORMATS]
+
+
 def all_outputs():
     targets = []
     for system in SYSTEMS:
@@ -301,6 +320,7 @@ def all_outputs():
     if sgds_runs():
         targets += [f"{OUT}/tables/sgds.md"]
         targets += [f"{OUT}/figures/sgds_{name}.{ext}" for name in ("gap", "samples") for ext in FIG_FORMATS]
+    targets += shootout_outputs()
     if sgds_particle_targets():
         targets += [f"{OUT}/figures/sgds_particles.{ext}" for ext in FIG_FORMATS]
     return targets

@@ -1,7 +1,7 @@
 """Evaluation of samples against a target or a reference: importance weights (ESS, SNIS),
 distances between sample sets (E-W, T-W2, W2), chirality, bootstrap intervals, mode weights of
 synthetic targets, MCMC diagnostics (split R-hat, autocorrelation time), the log-likelihood of
-held-out data, conformational states of peptides, free-energy estimators, the scoring of peptide samples and the result tables. It imports
+held-out data, conformational states of peptides, free-energy estimators, the scoring of peptide samples and of any sampler's sample set, and the result tables. It imports
 no training code, so every stage can score its own output."""
 
 import lazy_loader
@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "fep": ["fep_free_energy", "free_energy_from_populations", "md_free_energy", "tfep_estimate"],
     "likelihood": ["heldout_log_likelihood"],
     "modes": ["mode_coverage", "mode_weights"],
+    "samplers": ["score_sample_set"],
     "scoring": ["SCORE_DEFAULTS", "evenly_spaced", "reference_chirality", "score_peptide_samples"],
     "states": [
         "DEFAULT_STATE_A", "DEFAULT_STATE_B", "PHI_POSITIVE", "ROW_STATES", "STATES", "StateBox",
@@ -23,9 +24,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "statistics": ["BootstrapCI", "bootstrap_ci", "seed_summary"],
     "tables": [
         "EBM_METHOD_NAMES", "EBM_METRICS", "PAPER_SGDS_GAP", "SGDS_GROUPS", "SGDS_METHOD_NAMES",
-        "SGDS_METRICS", "TABLE_METRICS", "ebm_table", "flow_table", "markdown_ebm_mode_weights",
-        "markdown_ebm_rhat", "markdown_ebm_summary", "markdown_flow_table", "markdown_sgds_table",
-        "sgds_table",
+        "SGDS_METRICS", "SHOOTOUT_METHOD_NAMES", "SHOOTOUT_METRICS", "TABLE_METRICS", "ebm_table", "flow_table",
+        "markdown_ebm_mode_weights", "markdown_ebm_rhat", "markdown_ebm_summary", "markdown_flow_table",
+        "markdown_sgds_table", "markdown_shootout_table", "sgds_table", "shootout_table",
     ],
     "weights": ["Resampled", "kish_ess", "log_z_importance", "snis_resample"],
 })

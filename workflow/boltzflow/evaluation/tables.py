@@ -18,7 +18,8 @@ import pandas as pd
 from boltzflow.evaluation.statistics import seed_summary
 
 __all__ = ["flow_table", "markdown_flow_table", "TABLE_METRICS", "EBM_METRICS", "ebm_table", "markdown_ebm_summary",
-           "markdown_ebm_mode_weights", "markdown_ebm_rhat", "SGDS_METRICS", "sgds_table", "markdown_sgds_table"]
+           "markdown_ebm_mode_weights", "markdown_ebm_rhat", "SGDS_METRICS", "sgds_table", "markdown_sgds_table",
+           "SHOOTOUT_METRICS", "SHOOTOUT_METHOD_NAMES", "shootout_table", "markdown_shootout_table"]
 
 #: (column, heading, better) of the summarised metrics
 TABLE_METRICS = (("ess", "ESS", "higher"), ("e_w1", "E-W1", "lower"), ("e_w2", "E-W2", "lower"),
@@ -250,4 +251,63 @@ def markdown_sgds_table(table: pd.DataFrame) -> str:
                 + [_cell(r, c, digits=4) for c in columns] for _, r in rows]
         lines += ["", f"## {title}", ""]
         lines += _markdown(["target", "method", "d", "seeds"] + [headings[c] for c in columns], body)
+    return "\n".join(lines) + "\n"
+
+
+#: (column, heading, better) of the cross-method comparison, in order
+SHOOTOUT_METRICS = (("energy_calls", "energy calls", "-"), ("w2", "W2", "lower"), ("energy_w1", "energy W1", "lower"),
+                    ("log_z_error", "log Z error", "lower"), ("mode_tv", "mode-weight TV", "lower"),
+                    ("modes_found", "modes found", "higher"), ("ess", "ESS", "higher"), ("wall_s", "wall s", "lower"))
+
+SHOOTOUT_METHOD_NAMES = {"exact": "exact samples (the metrics' floor)", "pt": "parallel tempering (MALA)",
+                         "flow_mle": "flow BG (MLE on PT samples, IS)", "flowmc": "flow-assisted MCMC (i-SIR + MALA)",
+                         **SGDS_METHOD_NAMES}
+
+
+def shootout_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """One row per (target, method, budget): ``<metric>_mean``/``_low``/``_high`` over seeds of
+    every metric of :data:`SHOOTOUT_METRICS` present, ``seeds`` and ``dim``; sorted by target,
+    method (in the order of :data:`SHOOTOUT_METHOD_NAMES`) and budget."""
+    data = pd.concat(list(rows), ignore_index=True)
+    if data.empty:
+        raise ValueError("no shootout rows")
+    order = {name: i for i, name in enumerate(SHOOTOUT_METHOD_NAMES)}
+    out = []
+    for (target, method, budget), group in data.groupby(["target", "method", "budget"], sort=False):
+        row = {"target": target, "method": method, "budget": int(budget), "dim": int(group["dim"].iloc[0]),
+               "seeds": len(group)}
+        row.update(_seed_columns(group, [c for c, _, _ in SHOOTOUT_METRICS]))
+        out.append(row)
+    table = pd.DataFrame(out)
+    table["_order"] = table["method"].map(lambda m: order.get(m, len(order)))
+    return table.sort_values(["target", "_order", "budget"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _shootout_cell(row: pd.Series, column: str) -> str:
+    if column != "energy_calls" or pd.isna(row.get("energy_calls_mean")):
+        return _cell(row, column, digits=3)
+    text = f"{row['energy_calls_mean']:,.0f}"  # calls: whole numbers
+    if row["seeds"] > 1 and row["energy_calls_low"] != row["energy_calls_high"]:
+        text += f" [{row['energy_calls_low']:,.0f}, {row['energy_calls_high']:,.0f}]"
+    return text
+
+
+def markdown_shootout_table(table: pd.DataFrame) -> str:
+    """Methods x budgets per target, every metric as ``mean [95 % interval]`` over seeds."""
+    lines = ["# One comparison across the methods: error against energy calls", "",
+             "Means over seeds with the 95 % bootstrap interval of the mean. Energy calls: every target energy",
+             "(with or without its gradient) the method evaluated, training data and evaluation samples included.",
+             "W2 (exact OT) and energy W1 against exact reference samples, after SNIS resampling where the method",
+             "gives weights; log Z error: the method's own estimate (importance sampling), '-' where it makes none;",
+             "mode-weight TV: total variation between the Voronoi-zone weights of the samples and of the",
+             "reference; modes found: share of modes holding at least a tenth of their uniform share; ESS:",
+             "normalised Kish ESS of the weights. The 'exact samples' row scores exact samples the same way:",
+             "the finite-sample floor of each metric."]
+    headings = {c: h for c, h, _ in SHOOTOUT_METRICS}
+    for target, group in table.groupby("target", sort=False):
+        columns = [c for c, _, _ in SHOOTOUT_METRICS if f"{c}_mean" in group and group[f"{c}_mean"].notna().any()]
+        body = [[SHOOTOUT_METHOD_NAMES.get(r["method"], r["method"]), f"{int(r['budget']):,}" if r["budget"] else "-",
+                 str(r["seeds"])] + [_shootout_cell(r, c) for c in columns] for _, r in group.iterrows()]
+        lines += ["", f"## {target} (d = {int(group['dim'].iloc[0])})", ""]
+        lines += _markdown(["method", "budget", "seeds"] + [headings[c] for c in columns], body)
     return "\n".join(lines) + "\n"

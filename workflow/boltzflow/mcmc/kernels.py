@@ -277,6 +277,7 @@ class SamplerRun:
     global_acceptance: float
     local_acceptance: float
     n_steps: int
+    log_prob: torch.Tensor | None = None  # log_prob at the final points x (already evaluated by the chains)
 
 
 class GlobalLocal:
@@ -360,7 +361,7 @@ class GlobalLocal:
                 step += 1
         return SamplerRun(state.x, torch.stack(states) if keep == "all" and states else None,
                           g_acc / g_n if g_n else float("nan"), l_acc / l_n if l_n else float("nan"),
-                          int(n_cycles) * (self.n_global + self.n_local))
+                          int(n_cycles) * (self.n_global + self.n_local), state.log_prob)
 
 
 @dataclass

@@ -5,7 +5,8 @@ the data, these functions plot it and save each figure in every requested format
 - :mod:`boltzflow.plots.flows`: flow samples against MD, the RegFlow ablation, targeted FEP, the
   CNF teacher's quality against its training time;
 - :mod:`boltzflow.plots.ebm`: EBM mode weights and learned 2-D densities;
-- :mod:`boltzflow.plots.sgds`: the SGDS gap, samples and particle-target histograms.
+- :mod:`boltzflow.plots.sgds`: the SGDS gap, samples and particle-target histograms;
+- :mod:`boltzflow.plots.shootout`: every method's errors against the energy calls it spent.
 """
 
 import lazy_loader
@@ -20,4 +21,5 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "flows": ["ablation_figure", "fep_figure", "flow_samples_figure", "teacher_budget_figure"],
     "md": ["energy_histogram", "populations_vs_time", "ramachandran"],
     "sgds": ["sgds_gap_figure", "sgds_particle_figure", "sgds_samples_figure"],
+    "shootout": ["shootout_figure"],
 })

@@ -1,0 +1,173 @@
+"""The cross-method comparison (boltzflow.shootout): every method's account of its energy calls
+against a target that counts what it is really asked, the budget arithmetic, the one scoring
+function, the table and the config checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from boltzflow.config import ConfigError, validate_config
+from boltzflow.evaluation import (
+    markdown_shootout_table,
+    score_sample_set,
+    shootout_table,
+)
+from boltzflow.sgds.settings import SGDSSettings
+from boltzflow.shootout import (
+    METHODS,
+    diffusion_settings,
+    run_method,
+    shootout_settings,
+)
+from boltzflow.shootout.experiment import reference_set
+from boltzflow.targets import load_target
+from boltzflow.targets.base import Target
+
+
+class Tally(Target):
+    """A target that counts every configuration whose energy it is asked for (with or without
+    the gradient: the kernels take gradients through ``energy``)."""
+
+    def __init__(self, inner: Target):
+        self.inner, self.dim, self.log_z, self.rows = inner, inner.dim, inner.log_z, 0
+        self.means = getattr(inner, "means", None)
+
+    def _energy(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += int(x.shape[0])
+        return self.inner.energy(x)
+
+    def sample(self, n, *, generator=None, dtype=torch.float32):
+        return self.inner.sample(n, generator=generator, dtype=dtype)
+
+
+SETTINGS = {
+    "init_std": 3.0, "keep_points": 500, "n_eval": 64,
+    "pt": {"chains": 4, "temperatures": 3, "t_max": 5.0, "step_size": 0.1},
+    "flow_mle": {"pt_fraction": 0.5, "training_points": 200, "transform": "spline", "layers": 2, "hidden": 8,
+                 "depth": 1, "bins": 4, "bound": 5.0, "steps": 10, "batch_size": 32, "lr": 1e-3},
+    "flowmc": {"chains": 8, "n_particles": 4, "n_local": 3, "step_size": 0.1, "transform": "affine", "layers": 2,
+               "hidden": 8, "depth": 1, "bins": 4, "bound": 5.0, "lr": 1e-3, "flow_steps": 2, "batch_size": 32,
+               "bank_cycles": 3},
+    "sgds": {"searcher_fraction": 0.5},
+}
+TINY_SGDS = SGDSSettings(n_steps=4, sigma=2.0, hidden=8, depth=1, harmonics=2, batch_size=8, iterations=(4, 4),
+                         searcher_chains=6, searcher_steps=10, searcher_burn_in=4, searcher_prior_std=3.0,
+                         rnd_hidden=8, buffer_capacity=500, ls_every=3, ls_steps=2, history_every=2,
+                         checkpoint_every=1000)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_accounts_for_each_energy_call_it_makes(method):
+    inner = load_target("mixture2d_weights")
+    tally = Tally(inner)
+    budget = 1500
+    run = run_method(method, tally, budget, 3, SETTINGS, sgds_settings=TINY_SGDS)
+    assert run.energy_calls == tally.rows, f"{method} reports {run.energy_calls} calls, the target saw {tally.rows}"
+    assert 0.5 * budget <= run.energy_calls <= budget  # it spends most of the budget and never more
+    # the sample set's energies are the target's (not an estimate), float64
+    assert run.x.shape[1] == inner.dim and len(run.x) == len(run.energy) > 0
+    np.testing.assert_allclose(run.energy, inner.energy(torch.as_tensor(run.x, dtype=torch.float64)).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    if run.log_w is not None:
+        assert run.log_w.dtype == np.float64 and len(run.log_w) == len(run.x) and math.isfinite(run.log_z)
+
+
+@pytest.mark.parametrize("method", ["sgds", "tb", "tb_ls", "pis"])
+def test_diffusion_budgets_stay_within_the_budget(method):
+    base = SGDSSettings(batch_size=256, searcher_chains=300, iterations=(10, 10), ls_every=100, ls_steps=200)
+    for budget in (10_000, 31_000, 100_000, 1_000_000):
+        s = diffusion_settings(base, method, budget, n_eval=1000, searcher_fraction=0.5)
+        b = s.batch_size
+        if method == "sgds":
+            calls = sum(b * ((it + 1) // 2) for it in s.iterations) + s.rounds * s.searcher_chains * (s.searcher_steps + 1)
+        elif method == "tb_ls":
+            it = s.iterations[0]
+            calls = b * ((it + 1) // 2) + ((it - 1) // s.ls_every) * (s.ls_steps + 1) * b
+        else:
+            calls = b * s.iterations[0]
+        assert calls + 1000 <= budget, (method, budget, calls)
+        assert calls + 1000 >= 0.8 * budget or method == "tb_ls", (method, budget, calls)
+    with pytest.raises(ValueError, match=f"{method}: a budget of 1200"):
+        diffusion_settings(base, method, 1200, n_eval=1000, searcher_fraction=0.5)
+
+
+def test_too_small_budgets_and_unknown_methods_are_refused():
+    target = load_target("mixture2d_weights")
+    with pytest.raises(ValueError, match="pt: a budget of 20 energy calls is below"):
+        run_method("pt", target, 20, 0, SETTINGS)
+    with pytest.raises(ValueError, match="flowmc: a budget of 100"):
+        run_method("flowmc", target, 100, 0, SETTINGS)
+    with pytest.raises(ValueError, match="unknown shootout method 'nuts'"):
+        run_method("nuts", target, 1000, 0, SETTINGS)
+    with pytest.raises(ValueError, match="needs sgds_settings"):
+        run_method("tb", target, 1000, 0, SETTINGS)
+
+
+def test_score_sample_set_against_exact_and_collapsed_samples():
+    target = load_target("mixture2d_weights")
+    x_ref, e_ref = reference_set(target, 4000, 0)
+    x, e = reference_set(target, 4000, 1)  # another exact draw
+    centres = target.means.numpy()
+    exact = score_sample_set(x, e, reference_x=x_ref, reference_energy=e_ref, centres=centres, n_eval=2000,
+                             w2_points=2000, log_z=-0.01, log_z_true=0.0)
+    assert exact["mode_tv"] < 0.03 and exact["modes_found"] == 1.0 and math.isnan(exact["ess"])
+    assert exact["log_z_error"] == pytest.approx(0.01)
+    # all samples in the heaviest mode: the TV distance is 1 - its weight, one mode found
+    zone = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    heaviest = int(np.argmax(target.weights.numpy()))
+    collapsed = score_sample_set(x[zone == heaviest], e[zone == heaviest], reference_x=x_ref, reference_energy=e_ref,
+                                 centres=centres)
+    ref_share = float(np.mean(np.argmin(((x_ref[:, None, :] - centres[None]) ** 2).sum(-1), axis=1) == heaviest))
+    assert collapsed["mode_tv"] == pytest.approx(1 - ref_share, abs=1e-9)
+    assert collapsed["modes_found"] == 1 / len(centres) and collapsed["w2"] > 2 * exact["w2"]
+
+
+def test_score_sample_set_reweights_a_wide_proposal():
+    target = load_target("mixture2d_weights")
+    x_ref, e_ref = reference_set(target, 4000, 0)
+    gen = torch.Generator().manual_seed(5)
+    scale = 3.0 * float(x_ref.std())
+    x = scale * torch.randn(40_000, 2, generator=gen, dtype=torch.float64)
+    log_q = -0.5 * (x / scale).pow(2).sum(1) - 2 * math.log(scale) - math.log(2 * math.pi)
+    e = target.energy(x)
+    log_w = (-e - log_q).numpy()
+    raw = score_sample_set(x.numpy(), e.numpy(), reference_x=x_ref, reference_energy=e_ref)
+    weighted = score_sample_set(x.numpy(), e.numpy(), reference_x=x_ref, reference_energy=e_ref, log_w=log_w,
+                                log_z=float(np.logaddexp.reduce(log_w) - math.log(len(log_w))), log_z_true=0.0)
+    assert 0 < weighted["ess"] < 1 and weighted["log_z_error"] < 0.05
+    assert weighted["w2"] < 0.5 * raw["w2"] and weighted["energy_w1"] < 0.5 * raw["energy_w1"]
+    with pytest.raises(ValueError, match="log_w has 3 rows"):
+        score_sample_set(x.numpy(), e.numpy(), reference_x=x_ref, reference_energy=e_ref, log_w=log_w[:3])
+
+
+def test_shootout_table_summarises_seeds_and_names_the_methods():
+    rows = [pd.DataFrame([{"target": "gmm40", "method": m, "budget": b, "seed": s, "dim": 2,
+                           "energy_calls": b - s, "w2": 1.0 + s + (m == "pt"), "energy_w1": 0.1, "log_z_error": np.nan,
+                           "mode_tv": 0.2, "modes_found": 1.0, "ess": np.nan, "wall_s": 1.0}])
+            for m in ("pt", "exact", "sgds") for b in ((0,) if m == "exact" else (1000, 100)) for s in (0, 1, 2)]
+    table = shootout_table(rows)
+    assert list(table.method) == ["exact", "pt", "pt", "sgds", "sgds"] and list(table.budget[1:3]) == [100, 1000]
+    pt = table[(table.method == "pt") & (table.budget == 1000)].iloc[0]
+    assert pt.seeds == 3 and pt.w2_mean == pytest.approx(3.0) and pt.w2_low < 3.0 < pt.w2_high
+    text = markdown_shootout_table(table)
+    assert "## gmm40 (d = 2)" in text and "| parallel tempering (MALA) | 1,000 | 3 | 999 [998, 1,000] | 3 [" in text
+    assert "log Z error" not in text.split("## gmm40")[1]  # a metric no method has is left out
+
+
+def test_config_names_a_bad_shootout_setting():
+    base = yaml.safe_load(open("config/config.yaml"))
+    cases = [({"targets": ["al2"]}, "'shootout.targets': 'al2' has no exact sampler"),
+             ({"per_target": {"gmm40": {"pt": {"tmax": 3}}}}, "'shootout.per_target.gmm40.pt': unknown key"),
+             ({"per_target": {"gmm40": {"seeds": [1], "bogus": 1}}}, "'shootout.per_target.gmm40.bogus': not a shootout setting")]
+    for section, message in cases:
+        config = {**base, "shootout": {**base["shootout"], **section}}
+        with pytest.raises(ConfigError, match=message):
+            validate_config(config)
+    merged = shootout_settings({"init_std": 1.0, "pt": {"t_max": 10.0, "chains": 4},
+                                "per_target": {"gmm40": {"init_std": 21.0, "pt": {"t_max": 100.0}}}}, "gmm40")
+    assert merged["init_std"] == 21.0 and merged["pt"] == {"t_max": 100.0, "chains": 4} and "per_target" not in merged

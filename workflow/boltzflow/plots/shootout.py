@@ -1,0 +1,64 @@
+"""The cross-method comparison as a figure: each metric against the energy calls spent, one panel
+per target and metric, log axes, one line per method with its interval over seeds."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import NullFormatter
+
+from boltzflow.evaluation.tables import SHOOTOUT_METHOD_NAMES, SHOOTOUT_METRICS
+from boltzflow.plots.common import save_figure
+
+__all__ = ["shootout_figure"]
+
+_PANEL_METRICS = ("w2", "energy_w1", "log_z_error", "mode_tv")
+
+
+def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> None:
+    """Rows: targets; columns: the metrics of the table that have values (W2, energy W1, log Z
+    error, mode-weight TV). x: mean energy calls of each (method, budget); y: the metric's mean
+    with its 95 % interval over seeds as an error bar. The exact-samples floor is a dashed line."""
+    targets = list(dict.fromkeys(table["target"]))
+    metrics = [m for m in _PANEL_METRICS if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()]
+    if not targets or not metrics:
+        raise ValueError("the shootout table has no target or no metric to plot")
+    headings = {c: h for c, h, _ in SHOOTOUT_METRICS}
+    fig, axes = plt.subplots(len(targets), len(metrics), figsize=(3.6 * len(metrics), 3.0 * len(targets)),
+                             squeeze=False)
+    methods = [m for m in SHOOTOUT_METHOD_NAMES if m != "exact" and m in set(table["method"])]
+    colours = dict(zip(methods, plt.get_cmap("tab10").colors))
+    for i, target in enumerate(targets):
+        rows = table[table["target"] == target]
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            floor = rows[(rows["method"] == "exact")][f"{metric}_mean"].dropna()
+            if len(floor):
+                ax.axhline(float(floor.iloc[0]), color="0.5", linestyle="--", linewidth=1, label="exact samples")
+            for method in methods:
+                sel = rows[rows["method"] == method].dropna(subset=[f"{metric}_mean"]).sort_values("energy_calls_mean")
+                if sel.empty:
+                    continue
+                mean = sel[f"{metric}_mean"].to_numpy(float)
+                low = sel.get(f"{metric}_low", sel[f"{metric}_mean"]).to_numpy(float)
+                high = sel.get(f"{metric}_high", sel[f"{metric}_mean"]).to_numpy(float)
+                ax.errorbar(sel["energy_calls_mean"].to_numpy(float), mean,
+                            yerr=np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)]),
+                            marker="o", markersize=4, capsize=2, color=colours[method],
+                            label=SHOOTOUT_METHOD_NAMES.get(method, method))
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            if (rows[f"{metric}_mean"].dropna() > 0).all() and rows[f"{metric}_mean"].notna().any():
+                ax.set_yscale("log")
+            ax.set_xlabel("energy calls")
+            ax.set_ylabel(headings[metric])
+            ax.set_title(f"{target}: {headings[metric]}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.2)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    save_figure(fig, paths)

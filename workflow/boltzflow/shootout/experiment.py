@@ -1,0 +1,79 @@
+"""One row of the comparison: a method run at a budget and scored against exact reference samples
+(:func:`score_run`), or the metrics' own floor, exact samples scored the same way
+(:func:`exact_floor`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from boltzflow.evaluation import score_sample_set
+from boltzflow.sgds.settings import resolve_sgds_run
+from boltzflow.shootout.runs import run_method
+from boltzflow.shootout.settings import DIFFUSION_METHODS, shootout_settings
+from boltzflow.targets import load_target
+from boltzflow.targets.base import Target
+
+__all__ = ["REFERENCE_SEED_OFFSET", "reference_set", "score_run", "exact_floor"]
+
+#: Reference samples of seed k come from an exact sampler seeded with this + k (never a run's seed)
+REFERENCE_SEED_OFFSET = 1_000_000
+
+
+def reference_set(target: Target, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` exact samples of ``target`` and their energies (float64), the same for every method of a seed."""
+    gen = torch.Generator().manual_seed(REFERENCE_SEED_OFFSET + int(seed))
+    with torch.no_grad():
+        x = target.sample(int(n), generator=gen).to(torch.float64)
+        return x.numpy(), target.energy(x).numpy()
+
+
+def _centres(target: Target) -> np.ndarray | None:
+    means = getattr(target, "means", None)
+    return None if means is None else np.asarray(means, dtype=np.float64)
+
+
+def _score(target: Target, settings: Mapping[str, Any], seed: int, x, energy, log_w, log_z) -> dict[str, float]:
+    x_ref, e_ref = reference_set(target, settings["reference_samples"], seed)
+    return score_sample_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w, log_z=log_z,
+                            log_z_true=target.log_z, centres=_centres(target), n_eval=int(settings["n_eval"]),
+                            w2_points=int(settings["w2_points"]), seed=int(seed))
+
+
+def score_run(section: Mapping[str, Any], sgds_section: Mapping[str, Any], target_name: str, method: str,
+              budget: int, seed: int, *, log: logging.Logger | None = None) -> dict[str, Any]:
+    """Run ``method`` on ``target_name`` with ``budget`` energy calls and score it: one row with the
+    target, method, budget, seed, the energy calls the method spent, its wall time, the metrics of
+    :func:`~boltzflow.evaluation.score_sample_set` and the method's details."""
+    log = log or logging.getLogger("boltzflow.shootout")
+    settings = shootout_settings(section, target_name)
+    target = load_target(target_name)
+    base = resolve_sgds_run(sgds_section, target_name, method, seed) if method in DIFFUSION_METHODS else None
+    run = run_method(method, target, int(budget), int(seed), settings, sgds_settings=base, log=log)
+    if run.energy_calls > budget:
+        raise RuntimeError(f"{method} on {target_name} spent {run.energy_calls} energy calls, over its budget {budget}")
+    row = {"target": target_name, "method": method, "budget": int(budget), "seed": int(seed), "dim": int(target.dim),
+           "energy_calls": int(run.energy_calls), "wall_s": float(run.wall_s),
+           **_score(target, settings, seed, run.x, run.energy, run.log_w, run.log_z),
+           **{f"detail_{k}": v for k, v in run.details.items() if isinstance(v, (int, float))}}
+    log.info("%s %s budget %d seed %d: %s", target_name, method, budget, seed,
+             {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+    return row
+
+
+def exact_floor(section: Mapping[str, Any], target_name: str, seed: int) -> dict[str, Any]:
+    """The metrics of ``n_eval`` exact samples (a different draw from the reference): what a perfect
+    sampler scores with this many points, the floor under every method's curve."""
+    settings = shootout_settings(section, target_name)
+    target = load_target(target_name)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        x = target.sample(int(settings["n_eval"]), generator=gen).to(torch.float64)
+        energy = target.energy(x)
+    row = {"target": target_name, "method": "exact", "budget": 0, "seed": int(seed), "dim": int(target.dim),
+           "energy_calls": 0, "wall_s": 0.0,
+           **_score(target, settings, seed, x.numpy(), energy.numpy(), None, float("nan"))}
+    return row

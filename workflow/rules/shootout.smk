@@ -1,0 +1,73 @@
+# One comparison across the methods (issue 19): every sampler of shootout.methods on every target
+# of shootout.targets at every budget of energy calls, over seeds; the exact-samples floor; the
+# table and the figure. Rule `shootout` builds them all.
+
+
+rule shootout_run:
+    output:
+        f"{OUT}/shootout/{{target}}/{{shootout_method}}-b{{budget}}-seed{{seed}}.parquet",
+    params:
+        shootout=lookup(dpath="shootout", within=config),
+        sgds=lookup(dpath="sgds", within=config),
+    threads: 1
+    log:
+        f"{OUT}/logs/shootout_run/{{target}}-{{shootout_method}}-b{{budget}}-seed{{seed}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Shootout: {wildcards.shootout_method} on {wildcards.target} with {wildcards.budget} energy calls (seed {wildcards.seed})"
+    script:
+        "../scripts/shootout_run.py"
+
+
+rule shootout_floor:
+    output:
+        f"{OUT}/shootout/{{target}}/exact-seed{{seed}}.parquet",
+    params:
+        shootout=lookup(dpath="shootout", within=config),
+    threads: 1
+    log:
+        f"{OUT}/logs/shootout_floor/{{target}}-seed{{seed}}.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Shootout: exact samples of {wildcards.target} scored as the methods are (seed {wildcards.seed})"
+    script:
+        "../scripts/shootout_floor.py"
+
+
+rule shootout_table:
+    input:
+        runs=lambda wc: shootout_rows(),
+    output:
+        table=f"{OUT}/tables/shootout.md",
+        table_parquet=f"{OUT}/tables/shootout.parquet",
+    log:
+        f"{OUT}/logs/shootout_table.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Shootout table (method x target x budget, mean and interval over seeds)"
+    script:
+        "../scripts/shootout_table.py"
+
+
+rule plot_shootout:
+    input:
+        f"{OUT}/tables/shootout.parquet",
+    output:
+        [f"{OUT}/figures/shootout.{ext}" for ext in FIG_FORMATS],
+    log:
+        f"{OUT}/logs/plot_shootout.log",
+    conda:
+        "../../envs/flows.yaml"
+    message:
+        "Shootout figure (errors against energy calls)"
+    script:
+        "../scripts/plot_shootout.py"
+
+
+rule shootout:
+    input:
+        shootout_outputs(),
+    default_target: False
