@@ -335,6 +335,25 @@ def test_smoke_ebm(smoke_run):
         assert (out / f"figures/ebm_{name}.png").stat().st_size > 10_000
 
 
+def test_smoke_shootout(smoke_run):
+    """The comparison on gmm40: one row per (method, budget, seed) within the budget, the exact-
+    samples floor, the table with intervals over the two seeds, the figure."""
+    out = smoke_run / "results/smoke"
+    for method in ("pt", "flow_mle", "flowmc", "tb_ls"):
+        for seed in (0, 1):
+            row = read_table(out / f"shootout/gmm40/{method}-b4000-seed{seed}.parquet",
+                             required=("energy_calls", "w2", "energy_w1", "mode_tv"))[0].iloc[0]
+            assert 2000 <= row["energy_calls"] <= 4000 and row["w2"] > 0 and 0 <= row["mode_tv"] <= 1
+    floor = read_table(out / "shootout/gmm40/exact-seed0.parquet")[0].iloc[0]
+    assert floor["energy_calls"] == 0 and np.isnan(floor["log_z_error"])
+    table = read_table(out / "tables/shootout.parquet")[0]
+    assert set(table.method) == {"exact", "pt", "flow_mle", "flowmc", "tb_ls"} and (table.seeds == 2).all()
+    flow = table[table.method == "flow_mle"].iloc[0]
+    assert flow.log_z_error_mean >= 0 and flow.ess_low <= flow.ess_mean <= flow.ess_high
+    assert "| parallel tempering (MALA) | 4,000 | 2 |" in (out / "tables/shootout.md").read_text()
+    assert (out / "figures/shootout.png").stat().st_size > 10_000 and (out / "figures/shootout.pdf").exists()
+
+
 def test_smoke_sgds(smoke_run):
     """SGDS on gmm40, dw4 (EGNN, PT reference samples) and al2 (md Searcher, MD frames): samplers,
     histories with the gap, metrics, the table, figures."""
