@@ -54,6 +54,7 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
             ax.xaxis.set_minor_formatter(NullFormatter())
             if (rows[f"{metric}_mean"].dropna() > 0).all() and rows[f"{metric}_mean"].notna().any():
                 ax.set_yscale("log")
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("energy calls")
             ax.set_ylabel(headings[metric])
             ax.set_title(f"{target}: {headings[metric]}", fontsize=9)
