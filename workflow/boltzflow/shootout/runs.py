@@ -115,7 +115,7 @@ def _pt_chains(target: Target, budget: int, settings: Mapping[str, Any], generat
 
 
 def run_pt(target: Target, budget: int, seed: int, settings: Mapping[str, Any]) -> ShootoutRun:
-    """Parallel tempering with MALA moves on ``budget`` energy calls (see the module docstring)."""
+    """Parallel tempering with MALA moves on ``budget`` energy calls (see :func:`run_method`)."""
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
     x, e, calls, details = _pt_chains(target, int(budget), settings["pt"], gen, float(settings["init_std"]),
