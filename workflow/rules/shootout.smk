@@ -56,7 +56,11 @@ rule plot_shootout:
     input:
         f"{OUT}/tables/shootout.parquet",
     output:
-        [f"{OUT}/figures/shootout.{ext}" for ext in FIG_FORMATS],
+        report(
+            [f"{OUT}/figures/shootout.{ext}" for ext in FIG_FORMATS],
+            caption="../report/shootout.rst",
+            category="Comparison of the methods",
+        ),
     log:
         f"{OUT}/logs/plot_shootout.log",
     conda:
