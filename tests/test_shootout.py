@@ -4,7 +4,9 @@ function, the table and the config checks."""
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -171,3 +173,29 @@ def test_config_names_a_bad_shootout_setting():
     merged = shootout_settings({"init_std": 1.0, "pt": {"t_max": 10.0, "chains": 4},
                                 "per_target": {"gmm40": {"init_std": 21.0, "pt": {"t_max": 100.0}}}}, "gmm40")
     assert merged["init_std"] == 21.0 and merged["pt"] == {"t_max": 100.0, "chains": 4} and "per_target" not in merged
+
+
+@pytest.mark.parametrize("method", ["flow_mle", "tb"])
+def test_a_run_started_again_resumes_from_its_checkpoints_to_the_same_result(method, tmp_path):
+    """The training methods checkpoint to the rule's folder; started again (as after a kill, here
+    after the end) they resume from it and give the row of an uninterrupted run."""
+    target = load_target("mixture2d_weights")
+    settings = {**SETTINGS, "flow_mle": {**SETTINGS["flow_mle"], "steps": 40}}
+    sgds = replace(TINY_SGDS, checkpoint_every=2)
+    fresh = run_method(method, target, 1500, 2, settings, sgds_settings=sgds)
+    first = run_method(method, target, 1500, 2, settings, sgds_settings=sgds, checkpoint_dir=tmp_path / "ckpt")
+    assert any((tmp_path / "ckpt").iterdir())  # it wrote checkpoints there
+    log = logging.getLogger(f"test-shootout-resume-{method}")
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    again = run_method(method, target, 1500, 2, settings, sgds_settings=sgds, checkpoint_dir=tmp_path / "ckpt",
+                       log=log)
+    assert any(m.startswith("resuming from") for m in messages), messages  # not trained afresh
+    assert not any("another run" in m for m in messages)
+    for run in (first, again):
+        np.testing.assert_array_equal(run.x, fresh.x)
+        np.testing.assert_array_equal(run.log_w, fresh.log_w)
+        assert run.energy_calls == fresh.energy_calls

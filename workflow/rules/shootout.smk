@@ -9,6 +9,7 @@ rule shootout_run:
     params:
         shootout=lookup(dpath="shootout", within=config),
         sgds=lookup(dpath="sgds", within=config),
+        checkpoint_dir=lambda wc: f"{OUT}/shootout/{wc.target}/{wc.shootout_method}-b{wc.budget}-seed{wc.seed}.checkpoint",
     threads: 1
     log:
         f"{OUT}/logs/shootout_run/{{target}}-{{shootout_method}}-b{{budget}}-seed{{seed}}.log",

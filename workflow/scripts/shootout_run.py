@@ -1,5 +1,7 @@
 """Rule shootout_run: one sampler run at a budget of energy calls, scored against exact samples."""
 
+import shutil
+
 import pandas as pd
 import torch
 from _common import setup_logging
@@ -11,7 +13,8 @@ log = setup_logging(smk)
 torch.set_num_threads(smk.threads)
 wc = smk.wildcards
 row = score_run(smk.params.shootout, smk.params.sgds, wc.target, wc.shootout_method, int(wc.budget), int(wc.seed),
-                log=log)
+                log=log, checkpoint_dir=smk.params.checkpoint_dir)
 write_table(smk.output[0], pd.DataFrame([row]),
             provenance(smk.rule, dict(smk.params.shootout), seed=int(wc.seed), target=wc.target,
                        method=wc.shootout_method))
+shutil.rmtree(smk.params.checkpoint_dir, ignore_errors=True)  # the row is written: nothing left to resume

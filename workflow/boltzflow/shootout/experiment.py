@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -44,15 +45,18 @@ def _score(target: Target, settings: Mapping[str, Any], seed: int, x, energy, lo
 
 
 def score_run(section: Mapping[str, Any], sgds_section: Mapping[str, Any], target_name: str, method: str,
-              budget: int, seed: int, *, log: logging.Logger | None = None) -> dict[str, Any]:
+              budget: int, seed: int, *, log: logging.Logger | None = None,
+              checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Run ``method`` on ``target_name`` with ``budget`` energy calls and score it: one row with the
     target, method, budget, seed, the energy calls the method spent, its wall time, the metrics of
-    :func:`~boltzflow.evaluation.score_sample_set` and the method's details."""
+    :func:`~boltzflow.evaluation.score_sample_set` and the method's details. Training checkpoints
+    to ``checkpoint_dir`` (a killed run resumes from it)."""
     log = log or logging.getLogger("boltzflow.shootout")
     settings = shootout_settings(section, target_name)
     target = load_target(target_name)
     base = resolve_sgds_run(sgds_section, target_name, method, seed) if method in DIFFUSION_METHODS else None
-    run = run_method(method, target, int(budget), int(seed), settings, sgds_settings=base, log=log)
+    run = run_method(method, target, int(budget), int(seed), settings, sgds_settings=base, log=log,
+                     checkpoint_dir=checkpoint_dir)
     if run.energy_calls > budget:
         raise RuntimeError(f"{method} on {target_name} spent {run.energy_calls} energy calls, over its budget {budget}")
     row = {"target": target_name, "method": method, "budget": int(budget), "seed": int(seed), "dim": int(target.dim),

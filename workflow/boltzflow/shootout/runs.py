@@ -3,11 +3,13 @@ calls counted by each method's own account (:func:`run_method` lists the methods
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 
 from boltzflow.evaluation import kish_ess, log_z_importance
 from boltzflow.flows import build_flow
+from boltzflow.io import config_hash
 from boltzflow.mcmc import MALA, CountingLogProb, GlobalLocal, init_state, mala_step
 from boltzflow.mcmc.tempering import neighbour_swap
 from boltzflow.sgds.learner import log_weights
@@ -45,6 +48,18 @@ class ShootoutRun:
 
 def _budget_error(method: str, budget: int, needed: int, what: str) -> ValueError:
     return ValueError(f"{method}: a budget of {budget} energy calls is below the {needed} that {what} needs")
+
+
+@contextlib.contextmanager
+def _checkpoints(folder: str | Path | None, prefix: str):
+    """The folder a training run checkpoints to: ``folder`` when given (a re-run after a kill
+    resumes from it), else a temporary one (removed afterwards)."""
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        yield str(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield tmp
 
 
 def _energy64(target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -134,9 +149,10 @@ def _vector_flow(settings: Mapping[str, Any], dim: int, scale: float) -> dict[st
 
 
 def run_flow_mle(target: Target, budget: int, seed: int, settings: Mapping[str, Any],
-                 log: logging.Logger | None = None) -> ShootoutRun:
+                 log: logging.Logger | None = None, checkpoint_dir: str | Path | None = None) -> ShootoutRun:
     """A Boltzmann generator: MLE flow on parallel-tempering samples, then importance-weighted
-    proposals with the rest of the budget."""
+    proposals with the rest of the budget. The flow's training checkpoints to ``checkpoint_dir``
+    (resumed when the same run is started again)."""
     start = time.perf_counter()
     opts = settings["flow_mle"]
     gen = torch.Generator().manual_seed(int(seed))
@@ -150,8 +166,10 @@ def run_flow_mle(target: Target, budget: int, seed: int, settings: Mapping[str, 
     architecture = _vector_flow(opts, target.dim, scale)
     train = TrainSettings(steps=int(opts["steps"]), batch_size=int(opts["batch_size"]), lr=float(opts["lr"]),
                           checkpoint_every=int(opts["steps"]), history_every=int(opts["steps"]), seed=int(seed))
-    with tempfile.TemporaryDirectory(prefix="shootout-flow-") as tmp:
-        flow, _, _ = fit_flow("mle", architecture, train, tmp, train_x=x_train, log=log)
+    identity = config_hash({"method": "flow_mle", "architecture": architecture, "train": asdict(train),
+                            "budget": int(budget), "pt": dict(settings["pt"]), "init_std": settings["init_std"]})
+    with _checkpoints(checkpoint_dir, "shootout-flow-") as folder:
+        flow, _, _ = fit_flow("mle", architecture, train, folder, train_x=x_train, identity=identity, log=log)
     flow.eval()
     keep = int(settings["keep_points"])
     xs, energies, log_ws = [], [], []
@@ -265,16 +283,20 @@ def diffusion_settings(base: SGDSSettings, method: str, budget: int, n_eval: int
 
 
 def run_diffusion(target: Target, budget: int, seed: int, settings: Mapping[str, Any], method: str,
-                  base: SGDSSettings, log: logging.Logger | None = None) -> ShootoutRun:
+                  base: SGDSSettings, log: logging.Logger | None = None,
+                  checkpoint_dir: str | Path | None = None) -> ShootoutRun:
     """A diffusion sampler trained on its share of ``budget``, then ``n_eval`` forward samples with
-    trajectory log-weights; the energy calls are the SGDS counter's plus the evaluation's."""
+    trajectory log-weights; the energy calls are the SGDS counter's (restored with the rest of the
+    state when a killed run resumes from ``checkpoint_dir``) plus the evaluation's."""
     start = time.perf_counter()
     n_eval = int(settings["n_eval"])
     run_settings = diffusion_settings(replace(base, seed=int(seed)), method, int(budget), n_eval,
                                       float(settings["sgds"]["searcher_fraction"]))
     energy = _energy64(target)
-    with tempfile.TemporaryDirectory(prefix="shootout-sgds-") as tmp:
-        sampler, _, _, summary = train_sgds(energy, target.dim, run_settings, checkpoint_dir=tmp, log=log)
+    identity = config_hash({"settings": asdict(run_settings), "budget": int(budget), "target": target.dim})
+    with _checkpoints(checkpoint_dir, "shootout-sgds-") as folder:
+        sampler, _, _, summary = train_sgds(energy, target.dim, run_settings, checkpoint_dir=folder,
+                                            identity=identity, log=log)
     eval_calls = CountingLogProb(energy)
     gen = torch.Generator().manual_seed(int(seed) + 1)
     grid = evaluation_grid(run_settings)
@@ -298,10 +320,13 @@ def run_diffusion(target: Target, budget: int, seed: int, settings: Mapping[str,
 
 
 def run_method(method: str, target: Target, budget: int, seed: int, settings: Mapping[str, Any], *,
-               sgds_settings: SGDSSettings | None = None, log: logging.Logger | None = None) -> ShootoutRun:
+               sgds_settings: SGDSSettings | None = None, log: logging.Logger | None = None,
+               checkpoint_dir: str | Path | None = None) -> ShootoutRun:
     """Run ``method`` (one of :data:`~boltzflow.shootout.settings.METHODS`) on ``target`` with
     ``budget`` energy calls; the diffusion samplers take their per-iteration settings from
-    ``sgds_settings``.
+    ``sgds_settings``. The methods that train a network (``flow_mle`` and the diffusion samplers,
+    minutes to hours at large budgets) checkpoint to ``checkpoint_dir`` and resume from it when
+    the same run is started again; ``pt`` and ``flowmc`` (seconds at 1e6 calls) start over.
 
     Every runner takes a :class:`~boltzflow.targets.base.Target`, a budget (energy evaluations of
     single configurations; an energy with its gradient counts as one), a seed and its settings, and
@@ -336,9 +361,9 @@ def run_method(method: str, target: Target, budget: int, seed: int, settings: Ma
     if method == "pt":
         return run_pt(target, budget, seed, settings)
     if method == "flow_mle":
-        return run_flow_mle(target, budget, seed, settings, log=log)
+        return run_flow_mle(target, budget, seed, settings, log=log, checkpoint_dir=checkpoint_dir)
     if method == "flowmc":
         return run_flowmc(target, budget, seed, settings)
     if sgds_settings is None:
         raise ValueError(f"{method}: needs sgds_settings (the per-iteration settings of the sgds section)")
-    return run_diffusion(target, budget, seed, settings, method, sgds_settings, log=log)
+    return run_diffusion(target, budget, seed, settings, method, sgds_settings, log=log, checkpoint_dir=checkpoint_dir)
