@@ -129,6 +129,29 @@ def test_score_sample_set_against_exact_and_collapsed_samples():
     assert collapsed["modes_found"] == 1 / len(centres) and collapsed["w2"] > 2 * exact["w2"]
 
 
+def test_well_weight_error_of_manywell():
+    """Exact samples score ~0; samples all in the right wells score the left wells' weight
+    (~0.15 per pair, the exact weight from the quadrature of the 1-D double well); weights count."""
+    target = load_target("manywell32")
+    assert target.well_coordinates == tuple(range(0, 32, 2))
+    x_ref, e_ref = reference_set(target, 4000, 0)
+    x, e = reference_set(target, 4000, 1)
+    grid = np.linspace(-6.0, 6.0, 24_001)
+    density = np.exp(-(grid**4 - 6 * grid**2 - 0.5 * grid))
+    left_weight = np.trapezoid(np.where(grid < 0, density, 0.0), grid) / np.trapezoid(density, grid)
+    exact = score_sample_set(x, e, reference_x=x_ref, reference_energy=e_ref, well_coordinates=target.well_coordinates)
+    assert exact["well_tv"] < 0.02 and "mode_tv" not in exact
+    right = np.abs(x)
+    stuck = score_sample_set(right, target.energy(torch.from_numpy(right)).numpy(), reference_x=x_ref,
+                             reference_energy=e_ref, well_coordinates=target.well_coordinates)
+    assert stuck["well_tv"] == pytest.approx(left_weight, abs=0.02)
+    # weight 0 on every point with a left well in pair 0: that pair's error is its left weight
+    log_w = np.where(x[:, 0] < 0, -np.inf, 0.0)
+    weighted = score_sample_set(x, e, reference_x=x_ref, reference_energy=e_ref, log_w=log_w,
+                                well_coordinates=[0])
+    assert weighted["well_tv"] == pytest.approx(float((x_ref[:, 0] < 0).mean()), abs=1e-12)
+
+
 def test_score_sample_set_reweights_a_wide_proposal():
     target = load_target("mixture2d_weights")
     x_ref, e_ref = reference_set(target, 4000, 0)

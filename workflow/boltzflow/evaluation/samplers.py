@@ -19,7 +19,7 @@ __all__ = ["score_sample_set"]
 
 def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy: Any, log_w: Any = None,
                      log_z: float = math.nan, log_z_true: float | None = None, centres: Any = None,
-                     n_eval: int = 2000, w2_points: int = 2000, seed: int = 0) -> dict[str, float]:
+                     well_coordinates: Any = None, n_eval: int = 2000, w2_points: int = 2000, seed: int = 0) -> dict[str, float]:
     """Metrics of a sample set ``x`` ``(N, d)`` with energies ``(N,)`` against reference samples.
 
     With ``log_w`` (unnormalised log importance weights, ``-inf`` for weight 0) the set is first
@@ -33,6 +33,11 @@ def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy:
       ``0.5 sum_k |w_k - w_k^ref|`` between the samples' and the reference's Voronoi-zone weights
       (the weighted set's own weights, before resampling), and ``modes_found``, the fraction of
       modes holding at least 1 / (10 K) of the samples' weight.
+    - with ``well_coordinates`` (indices of coordinates whose sign says which of two wells a point
+      is in, as the first coordinate of each pair of Manywell): ``well_tv``, the mean over those
+      coordinates of ``|w_left - w_left^ref|``, the error of each double well's left-well weight
+      (the weighted set's own weights); a sampler stuck in the major wells scores their minor
+      weight (0.15 for Manywell).
 
     Everything in float64; a sample set whose energies are not all finite keeps only its finite
     rows (their count is ``n_nonfinite``)."""
@@ -76,4 +81,15 @@ def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy:
         w_ref = mode_weights(x_ref, centres)
         row["mode_tv"] = 0.5 * float(np.abs(w - w_ref).sum())
         row["modes_found"] = float((w >= 0.1 / len(w)).mean())
+    if well_coordinates is not None:
+        cols = np.asarray(well_coordinates, dtype=np.int64).reshape(-1)
+        keep = ok if lw is None else np.isfinite(lw)
+        if lw is None:
+            p = np.full(int(keep.sum()), 1.0 / max(int(keep.sum()), 1))
+        else:
+            p = np.exp(lw[keep] - lw[keep].max())
+            p /= p.sum()
+        left = p @ (x[keep][:, cols] < 0.0)
+        left_ref = (x_ref[:, cols] < 0.0).mean(axis=0)
+        row["well_tv"] = float(np.abs(left - left_ref).mean())
     return row

@@ -257,7 +257,8 @@ def markdown_sgds_table(table: pd.DataFrame) -> str:
 #: (column, heading, better) of the cross-method comparison, in order
 SHOOTOUT_METRICS = (("energy_calls", "energy calls", "-"), ("w2", "W2", "lower"), ("energy_w1", "energy W1", "lower"),
                     ("log_z_error", "log Z error", "lower"), ("mode_tv", "mode-weight TV", "lower"),
-                    ("modes_found", "modes found", "higher"), ("ess", "ESS", "higher"), ("wall_s", "wall s", "lower"))
+                    ("modes_found", "modes found", "higher"),
+                    ("well_tv", "well-weight error", "lower"), ("ess", "ESS", "higher"), ("wall_s", "wall s", "lower"))
 
 SHOOTOUT_METHOD_NAMES = {"exact": "exact samples (the metrics' floor)", "pt": "parallel tempering (MALA)",
                          "flow_mle": "flow BG (MLE on PT samples, IS)", "flowmc": "flow-assisted MCMC (i-SIR + MALA)",

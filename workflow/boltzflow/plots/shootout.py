@@ -16,7 +16,7 @@ from boltzflow.plots.common import save_figure
 
 __all__ = ["shootout_figure"]
 
-_PANEL_METRICS = ("w2", "energy_w1", "log_z_error", "mode_tv")
+_PANEL_METRICS = ("w2", "energy_w1", "log_z_error", "mode_tv", "well_tv")
 
 
 def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> None:
@@ -36,6 +36,11 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
         rows = table[table["target"] == target]
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
+            if rows[f"{metric}_mean"].isna().all():  # e.g. mode weights of a target without modes listed
+                ax.set_title(f"{target}: {headings[metric]}", fontsize=9)
+                ax.text(0.5, 0.5, "not defined\nfor this target", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+                continue
             floor = rows[(rows["method"] == "exact")][f"{metric}_mean"].dropna()
             if len(floor):
                 ax.axhline(float(floor.iloc[0]), color="0.5", linestyle="--", linewidth=1, label="exact samples")

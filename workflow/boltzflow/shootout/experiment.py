@@ -40,7 +40,8 @@ def _centres(target: Target) -> np.ndarray | None:
 def _score(target: Target, settings: Mapping[str, Any], seed: int, x, energy, log_w, log_z) -> dict[str, float]:
     x_ref, e_ref = reference_set(target, settings["reference_samples"], seed)
     return score_sample_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w, log_z=log_z,
-                            log_z_true=target.log_z, centres=_centres(target), n_eval=int(settings["n_eval"]),
+                            log_z_true=target.log_z, centres=_centres(target),
+                            well_coordinates=getattr(target, "well_coordinates", None), n_eval=int(settings["n_eval"]),
                             w2_points=int(settings["w2_points"]), seed=int(seed))
 
 
