@@ -8,6 +8,7 @@ import logging
 import math
 from dataclasses import replace
 
+import mdtraj
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,17 +17,22 @@ import yaml
 from boltzflow.config import ConfigError, validate_config
 from boltzflow.evaluation import (
     markdown_shootout_table,
+    score_peptide_set,
     score_sample_set,
     shootout_table,
 )
 from boltzflow.sgds.settings import SGDSSettings
 from boltzflow.shootout import (
     METHODS,
+    PEPTIDE_METHODS,
+    check_shootout,
     diffusion_settings,
     run_method,
+    shootout_runs,
     shootout_settings,
 )
 from boltzflow.shootout.experiment import reference_set
+from boltzflow.systems import backbone_dihedrals
 from boltzflow.targets import load_target
 from boltzflow.targets.base import Target
 
@@ -55,6 +61,12 @@ SETTINGS = {
     "flowmc": {"chains": 8, "n_particles": 4, "n_local": 3, "step_size": 0.1, "transform": "affine", "layers": 2,
                "hidden": 8, "depth": 1, "bins": 4, "bound": 5.0, "lr": 1e-3, "flow_steps": 2, "batch_size": 32,
                "bank_cycles": 3},
+    "flow_regflow": {"coupling": "ot", "n_pairs": 300, "ot_batch_size": 64, "regulariser": "logdet",
+                     "lambda_reg": 1e-5, "target_noise": 0.01,
+                     "teacher": {"hidden": 8, "layers": 1, "steps": 10, "batch_size": 32, "lr": 1e-3,
+                                 "prior_pairing": "minibatch_ot", "solver_steps": 2}},
+    "md": {"ladders": 4, "temperatures": 2, "max_temperature_K": 420.0, "timestep_fs": 3.125, "friction_per_ps": 1.0,
+           "hydrogen_mass_amu": 4.0, "exchange_every": 10, "burn_in": 0.5},
     "sgds": {"searcher_fraction": 0.5},
 }
 TINY_SGDS = SGDSSettings(n_steps=4, sigma=2.0, hidden=8, depth=1, harmonics=2, batch_size=8, iterations=(4, 4),
@@ -77,6 +89,101 @@ def test_every_method_accounts_for_each_energy_call_it_makes(method):
                                rtol=1e-5, atol=1e-5)
     if run.log_w is not None:
         assert run.log_w.dtype == np.float64 and len(run.log_w) == len(run.x) and math.isfinite(run.log_z)
+
+
+def test_regflow_with_a_cnf_teacher_accounts_for_its_calls():
+    """The teacher and its reflow pairs cost no energy call: the account is the tempering's and the proposals'."""
+    tally = Tally(load_target("mixture2d_weights"))
+    settings = {**SETTINGS, "flow_regflow": {**SETTINGS["flow_regflow"], "coupling": "cnf"}}
+    run = run_method("flow_regflow", tally, 1500, 0, settings)
+    assert run.energy_calls == tally.rows and 750 <= run.energy_calls <= 1500
+    assert run.details["proposals"] + run.details["pt_calls"] == run.energy_calls and math.isfinite(run.log_z)
+
+
+@pytest.fixture(scope="module")
+def al2_target():
+    return load_target("al2")
+
+
+def _count_peptide_calls(target, monkeypatch) -> list[int]:
+    """Count every configuration the peptide is asked for an energy, or an energy with forces."""
+    rows = [0]
+    energy, energy_and_forces = target._energy, target.energy_and_forces
+
+    def counted_energy(x):
+        rows[0] += int(x.shape[0])
+        return energy(x)
+
+    def counted_energy_and_forces(x):
+        rows[0] += int(x.shape[0])
+        return energy_and_forces(x)
+
+    monkeypatch.setattr(target, "_energy", counted_energy)
+    monkeypatch.setattr(target, "energy_and_forces", counted_energy_and_forces)
+    return rows
+
+
+PEPTIDE_SETTINGS = {**SETTINGS, "keep_points": 400,
+                    "flow_mle": {**SETTINGS["flow_mle"], "proposals": 300, "pt_fraction": 0.5, "frame": "internal",
+                                 "training_points": 300}}
+
+
+@pytest.mark.parametrize("method", PEPTIDE_METHODS)
+def test_peptide_methods_account_for_each_force_and_energy_call(method, al2_target, monkeypatch):
+    """Tempering MD counts one call per replica and step (the start included); the flows add
+    their evaluated proposals (a proposal beyond a torsion cut is not evaluated, so not counted)."""
+    rows = _count_peptide_calls(al2_target, monkeypatch)
+    budget = 4000
+    run = run_method(method, al2_target, budget, 1, PEPTIDE_SETTINGS)
+    assert run.energy_calls == rows[0] and 0.9 * budget <= run.energy_calls <= budget
+    replicas = 4 * 2
+    if method == "pt":
+        assert run.details["pt_steps"] == budget // replicas - 1 and run.log_w is None
+        assert len(run.x) <= PEPTIDE_SETTINGS["keep_points"]
+    else:
+        assert run.details["pt_calls"] == replicas * (run.details["pt_steps"] + 1)
+        assert run.details["pt_calls"] + run.details["proposals"] - run.details["invalid_proposals"] == run.energy_calls
+        assert 300 <= run.details["proposals"] < 300 + replicas
+        assert len(run.log_w) == len(run.x) == run.details["proposals"]  # all kept (keep_points 400)
+    # the reported energies are the target's (tempering: evaluated in float32 by the engine)
+    finite = np.isfinite(run.energy)
+    assert finite.sum() > 0.9 * len(run.energy)
+    np.testing.assert_allclose(run.energy[finite], al2_target.energy(torch.as_tensor(run.x[finite])).numpy(),
+                               rtol=1e-4, atol=1e-2)
+
+
+def test_flows_of_the_density_samplers_refuse_a_peptide(al2_target):
+    with pytest.raises(ValueError, match="flowmc does not run on a peptide"):
+        run_method("flowmc", al2_target, 10_000, 0, PEPTIDE_SETTINGS)
+
+
+def test_score_peptide_set_against_md_halves_and_a_collapsed_set(al2_target):
+    """Two random halves of one tempering run's states score close to each other; a set in the beta basin alone
+    has mode TV 1 - p_ref(beta) (all its weight in one of the four states), and weights that
+    zero every other state give the same."""
+    from boltzflow.shootout.runs import _md_chains
+    x, energy, _, _ = _md_chains(al2_target, 200_000, {**SETTINGS["md"], "ladders": 32}, 0, 4000)
+    topology = mdtraj.Topology.from_openmm(al2_target.topology)
+    # two random halves of the same states (the short run's ladders sit in different basins)
+    order = np.random.default_rng(0).permutation(len(x))
+    ref, mine = order[: len(x) // 2], order[len(x) // 2:]
+    ref_x, ref_u, x, energy = x[ref], energy[ref], x[mine], energy[mine]
+    kwargs = {"reference_x": ref_x, "reference_energy": ref_u, "topology": topology, "n_eval": len(ref_x),
+              "tw2_points": 2000}  # every point: T-W2 of 1,920 against 1,920 same-law points is 0.23
+    same = score_peptide_set(x, energy, **kwargs)
+    assert same["t_w2"] < 0.3 and same["mode_tv"] < 0.1 and same["energy_w1"] < 1.0 and math.isnan(same["ess"])
+    angles = backbone_dihedrals(x, topology)
+    phi, psi = np.degrees(angles["phi_ALA2"].to_numpy()), np.degrees(angles["psi_ALA2"].to_numpy())
+    beta = (phi <= 0) & ((psi <= -120) | (psi > 50))
+    ref_angles = backbone_dihedrals(ref_x, topology)
+    ref_phi, ref_psi = np.degrees(ref_angles["phi_ALA2"].to_numpy()), np.degrees(ref_angles["psi_ALA2"].to_numpy())
+    p_beta = float(((ref_phi <= 0) & ((ref_psi <= -120) | (ref_psi > 50))).mean())
+    assert 0.2 < p_beta < 0.95
+    collapsed = score_peptide_set(x[beta], energy[beta], **kwargs)
+    assert collapsed["mode_tv"] == pytest.approx(1 - p_beta, abs=1e-9) and collapsed["t_w2"] > 2 * same["t_w2"]
+    weighted = score_peptide_set(x, energy, log_w=np.where(beta, 0.0, -np.inf), **kwargs)
+    assert weighted["mode_tv"] == pytest.approx(1 - p_beta, abs=1e-9)
+    assert weighted["ess"] == pytest.approx(beta.mean()) and weighted["n_nonfinite"] == (~beta).sum()
 
 
 @pytest.mark.parametrize("method", ["sgds", "tb", "tb_ls", "pis"])
@@ -186,7 +293,10 @@ def test_shootout_table_summarises_seeds_and_names_the_methods():
 
 def test_config_names_a_bad_shootout_setting():
     base = yaml.safe_load(open("config/config.yaml"))
-    cases = [({"targets": ["al2"]}, "'shootout.targets': 'al2' has no exact sampler"),
+    cases = [({"targets": ["lj13"]}, "'shootout.targets': 'lj13' has no exact sampler or MD frames"),
+             ({"targets": ["al2"]}, "'shootout.methods': flowmc does not run on the peptide al2"),
+             ({"targets": ["al2"], "per_target": {"al2": {"methods": ["pt", "nuts"]}}},
+              "'shootout.per_target.al2.methods': unknown method 'nuts'"),
              ({"per_target": {"gmm40": {"pt": {"tmax": 3}}}}, "'shootout.per_target.gmm40.pt': unknown key"),
              ({"per_target": {"gmm40": {"seeds": [1], "bogus": 1}}}, "'shootout.per_target.gmm40.bogus': not a shootout setting")]
     for section, message in cases:
@@ -196,6 +306,18 @@ def test_config_names_a_bad_shootout_setting():
     merged = shootout_settings({"init_std": 1.0, "pt": {"t_max": 10.0, "chains": 4},
                                 "per_target": {"gmm40": {"init_std": 21.0, "pt": {"t_max": 100.0}}}}, "gmm40")
     assert merged["init_std"] == 21.0 and merged["pt"] == {"t_max": 100.0, "chains": 4} and "per_target" not in merged
+    nested = shootout_settings({"flow_regflow": {"coupling": "ot", "teacher": {"steps": 10, "hidden": 8}},
+                                "per_target": {"al2": {"flow_regflow": {"teacher": {"steps": 99}}}}}, "al2")
+    assert nested["flow_regflow"] == {"coupling": "ot", "teacher": {"steps": 99, "hidden": 8}}
+    with pytest.raises(ValueError, match="shootout.per_target.al2.flow_regflow.teacher: unknown key"):
+        shootout_settings({"flow_regflow": {"teacher": {"steps": 10}},
+                           "per_target": {"al2": {"flow_regflow": {"teacher": {"step": 1}}}}}, "al2")
+    # a peptide with its own methods and budgets: every run listed, nothing else
+    section = {"targets": ["gmm40", "al2"], "methods": ["pt", "flowmc"], "budgets": [100, 1000], "seeds": [0],
+               "per_target": {"al2": {"methods": ["pt", "flow_regflow"], "budgets": [5000]}}}
+    assert check_shootout(section) == []
+    assert shootout_runs(section) == [("gmm40", "pt", 100, 0), ("gmm40", "pt", 1000, 0), ("gmm40", "flowmc", 100, 0),
+                                      ("gmm40", "flowmc", 1000, 0), ("al2", "pt", 5000, 0), ("al2", "flow_regflow", 5000, 0)]
 
 
 @pytest.mark.parametrize("method", ["flow_mle", "tb"])

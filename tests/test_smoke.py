@@ -336,8 +336,9 @@ def test_smoke_ebm(smoke_run):
 
 
 def test_smoke_shootout(smoke_run):
-    """The comparison on gmm40: one row per (method, budget, seed) within the budget, the exact-
-    samples floor, the table with intervals over the two seeds, the figure."""
+    """The comparison on gmm40 and al2: one row per (method, budget, seed) within the budget, the
+    exact-samples floor (MD training frames for al2), the table with intervals over the two seeds,
+    the figure."""
     out = smoke_run / "results/smoke"
     for method in ("pt", "flow_mle", "flowmc", "tb_ls"):
         for seed in (0, 1):
@@ -347,11 +348,21 @@ def test_smoke_shootout(smoke_run):
     floor = read_table(out / "shootout/gmm40/exact-seed0.parquet")[0].iloc[0]
     assert floor["energy_calls"] == 0 and np.isnan(floor["log_z_error"])
     table = read_table(out / "tables/shootout.parquet")[0]
-    assert set(table.method) == {"exact", "pt", "flow_mle", "flowmc", "tb_ls"} and (table.seeds == 2).all()
+    assert set(table.method) == {"exact", "pt", "flow_mle", "flow_regflow", "flowmc", "tb_ls"} and (table.seeds == 2).all()
     flow = table[table.method == "flow_mle"].iloc[0]
     assert flow.log_z_error_mean >= 0 and flow.ess_low <= flow.ess_mean <= flow.ess_high
     assert "| parallel tempering (MALA) | 4,000 | 2 |" in (out / "tables/shootout.md").read_text()
     assert (out / "figures/shootout.png").stat().st_size > 10_000 and (out / "figures/shootout.pdf").exists()
+    # al2, against the smoke MD's test frames: tempering MD and the two flows trained on its states
+    for method in ("pt", "flow_mle", "flow_regflow"):
+        for seed in (0, 1):
+            row = read_table(out / f"shootout/al2/{method}-b20000-seed{seed}.parquet",
+                             required=("energy_calls", "energy_w1", "t_w2", "mode_tv"))[0].iloc[0]
+            assert 18_000 <= row["energy_calls"] <= 20_000 and row["t_w2"] > 0 and 0 <= row["mode_tv"] <= 1
+            assert "w2" not in row and np.isnan(row["ess"]) == (method == "pt")
+    md_floor = read_table(out / "shootout/al2/exact-seed0.parquet", required=("t_w2",))[0].iloc[0]
+    assert md_floor["energy_calls"] == 0 and md_floor["t_w2"] > 0
+    assert "| parallel-tempering MD (torch engine) | 20,000 | 2 |" in (out / "tables/shootout.md").read_text()
 
 
 def test_smoke_sgds(smoke_run):

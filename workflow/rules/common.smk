@@ -13,7 +13,7 @@ validate_config(config, schema=Path(workflow.basedir) / "workflow/schemas/config
 from boltzflow.couplings.shards import shard_sizes
 from boltzflow.ebm import check_ebm_section
 from boltzflow.sgds import SGDS_METHODS, check_sgds_section
-from boltzflow.shootout.settings import METHODS as SHOOTOUT_METHODS
+from boltzflow.shootout.settings import METHODS as SHOOTOUT_METHODS, shootout_runs, shootout_settings
 from boltzflow.systems import get_spec
 from boltzflow.targets import target_kind
 
@@ -275,11 +275,19 @@ def figure_paths(name):
 
 
 def shootout_rows():
-    """Every run row and exact-samples floor row of the comparison."""
+    """Every run row and exact-samples floor row of the comparison (each target with its own
+    methods, budgets and seeds)."""
     sh = config["shootout"]
-    runs = [f"{OUT}/shootout/{t}/{m}-b{b}-seed{s}.parquet" for t in sh["targets"] for m in sh["methods"]
-            for b in sh["budgets"] for s in sh["seeds"]]
-    return runs + [f"{OUT}/shootout/{t}/exact-seed{s}.parquet" for t in sh["targets"] for s in sh["seeds"]]
+    runs = [f"{OUT}/shootout/{t}/{m}-b{b}-seed{s}.parquet" for t, m, b, s in shootout_runs(sh)]
+    return runs + [f"{OUT}/shootout/{t}/exact-seed{s}.parquet" for t in sh["targets"]
+                   for s in shootout_settings(sh, t)["seeds"]]
+
+
+def shootout_md(wildcards):
+    """A peptide's MD frames and split, its reference in the comparison (none for other targets)."""
+    if target_kind(wildcards.target) != "peptide":
+        return {}
+    return {"frames": f"{OUT}/md/{wildcards.target}/frames.parquet", "split": f"{OUT}/md/{wildcards.target}/split.parquet"}
 
 
 def shootout_outputs():

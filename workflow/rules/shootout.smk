@@ -1,9 +1,11 @@
 # One comparison across the methods (issue 19): every sampler of shootout.methods on every target
 # of shootout.targets at every budget of energy calls, over seeds; the exact-samples floor; the
-# table and the figure. Rule `shootout` builds them all.
+# table and the figure. Rule `shootout` builds them all. A peptide's reference is its MD.
 
 
 rule shootout_run:
+    input:
+        unpack(shootout_md),
     output:
         f"{OUT}/shootout/{{target}}/{{shootout_method}}-b{{budget}}-seed{{seed}}.parquet",
     params:
@@ -22,6 +24,8 @@ rule shootout_run:
 
 
 rule shootout_floor:
+    input:
+        unpack(shootout_md),
     output:
         f"{OUT}/shootout/{{target}}/exact-seed{{seed}}.parquet",
     params:

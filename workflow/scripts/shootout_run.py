@@ -1,4 +1,4 @@
-"""Rule shootout_run: one sampler run at a budget of energy calls, scored against exact samples."""
+"""Rule shootout_run: one sampler run at a budget of energy calls, scored against exact samples (MD frames for a peptide)."""
 
 import shutil
 
@@ -11,9 +11,10 @@ from boltzflow.shootout.experiment import score_run
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)
 torch.set_num_threads(smk.threads)
+md_frames = (smk.input.frames, smk.input.split) if "frames" in smk.input.keys() else None  # a peptide's reference
 wc = smk.wildcards
 row = score_run(smk.params.shootout, smk.params.sgds, wc.target, wc.shootout_method, int(wc.budget), int(wc.seed),
-                log=log, checkpoint_dir=smk.params.checkpoint_dir)
+                log=log, checkpoint_dir=smk.params.checkpoint_dir, md_frames=md_frames)
 write_table(smk.output[0], pd.DataFrame([row]),
             provenance(smk.rule, dict(smk.params.shootout), seed=int(wc.seed), target=wc.target,
                        method=wc.shootout_method))

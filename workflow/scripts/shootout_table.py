@@ -6,7 +6,7 @@ from boltzflow.io import atomic_path, provenance, read_table, write_table
 
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)
-table = shootout_table(read_table(path, required=("target", "method", "budget", "seed", "energy_calls", "w2"))[0]
+table = shootout_table(read_table(path, required=("target", "method", "budget", "seed", "energy_calls", "energy_w1"))[0]
                        for path in smk.input.runs)
 write_table(smk.output.table_parquet, table, provenance(smk.rule))
 with atomic_path(smk.output.table) as tmp:

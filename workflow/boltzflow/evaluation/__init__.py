@@ -14,7 +14,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "fep": ["fep_free_energy", "free_energy_from_populations", "md_free_energy", "tfep_estimate"],
     "likelihood": ["heldout_log_likelihood"],
     "modes": ["mode_coverage", "mode_weights"],
-    "samplers": ["score_sample_set"],
+    "samplers": ["score_peptide_set", "score_sample_set", "state_populations"],
     "scoring": ["SCORE_DEFAULTS", "evenly_spaced", "reference_chirality", "score_peptide_samples"],
     "states": [
         "DEFAULT_STATE_A", "DEFAULT_STATE_B", "PHI_POSITIVE", "ROW_STATES", "STATES", "StateBox",
@@ -24,7 +24,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "statistics": ["BootstrapCI", "bootstrap_ci", "seed_summary"],
     "tables": [
         "EBM_METHOD_NAMES", "EBM_METRICS", "PAPER_SGDS_GAP", "SGDS_GROUPS", "SGDS_METHOD_NAMES",
-        "SGDS_METRICS", "SHOOTOUT_METHOD_NAMES", "SHOOTOUT_METRICS", "TABLE_METRICS", "ebm_table", "flow_table",
+        "SGDS_METRICS", "SHOOTOUT_METHOD_NAMES", "SHOOTOUT_METRICS", "shootout_method_name", "TABLE_METRICS", "ebm_table", "flow_table",
         "markdown_ebm_mode_weights", "markdown_ebm_rhat", "markdown_ebm_summary", "markdown_flow_table",
         "markdown_sgds_table", "markdown_shootout_table", "sgds_table", "shootout_table",
     ],

@@ -1,6 +1,7 @@
 """One scoring function for every sampler of the cross-method comparison (equally weighted
 samples from MCMC, importance-weighted ones from flows and diffusion samplers) against reference
-samples of the target: log Z error, W2, energy W1, ESS and mode weights."""
+samples of the target: log Z error, W2, energy W1, ESS and mode weights; and its peptide version
+against MD frames: energy W1, torsion W2 and the populations of the backbone states."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from boltzflow.evaluation.arrays import _finite
 from boltzflow.evaluation.distances import energy_wasserstein, wasserstein2
 from boltzflow.evaluation.modes import mode_weights
+from boltzflow.evaluation.scoring import evenly_spaced, score_peptide_samples
+from boltzflow.evaluation.states import STATES, conformational_states
 from boltzflow.evaluation.weights import kish_ess, snis_resample
+from boltzflow.systems import backbone_dihedrals
 
-__all__ = ["score_sample_set"]
+__all__ = ["score_sample_set", "score_peptide_set", "state_populations"]
 
 
 def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy: Any, log_w: Any = None,
@@ -93,3 +98,58 @@ def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy:
         left_ref = (x_ref[:, cols] < 0.0).mean(axis=0)
         row["well_tv"] = float(np.abs(left - left_ref).mean())
     return row
+
+
+def state_populations(dihedrals: pd.DataFrame) -> np.ndarray:
+    """The share of rows in each backbone state of :data:`~boltzflow.evaluation.states.STATES`,
+    per residue: ``(n_residues, 4)``."""
+    states = conformational_states(dihedrals)
+    return np.stack([states[c].value_counts(normalize=True).reindex(list(STATES), fill_value=0.0).to_numpy(float)
+                     for c in states.columns])
+
+
+def score_peptide_set(x: Any, energy: Any, *, reference_x: Any, reference_energy: Any, topology: Any,
+                      log_w: Any = None, n_eval: int = 2000, tw2_points: int = 2000, seed: int = 0) -> dict[str, float]:
+    """:func:`score_sample_set` for a peptide ``(N, 3 n_atoms)`` (nm), against MD frames.
+
+    The set (with ``log_w`` importance log-weights, or equally weighted) goes through
+    :func:`~boltzflow.evaluation.scoring.score_peptide_samples` (chirality of mirrored proposals
+    fixed, rows with non-finite coordinates or energies, or weight 0, left out and counted as
+    ``n_nonfinite``, ``n_eval`` points resampled by SNIS, no quantile filter), which gives:
+
+    - ``ess`` (weighted sets only; Kish over every row, the rows left out counting as weight 0);
+    - ``energy_w1`` against ``n_eval`` evenly spaced reference energies, and ``t_w2``, the torus
+      2-Wasserstein distance of the backbone dihedrals (``tw2_points`` per side);
+    - ``mode_tv``: the total-variation distance ``0.5 sum_s |p_s - p_s^ref|`` between the backbone
+      state populations (alpha_R, beta, alpha_L, C7ax; averaged over residues) of the resampled
+      points and of the reference points; ``modes_found``: the share of the (residue, state) pairs
+      populated in the reference whose sample population is at least a tenth of the reference's.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    energy = np.asarray(energy, dtype=np.float64).reshape(-1)
+    if x.ndim != 2 or len(energy) != len(x):
+        raise ValueError(f"x must be (N, d) with one energy per row, got {x.shape} and {energy.shape}")
+    weighted = log_w is not None
+    lw = np.zeros(len(x)) if log_w is None else np.asarray(log_w, dtype=np.float64).reshape(-1)
+    if len(lw) != len(x):
+        raise ValueError(f"log_w has {len(lw)} rows, x has {len(x)}")
+    with np.errstate(invalid="ignore"):
+        log_q = -energy - lw  # log w = -u - log q; weight 0 gives log q = +inf: left out, counted
+    reference_x = _finite(reference_x, "reference_x", "(M, d)", 2)
+    row, resampled = score_peptide_samples(x, energy, log_q, n_drawn=len(x), reference_x=reference_x,
+                                           reference_energy=reference_energy, topology=topology,
+                                           settings={"n_eval": int(n_eval), "tw2_points": int(tw2_points),
+                                                     "seed": int(seed), "quantile_filter": 0.0})
+    out = {"n_samples": float(len(x)), "n_nonfinite": float(row["n_invalid"]),
+           "ess": float(row["ess"]) if weighted else math.nan,
+           "energy_w1": float(row["e_w1"]), "t_w2": float(row["t_w2"])}
+    if resampled.empty:
+        out.update(mode_tv=1.0, modes_found=0.0)
+        return out
+    ref_angles = backbone_dihedrals(reference_x[evenly_spaced(len(reference_x), int(n_eval))], topology)
+    p_ref = state_populations(ref_angles.drop(columns="frame"))
+    p = state_populations(resampled.drop(columns=["sample", "energy"]))
+    out["mode_tv"] = float(0.5 * np.abs(p - p_ref).sum(axis=1).mean())
+    populated = p_ref > 0
+    out["modes_found"] = float((p[populated] >= 0.1 * p_ref[populated]).mean())
+    return out

@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 from boltzflow.evaluation.statistics import seed_summary
+from boltzflow.targets.catalogue import names_of_kind
 
 __all__ = ["flow_table", "markdown_flow_table", "TABLE_METRICS", "EBM_METRICS", "ebm_table", "markdown_ebm_summary",
            "markdown_ebm_mode_weights", "markdown_ebm_rhat", "SGDS_METRICS", "sgds_table", "markdown_sgds_table",
-           "SHOOTOUT_METRICS", "SHOOTOUT_METHOD_NAMES", "shootout_table", "markdown_shootout_table"]
+           "SHOOTOUT_METRICS", "SHOOTOUT_METHOD_NAMES", "shootout_method_name", "shootout_table",
+           "markdown_shootout_table"]
 
 #: (column, heading, better) of the summarised metrics
 TABLE_METRICS = (("ess", "ESS", "higher"), ("e_w1", "E-W1", "lower"), ("e_w2", "E-W2", "lower"),
@@ -256,13 +258,24 @@ def markdown_sgds_table(table: pd.DataFrame) -> str:
 
 #: (column, heading, better) of the cross-method comparison, in order
 SHOOTOUT_METRICS = (("energy_calls", "energy calls", "-"), ("w2", "W2", "lower"), ("energy_w1", "energy W1", "lower"),
-                    ("log_z_error", "log Z error", "lower"), ("mode_tv", "mode-weight TV", "lower"),
+                    ("t_w2", "T-W2", "lower"), ("log_z_error", "log Z error", "lower"), ("mode_tv", "mode-weight TV", "lower"),
                     ("modes_found", "modes found", "higher"),
                     ("well_tv", "well-weight error", "lower"), ("ess", "ESS", "higher"), ("wall_s", "wall s", "lower"))
 
 SHOOTOUT_METHOD_NAMES = {"exact": "exact samples (the metrics' floor)", "pt": "parallel tempering (MALA)",
-                         "flow_mle": "flow BG (MLE on PT samples, IS)", "flowmc": "flow-assisted MCMC (i-SIR + MALA)",
-                         **SGDS_METHOD_NAMES}
+                         "flow_mle": "flow BG (MLE on PT samples, IS)",
+                         "flow_regflow": "flow BG (RegFlow on PT samples, IS)",
+                         "flowmc": "flow-assisted MCMC (i-SIR + MALA)", **SGDS_METHOD_NAMES}
+#: the names that differ on a peptide, whose reference and tempering are molecular dynamics
+SHOOTOUT_PEPTIDE_NAMES = {"exact": "MD training frames (the metrics' floor)",
+                          "pt": "parallel-tempering MD (torch engine)"}
+
+
+def shootout_method_name(method: str, target: str) -> str:
+    """The name of a comparison method in tables and figures (a peptide's tempering is MD)."""
+    if method in SHOOTOUT_PEPTIDE_NAMES and target in names_of_kind("peptide"):
+        return SHOOTOUT_PEPTIDE_NAMES[method]
+    return SHOOTOUT_METHOD_NAMES.get(method, method)
 
 
 def shootout_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
@@ -301,13 +314,17 @@ def markdown_shootout_table(table: pd.DataFrame) -> str:
              "W2 (exact OT) and energy W1 against exact reference samples, after SNIS resampling where the method",
              "gives weights; log Z error: the method's own estimate (importance sampling), '-' where it makes none;",
              "mode-weight TV: total variation between the Voronoi-zone weights of the samples and of the",
-             "reference; modes found: share of modes holding at least a tenth of their uniform share; ESS:",
-             "normalised Kish ESS of the weights. The 'exact samples' row scores exact samples the same way:",
-             "the finite-sample floor of each metric."]
+             "reference; modes found: share of modes holding at least a tenth of their uniform share;",
+             "well-weight error (Manywell): mean over the double wells of the error of the left well's weight;",
+             "ESS: normalised Kish ESS of the weights. The 'exact samples' row scores exact samples the same way:",
+             "the finite-sample floor of each metric. A peptide is scored against the test split of its MD:",
+             "energy W1, T-W2 (torus W2 of the backbone dihedrals), mode-weight TV over the backbone states",
+             "(alpha_R, beta, alpha_L, C7ax) and states found (populated at a tenth of the reference's share);",
+             "its energy calls are force evaluations, and its floor row scores MD training frames."]
     headings = {c: h for c, h, _ in SHOOTOUT_METRICS}
     for target, group in table.groupby("target", sort=False):
         columns = [c for c, _, _ in SHOOTOUT_METRICS if f"{c}_mean" in group and group[f"{c}_mean"].notna().any()]
-        body = [[SHOOTOUT_METHOD_NAMES.get(r["method"], r["method"]), f"{int(r['budget']):,}" if r["budget"] else "-",
+        body = [[shootout_method_name(r["method"], target), f"{int(r['budget']):,}" if r["budget"] else "-",
                  str(r["seeds"])] + [_shootout_cell(r, c) for c in columns] for _, r in group.iterrows()]
         lines += ["", f"## {target} (d = {int(group['dim'].iloc[0])})", ""]
         lines += _markdown(["method", "budget", "seeds"] + [headings[c] for c in columns], body)

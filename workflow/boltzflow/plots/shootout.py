@@ -4,19 +4,23 @@ per target and metric, log axes, one line per method with its interval over seed
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
-from boltzflow.evaluation.tables import SHOOTOUT_METHOD_NAMES, SHOOTOUT_METRICS
+from boltzflow.evaluation.tables import (
+    SHOOTOUT_METHOD_NAMES,
+    SHOOTOUT_METRICS,
+    shootout_method_name,
+)
 from boltzflow.plots.common import save_figure
 
 __all__ = ["shootout_figure"]
 
-_PANEL_METRICS = ("w2", "energy_w1", "log_z_error", "mode_tv", "well_tv")
+_PANEL_METRICS = ("w2", "energy_w1", "t_w2", "log_z_error", "mode_tv", "well_tv")
 
 
 def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> None:
@@ -43,7 +47,8 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
                 continue
             floor = rows[(rows["method"] == "exact")][f"{metric}_mean"].dropna()
             if len(floor):
-                ax.axhline(float(floor.iloc[0]), color="0.5", linestyle="--", linewidth=1, label="exact samples")
+                ax.axhline(float(floor.iloc[0]), color="0.5", linestyle="--", linewidth=1,
+                           label=shootout_method_name("exact", target))
             for method in methods:
                 sel = rows[rows["method"] == method].dropna(subset=[f"{metric}_mean"]).sort_values("energy_calls_mean")
                 if sel.empty:
@@ -54,7 +59,7 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
                 ax.errorbar(sel["energy_calls_mean"].to_numpy(float), mean,
                             yerr=np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)]),
                             marker="o", markersize=4, capsize=2, color=colours[method],
-                            label=SHOOTOUT_METHOD_NAMES.get(method, method))
+                            label=shootout_method_name(method, target))
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             if (rows[f"{metric}_mean"].dropna() > 0).all() and rows[f"{metric}_mean"].notna().any():
@@ -64,7 +69,11 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
             ax.set_ylabel(headings[metric])
             ax.set_title(f"{target}: {headings[metric]}", fontsize=9)
             ax.grid(True, which="both", alpha=0.2)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}  # every method of every target once (targets may compare different methods)
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     fig.tight_layout()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     save_figure(fig, paths)

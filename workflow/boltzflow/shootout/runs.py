@@ -12,22 +12,27 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import mdtraj
 import numpy as np
 import torch
 
+from boltzflow.couplings import cnf_pairs
 from boltzflow.evaluation import kish_ess, log_z_importance
-from boltzflow.flows import build_flow
+from boltzflow.flows import build_flow, latent_frame, to_latent
 from boltzflow.io import config_hash
 from boltzflow.mcmc import MALA, CountingLogProb, GlobalLocal, init_state, mala_step
 from boltzflow.mcmc.tempering import neighbour_swap
+from boltzflow.md import BatchedLangevin, system_masses
 from boltzflow.sgds.learner import log_weights
 from boltzflow.sgds.settings import SGDSSettings
 from boltzflow.sgds.train import evaluation_grid, train_sgds
-from boltzflow.shootout.settings import METHODS
+from boltzflow.shootout.settings import FLOW_METHODS, METHODS, PEPTIDE_METHODS
 from boltzflow.targets.base import Target
-from boltzflow.training import TrainSettings, fit_flow
+from boltzflow.targets.peptide import PeptideTarget
+from boltzflow.training import TrainSettings, fit_cnf, fit_flow, make_ot_pairs
+from boltzflow.units import kT_kJ_per_mol
 
-__all__ = ["ShootoutRun", "run_method", "run_pt", "run_flow_mle", "run_flowmc", "diffusion_settings", "run_diffusion"]
+__all__ = ["ShootoutRun", "run_method", "run_pt", "run_flow", "run_flowmc", "diffusion_settings", "run_diffusion"]
 
 
 @dataclass
@@ -129,55 +134,174 @@ def _pt_chains(target: Target, budget: int, settings: Mapping[str, Any], generat
     return x, e, calls, details
 
 
+def _md_chains(target: PeptideTarget, budget: int, opts: Mapping[str, Any], seed: int, keep_points: int,
+               method: str = "pt") -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+    """Parallel-tempering MD of a peptide on ``budget`` force calls with the torch engine
+    (:class:`~boltzflow.md.BatchedLangevin`, BAOAB, one force evaluation per replica and step,
+    counted where the engine asks for it): the target-temperature states (nm) and their reduced
+    energies at evenly spaced steps after ``burn_in`` (at most ``keep_points``), and the calls spent,
+    ``ladders K (steps + 1)`` with the start structure's evaluation."""
+    ladders, n_temps = int(opts["ladders"]), int(opts["temperatures"])
+    per_step = ladders * n_temps
+    steps = budget // per_step - 1
+    if steps < 2:
+        raise _budget_error(method, budget, 3 * per_step, f"{ladders} ladders x {n_temps} temperatures for 2 MD steps")
+    t0 = float(target.temperature)
+    t_max = max(float(opts["max_temperature_K"]), t0)
+    temps = [t0 * (t_max / t0) ** (k / max(n_temps - 1, 1)) for k in range(n_temps)]
+    kt = kT_kJ_per_mol(t0)
+    calls = 0
+
+    def energy_and_forces(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # kJ/mol, as the engine takes
+        nonlocal calls
+        calls += len(x)
+        energy, forces = target.energy_and_forces(x)  # kT and kT/nm
+        return energy * kt, forces * kt
+
+    masses = system_masses(target.openmm_system, target.topology, opts["hydrogen_mass_amu"])
+    engine = BatchedLangevin(energy_and_forces, masses, temps, dim=target.dim, n_ladders=ladders,
+                             timestep_fs=float(opts["timestep_fs"]), friction_per_ps=float(opts["friction_per_ps"]),
+                             seed=int(seed))
+    engine.set_positions(target.positions.reshape(-1))
+    engine.draw_velocities()
+    burn_in = int(float(opts["burn_in"]) * steps)
+    stride = max(1, math.ceil(ladders * (steps - burn_in) / int(keep_points)))
+    every = int(opts["exchange_every"])
+    cold = torch.arange(ladders) * n_temps  # slot 0 of every ladder: the target temperature
+    kept_x, kept_e = [], []
+    done, next_save = 0, burn_in + stride
+    while done < steps:
+        stop = min((done // every + 1) * every, next_save, steps)
+        engine.run(stop - done)
+        done = stop
+        if done % every == 0:
+            engine.exchange()
+        if done == next_save:
+            kept_x.append(engine.x[cold].clone())
+            kept_e.append(engine.energy[cold] / float(engine.kT_ladder[0]))
+            next_save += stride
+    engine.check_finite(done)
+    details = {"pt_steps": steps, "md_ps": steps * float(opts["timestep_fs"]) * 1e-3,
+               "pt_swap_acceptance": float(np.nanmean(engine.swap_acceptance())) if n_temps > 1 else math.nan}
+    return torch.cat(kept_x).numpy(), torch.cat(kept_e).numpy(), calls, details
+
+
+def _tempering_samples(target: Target, budget: int, settings: Mapping[str, Any], seed: int,
+                       generator: torch.Generator, keep_points: int,
+                       method: str = "pt") -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+    """Parallel tempering on ``budget`` calls: MD (section ``md``) for a peptide, MALA (``pt``) otherwise."""
+    if isinstance(target, PeptideTarget):
+        return _md_chains(target, budget, settings["md"], seed, keep_points, method)
+    return _pt_chains(target, budget, settings["pt"], generator, float(settings["init_std"]), keep_points, method)
+
+
 def run_pt(target: Target, budget: int, seed: int, settings: Mapping[str, Any]) -> ShootoutRun:
-    """Parallel tempering with MALA moves on ``budget`` energy calls (see :func:`run_method`)."""
+    """Parallel tempering on ``budget`` energy calls (see :func:`run_method`)."""
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
-    x, e, calls, details = _pt_chains(target, int(budget), settings["pt"], gen, float(settings["init_std"]),
-                                      int(settings["keep_points"]))
+    x, e, calls, details = _tempering_samples(target, int(budget), settings, int(seed), gen, int(settings["keep_points"]))
     return ShootoutRun(x, e, None, math.nan, calls, time.perf_counter() - start, details)
 
 
 # ---------------------------------------------------------------- flows
 
 
-def _vector_flow(settings: Mapping[str, Any], dim: int, scale: float) -> dict[str, Any]:
-    return {"transform": settings["transform"], "layers": int(settings["layers"]), "hidden": int(settings["hidden"]),
-            "depth": int(settings["depth"]), "frame": {"kind": "vector", "dim": int(dim), "scale": float(scale)},
-            **({"bins": int(settings["bins"]), "bound": float(settings["bound"])}
-               if settings["transform"] == "spline" else {})}
+def _architecture(opts: Mapping[str, Any], frame: Mapping[str, Any]) -> dict[str, Any]:
+    return {"transform": opts["transform"], "layers": int(opts["layers"]), "hidden": int(opts["hidden"]),
+            "depth": int(opts["depth"]), "frame": dict(frame),
+            **({"bins": int(opts["bins"]), "bound": float(opts["bound"])} if opts["transform"] == "spline" else {})}
 
 
-def run_flow_mle(target: Target, budget: int, seed: int, settings: Mapping[str, Any],
-                 log: logging.Logger | None = None, checkpoint_dir: str | Path | None = None) -> ShootoutRun:
-    """A Boltzmann generator: MLE flow on parallel-tempering samples, then importance-weighted
-    proposals with the rest of the budget. The flow's training checkpoints to ``checkpoint_dir``
-    (resumed when the same run is started again)."""
+def _vector_flow(opts: Mapping[str, Any], dim: int, scale: float) -> dict[str, Any]:
+    return _architecture(opts, {"kind": "vector", "dim": int(dim), "scale": float(scale)})
+
+
+def _flow_frame(target: Target, x_train: np.ndarray, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The flow's coordinates: the peptide frame ``opts["frame"]`` fitted to the training states, or
+    the target's own coordinates scaled by their standard deviation."""
+    if isinstance(target, PeptideTarget):
+        return latent_frame(x_train, target.n_atoms, kind=opts["frame"],
+                            topology=mdtraj.Topology.from_openmm(target.topology))
+    return {"kind": "vector", "dim": int(target.dim), "scale": float(np.std(x_train)) or 1.0}
+
+
+def _regflow_pairs(x_train: np.ndarray, frame: Mapping[str, Any], opts: Mapping[str, Any], seed: int, folder: Path,
+                   identity: str, log: logging.Logger | None) -> tuple[np.ndarray, np.ndarray]:
+    """RegFlow's regression pairs ``(z0, z1)`` in the flow's latent coordinates: exact batch-OT
+    pairs of prior draws and the training points, or a CNF teacher's reflow pairs."""
+    n_pairs = int(opts["n_pairs"])
+    if opts["coupling"] == "ot":
+        z0, z1, _ = make_ot_pairs(x_train, frame, batch_size=int(opts["ot_batch_size"]), n_pairs=n_pairs,
+                                  seed=int(seed), log=log)
+        return z0, z1
+    latent = to_latent(x_train, frame)
+    teacher = opts["teacher"]
+    train = TrainSettings(steps=int(teacher["steps"]), batch_size=int(teacher["batch_size"]), lr=float(teacher["lr"]),
+                          checkpoint_every=int(teacher["steps"]), history_every=int(teacher["steps"]), seed=int(seed))
+    model, _, _ = fit_cnf(latent, hidden=int(teacher["hidden"]), layers=int(teacher["layers"]), settings=train,
+                          checkpoint_dir=folder / "teacher", prior_pairing=teacher["prior_pairing"],
+                          identity=config_hash({"teacher": identity}), log=log)
+    model.eval()
+    z0, z1, _ = cnf_pairs(model, n_pairs, seed=int(seed), method="rk4", steps=int(teacher["solver_steps"]), log=log)
+    return z0, z1
+
+
+def _energies(target: Target, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Reduced energies (float64) of proposals and the number evaluated: NaN for rows with
+    non-finite coordinates (a peptide flow's proposal beyond a torsion cut), which cost no call."""
+    energy = torch.full((len(x),), torch.nan, dtype=torch.float64)
+    ok = torch.isfinite(x).all(dim=1)
+    if ok.any():
+        energy[ok] = target.energy(x[ok]).to(torch.float64)
+    return energy, int(ok.sum())
+
+
+def run_flow(method: str, target: Target, budget: int, seed: int, settings: Mapping[str, Any],
+             log: logging.Logger | None = None, checkpoint_dir: str | Path | None = None) -> ShootoutRun:
+    """A Boltzmann generator: a flow trained on parallel-tempering samples (``flow_mle``: by
+    maximum likelihood; ``flow_regflow``: by RegFlow regression onto the pairs of the
+    ``flow_regflow`` section), then importance-weighted proposals with the rest of the budget. The
+    flow, its training and the budget split are ``flow_mle``'s for both. Training checkpoints to
+    ``checkpoint_dir`` (resumed when the same run is started again)."""
+    if method not in FLOW_METHODS:
+        raise ValueError(f"not a flow method: {method!r}")
     start = time.perf_counter()
     opts = settings["flow_mle"]
     gen = torch.Generator().manual_seed(int(seed))
-    pt_budget = int(float(opts["pt_fraction"]) * budget)
-    x_train, _, pt_calls, details = _pt_chains(target, pt_budget, settings["pt"], gen, float(settings["init_std"]),
-                                               int(opts["training_points"]), method="flow_mle")
+    if opts.get("proposals") is None:
+        pt_budget = int(float(opts["pt_fraction"]) * budget)
+    else:
+        pt_budget = int(budget) - int(opts["proposals"])
+    x_train, _, pt_calls, details = _tempering_samples(target, pt_budget, settings, int(seed), gen,
+                                                       int(opts["training_points"]), method=method)
     n_proposals = int(budget) - pt_calls
     if n_proposals < 2:
-        raise _budget_error("flow_mle", budget, pt_calls + 2, "its parallel-tempering data and 2 proposals")
-    scale = float(np.std(x_train)) or 1.0
-    architecture = _vector_flow(opts, target.dim, scale)
+        raise _budget_error(method, budget, pt_calls + 2, "its parallel-tempering data and 2 proposals")
+    architecture = _architecture(opts, _flow_frame(target, x_train, opts))
     train = TrainSettings(steps=int(opts["steps"]), batch_size=int(opts["batch_size"]), lr=float(opts["lr"]),
                           checkpoint_every=int(opts["steps"]), history_every=int(opts["steps"]), seed=int(seed))
-    identity = config_hash({"method": "flow_mle", "architecture": architecture, "train": asdict(train),
-                            "budget": int(budget), "pt": dict(settings["pt"]), "init_std": settings["init_std"]})
+    regflow = dict(settings["flow_regflow"]) if method == "flow_regflow" else None
+    pt_settings = settings["md"] if isinstance(target, PeptideTarget) else settings["pt"]
+    identity = config_hash({"method": method, "architecture": architecture, "train": asdict(train),
+                            "budget": int(budget), "pt": dict(pt_settings), "init_std": settings["init_std"],
+                            **({"regflow": regflow} if regflow else {})})
     with _checkpoints(checkpoint_dir, "shootout-flow-") as folder:
-        flow, _, _ = fit_flow("mle", architecture, train, folder, train_x=x_train, identity=identity, log=log)
+        if regflow is None:
+            flow, _, _ = fit_flow("mle", architecture, train, folder, train_x=x_train, identity=identity, log=log)
+        else:
+            pairs = _regflow_pairs(x_train, architecture["frame"], regflow, int(seed), Path(folder), identity, log)
+            flow, _, _ = fit_flow("regflow", architecture, train, Path(folder) / "flow", pairs=pairs,
+                                  regflow=regflow, identity=identity, log=log)
     flow.eval()
     keep = int(settings["keep_points"])
     xs, energies, log_ws = [], [], []
+    evaluated = 0
     with torch.no_grad():
         for first in range(0, n_proposals, 65_536):
             x, log_q = flow.sample(min(65_536, n_proposals - first), gen)
             x = x.to(torch.float64)
-            energy = target.energy(x).to(torch.float64)
+            energy, calls = _energies(target, x)
+            evaluated += calls
             log_w = (-energy - log_q.to(torch.float64)).numpy()
             log_ws.append(np.where(np.isfinite(log_w), log_w, -np.inf))
             if first < keep:  # points for the metrics: the first keep_points proposals
@@ -186,9 +310,10 @@ def run_flow_mle(target: Target, budget: int, seed: int, settings: Mapping[str, 
     all_log_w = np.concatenate(log_ws)
     x, energy = np.concatenate(xs), np.concatenate(energies)
     log_w = all_log_w[: len(x)]
-    details.update({"training_samples": len(x_train), "proposals": n_proposals, "pt_calls": pt_calls})
+    details.update({"training_samples": len(x_train), "proposals": n_proposals, "pt_calls": pt_calls,
+                    "invalid_proposals": n_proposals - evaluated})
     details["ess_all"] = kish_ess(all_log_w)
-    return ShootoutRun(x, energy, log_w, log_z_importance(all_log_w), pt_calls + n_proposals,
+    return ShootoutRun(x, energy, log_w, log_z_importance(all_log_w), pt_calls + evaluated,
                       time.perf_counter() - start, details)
 
 
@@ -324,7 +449,7 @@ def run_method(method: str, target: Target, budget: int, seed: int, settings: Ma
                checkpoint_dir: str | Path | None = None) -> ShootoutRun:
     """Run ``method`` (one of :data:`~boltzflow.shootout.settings.METHODS`) on ``target`` with
     ``budget`` energy calls; the diffusion samplers take their per-iteration settings from
-    ``sgds_settings``. The methods that train a network (``flow_mle`` and the diffusion samplers,
+    ``sgds_settings``. The methods that train a network (the flows and the diffusion samplers,
     minutes to hours at large budgets) checkpoint to ``checkpoint_dir`` and resume from it when
     the same run is started again; ``pt`` and ``flowmc`` (seconds at 1e6 calls) start over.
 
@@ -337,14 +462,16 @@ def run_method(method: str, target: Target, budget: int, seed: int, settings: Ma
     :class:`~boltzflow.mcmc.CountingLogProb`, the diffusion samplers with the SGDS energy counter),
     so that a test can hold the account against a target that counts what it is really asked.
 
-    - ``pt``: parallel tempering with MALA moves (the baseline): ``chains`` ladders of ``temperatures``
-      geometric temperatures up to ``t_max``, a neighbour swap round after every step, step sizes
-      adapted per temperature during the first half; the samples are the ``T = 1`` states of the
-      second half.
-    - ``flow_mle``: a Boltzmann generator: ``pt`` with ``pt_fraction`` of the budget makes the
-      training data of a coupling flow trained by maximum likelihood; the rest of the budget is spent
-      on importance-weighted proposals of the flow (``log Z`` and the ESS from all of them, the
-      sample set from the first ``keep_points``).
+    - ``pt``: parallel tempering (the baseline). On a density: MALA moves, ``chains`` ladders of
+      ``temperatures`` geometric temperatures up to ``t_max``, a neighbour swap round after every
+      step, step sizes adapted per temperature during the first half; the samples are the ``T = 1``
+      states of the second half. On a peptide (:class:`~boltzflow.targets.peptide.PeptideTarget`):
+      Langevin MD with the torch engine (section ``md``), one force call per replica and step.
+    - ``flow_mle``, ``flow_regflow``: Boltzmann generators: ``pt`` with ``pt_fraction`` of the
+      budget (or all but ``proposals`` calls) makes the training data of a coupling flow trained by maximum likelihood, or by RegFlow
+      regression onto OT or CNF-teacher pairs; the rest of the budget is spent on
+      importance-weighted proposals of the flow (``log Z`` and the ESS from all of them, the sample
+      set from the first ``keep_points``).
     - ``flowmc``: flow-assisted MCMC on the target (the sampler of the flowMC-EBM paper): persistent
       chains moved by cycles of one i-SIR step with a flow proposal and ``n_local`` MALA steps, the
       flow trained by maximum likelihood on the chains' states as they go (adaptive, as flowMC);
@@ -360,8 +487,10 @@ def run_method(method: str, target: Target, budget: int, seed: int, settings: Ma
         raise ValueError(f"budget must be >= 1 energy call, got {budget}")
     if method == "pt":
         return run_pt(target, budget, seed, settings)
-    if method == "flow_mle":
-        return run_flow_mle(target, budget, seed, settings, log=log, checkpoint_dir=checkpoint_dir)
+    if isinstance(target, PeptideTarget) and method not in PEPTIDE_METHODS:
+        raise ValueError(f"{method} does not run on a peptide (peptide methods: {', '.join(PEPTIDE_METHODS)})")
+    if method in FLOW_METHODS:
+        return run_flow(method, target, budget, seed, settings, log=log, checkpoint_dir=checkpoint_dir)
     if method == "flowmc":
         return run_flowmc(target, budget, seed, settings)
     if sgds_settings is None:
