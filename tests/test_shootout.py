@@ -24,7 +24,7 @@ from boltzflow.evaluation import (
 from boltzflow.sgds.settings import SGDSSettings
 from boltzflow.shootout import (
     METHODS,
-    PEPTIDE_METHODS,
+    STRUCTURED_METHODS,
     check_shootout,
     diffusion_settings,
     run_method,
@@ -44,6 +44,9 @@ class Tally(Target):
     def __init__(self, inner: Target):
         self.inner, self.dim, self.log_z, self.rows = inner, inner.dim, inner.log_z, 0
         self.means = getattr(inner, "means", None)
+        for name in ("name", "com_free", "n_particles", "spatial_dim"):  # a particle system's structure
+            if hasattr(inner, name):
+                setattr(self, name, getattr(inner, name))
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
         self.rows += int(x.shape[0])
@@ -128,7 +131,7 @@ PEPTIDE_SETTINGS = {**SETTINGS, "keep_points": 400,
                                  "training_points": 300}}
 
 
-@pytest.mark.parametrize("method", PEPTIDE_METHODS)
+@pytest.mark.parametrize("method", STRUCTURED_METHODS)
 def test_peptide_methods_account_for_each_force_and_energy_call(method, al2_target, monkeypatch):
     """Tempering MD counts one call per replica and step (the start included); the flows add
     their evaluated proposals (a proposal beyond a torsion cut is not evaluated, so not counted)."""
@@ -153,8 +156,58 @@ def test_peptide_methods_account_for_each_force_and_energy_call(method, al2_targ
 
 
 def test_flows_of_the_density_samplers_refuse_a_peptide(al2_target):
-    with pytest.raises(ValueError, match="flowmc does not run on a peptide"):
+    with pytest.raises(ValueError, match="flowmc does not run on a peptide or particle system"):
         run_method("flowmc", al2_target, 10_000, 0, PEPTIDE_SETTINGS)
+    with pytest.raises(ValueError, match="pis does not run on a peptide or particle system"):
+        run_method("pis", load_target("lj13"), 10_000, 0, SETTINGS, sgds_settings=TINY_SGDS)
+
+
+@pytest.mark.parametrize("method", STRUCTURED_METHODS)
+def test_particle_methods_account_for_their_calls_and_keep_the_centroid_out_of_the_flow(method):
+    """On LJ-13 the flows work in centroid-free coordinates: their proposals have centroid 0 and
+    the reported energies are the target's."""
+    inner = load_target("lj13")
+    tally = Tally(inner)
+    settings = {**SETTINGS, "init_std": 1.5, "pt": {**SETTINGS["pt"], "step_size": 1e-3}}
+    run = run_method(method, tally, 3000, 0, settings)
+    assert run.energy_calls == tally.rows and 1500 <= run.energy_calls <= 3000
+    np.testing.assert_allclose(run.energy, inner.energy(torch.as_tensor(run.x)).numpy(), rtol=1e-6, atol=1e-6)
+    if method != "pt":
+        centroids = run.x.reshape(len(run.x), 13, 3).mean(axis=1)
+        assert np.abs(centroids).max() < 1e-6 and math.isfinite(run.log_z)
+
+
+def test_particle_scoring_against_held_out_reference_samples(tmp_path):
+    """A particle system is scored on energy W1 and distance W1 (no W2); its floor (held-out
+    reference samples) scores near 0, a set of stretched clusters far from it; a reference file
+    for another target is refused, naming it."""
+    from boltzflow.io import ArtifactError, write_sample_set
+    from boltzflow.shootout.experiment import _Reference
+    from boltzflow.shootout.runs import _pt_chains
+    target = load_target("lj13")
+    x, energy, _, _ = _pt_chains(target, 40_000, {"chains": 16, "temperatures": 4, "t_max": 2.0, "step_size": 1e-3},
+                                 torch.Generator().manual_seed(0), 1.5, 2000)
+    x, energy = x[energy < 0], energy[energy < 0]  # this short run's bound clusters (~600 of 1,664)
+    write_sample_set(tmp_path / "lj13.parquet", x.astype(np.float32), energy, target="lj13", units="kT")
+    settings = {"n_eval": 300, "w2_points": 300, "reference_samples": 10_000}
+    reference = _Reference(target, settings, 0, {"reference": tmp_path / "lj13.parquet"})
+    floor_x, floor_e = reference.floor_points()
+    floor = reference.score(floor_x, floor_e, None, float("nan"))
+    assert "w2" not in floor and floor["distance_w1"] < 0.03 and floor["energy_w1"] < 2.0  # 0.010 and 0.63
+    stretched = 1.2 * floor_x
+    far = reference.score(stretched, target.energy(torch.as_tensor(stretched)).numpy(), None, float("nan"))
+    assert far["distance_w1"] > 10 * floor["distance_w1"] and far["energy_w1"] > 10 * floor["energy_w1"]
+    ref_x, _ = reference.points()
+    # the floor and the reference split the file's rows (centroid removed) between them
+    centred = x.astype(np.float32).astype(np.float64).reshape(len(x), 13, 3)
+    centred = (centred - centred.mean(axis=1, keepdims=True)).reshape(len(x), -1)
+    assert len(ref_x) + 300 == len(x)
+    np.testing.assert_allclose(np.sort(np.concatenate([floor_x, ref_x]), axis=0), np.sort(centred, axis=0), atol=1e-6)
+    with pytest.raises(ValueError, match="missing reference"):
+        _Reference(target, settings, 0, {})
+    write_sample_set(tmp_path / "other.parquet", x.astype(np.float32), energy, target="lj55", units="kT")
+    with pytest.raises(ArtifactError, match="other.parquet: sample set is for target 'lj55'"):
+        _Reference(target, settings, 0, {"reference": tmp_path / "other.parquet"}).points()
 
 
 def test_score_peptide_set_against_md_halves_and_a_collapsed_set(al2_target):
@@ -293,8 +346,9 @@ def test_shootout_table_summarises_seeds_and_names_the_methods():
 
 def test_config_names_a_bad_shootout_setting():
     base = yaml.safe_load(open("config/config.yaml"))
-    cases = [({"targets": ["lj13"]}, "'shootout.targets': 'lj13' has no exact sampler or MD frames"),
-             ({"targets": ["al2"]}, "'shootout.methods': flowmc does not run on the peptide al2"),
+    cases = [({"targets": ["nosuch"]}, "'shootout.targets': 'nosuch' has no exact sampler, MD frames or reference"),
+             ({"targets": ["al2"]}, "'shootout.methods': flowmc does not run on the peptide target al2"),
+             ({"targets": ["lj13"]}, "'shootout.methods': flowmc does not run on the particle target lj13"),
              ({"targets": ["al2"], "per_target": {"al2": {"methods": ["pt", "nuts"]}}},
               "'shootout.per_target.al2.methods': unknown method 'nuts'"),
              ({"per_target": {"gmm40": {"pt": {"tmax": 3}}}}, "'shootout.per_target.gmm40.pt': unknown key"),

@@ -283,11 +283,14 @@ def shootout_rows():
                    for s in shootout_settings(sh, t)["seeds"]]
 
 
-def shootout_md(wildcards):
-    """A peptide's MD frames and split, its reference in the comparison (none for other targets)."""
-    if target_kind(wildcards.target) != "peptide":
-        return {}
-    return {"frames": f"{OUT}/md/{wildcards.target}/frames.parquet", "split": f"{OUT}/md/{wildcards.target}/split.parquet"}
+def shootout_reference(wildcards):
+    """The reference files of a comparison target: a peptide's MD frames and split, a particle
+    system's parallel-tempering samples (none for a density with an exact sampler)."""
+    kind = target_kind(wildcards.target)
+    if kind == "peptide":
+        return {"frames": f"{OUT}/md/{wildcards.target}/frames.parquet",
+                "split": f"{OUT}/md/{wildcards.target}/split.parquet"}
+    return {"reference": f"{OUT}/reference/{wildcards.target}.parquet"} if kind == "particle" else {}
 
 
 def shootout_outputs():

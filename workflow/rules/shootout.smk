@@ -1,11 +1,12 @@
 # One comparison across the methods (issue 19): every sampler of shootout.methods on every target
 # of shootout.targets at every budget of energy calls, over seeds; the exact-samples floor; the
-# table and the figure. Rule `shootout` builds them all. A peptide's reference is its MD.
+# table and the figure. Rule `shootout` builds them all. A peptide's reference is its MD, a particle system's its
+# parallel-tempering reference samples (rule reference_samples).
 
 
 rule shootout_run:
     input:
-        unpack(shootout_md),
+        unpack(shootout_reference),
     output:
         f"{OUT}/shootout/{{target}}/{{shootout_method}}-b{{budget}}-seed{{seed}}.parquet",
     params:
@@ -25,7 +26,7 @@ rule shootout_run:
 
 rule shootout_floor:
     input:
-        unpack(shootout_md),
+        unpack(shootout_reference),
     output:
         f"{OUT}/shootout/{{target}}/exact-seed{{seed}}.parquet",
     params:

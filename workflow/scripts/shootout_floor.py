@@ -9,8 +9,8 @@ from boltzflow.shootout.experiment import exact_floor
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)
 torch.set_num_threads(smk.threads)
-md_frames = (smk.input.frames, smk.input.split) if "frames" in smk.input.keys() else None  # a peptide's reference
-row = exact_floor(smk.params.shootout, smk.wildcards.target, int(smk.wildcards.seed), md_frames=md_frames)
+reference_files = {name: smk.input[name] for name in smk.input.keys()}  # a peptide's MD, a particle system's PT samples
+row = exact_floor(smk.params.shootout, smk.wildcards.target, int(smk.wildcards.seed), reference_files=reference_files)
 log.info("%s exact samples, seed %s: %s", smk.wildcards.target, smk.wildcards.seed, row)
 write_table(smk.output[0], pd.DataFrame([row]),
             provenance(smk.rule, dict(smk.params.shootout), seed=int(smk.wildcards.seed), target=smk.wildcards.target))

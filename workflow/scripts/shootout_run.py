@@ -11,10 +11,10 @@ from boltzflow.shootout.experiment import score_run
 smk = snakemake  # noqa: F821
 log = setup_logging(smk)
 torch.set_num_threads(smk.threads)
-md_frames = (smk.input.frames, smk.input.split) if "frames" in smk.input.keys() else None  # a peptide's reference
+reference_files = {name: smk.input[name] for name in smk.input.keys()}  # a peptide's MD, a particle system's PT samples
 wc = smk.wildcards
 row = score_run(smk.params.shootout, smk.params.sgds, wc.target, wc.shootout_method, int(wc.budget), int(wc.seed),
-                log=log, checkpoint_dir=smk.params.checkpoint_dir, md_frames=md_frames)
+                log=log, checkpoint_dir=smk.params.checkpoint_dir, reference_files=reference_files)
 write_table(smk.output[0], pd.DataFrame([row]),
             provenance(smk.rule, dict(smk.params.shootout), seed=int(wc.seed), target=wc.target,
                        method=wc.shootout_method))

@@ -6,7 +6,7 @@ against MD frames: energy W1, torsion W2 and the populations of the backbone sta
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -24,14 +24,19 @@ __all__ = ["score_sample_set", "score_peptide_set", "state_populations"]
 
 def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy: Any, log_w: Any = None,
                      log_z: float = math.nan, log_z_true: float | None = None, centres: Any = None,
-                     well_coordinates: Any = None, n_eval: int = 2000, w2_points: int = 2000, seed: int = 0) -> dict[str, float]:
+                     well_coordinates: Any = None, pair_distances: Callable[[np.ndarray], np.ndarray] | None = None,
+                     n_eval: int = 2000, w2_points: int = 2000, seed: int = 0) -> dict[str, float]:
     """Metrics of a sample set ``x`` ``(N, d)`` with energies ``(N,)`` against reference samples.
 
     With ``log_w`` (unnormalised log importance weights, ``-inf`` for weight 0) the set is first
     resampled by SNIS to ``n_eval`` points and ``ess`` (normalised Kish) is reported; without, a
     random subset of ``n_eval`` points is used (all of them if fewer) and ``ess`` is NaN. Then:
 
-    - ``w2``: exact-OT 2-Wasserstein distance to the reference (``w2_points`` per side);
+    - ``w2``: exact-OT 2-Wasserstein distance to the reference (``w2_points`` per side; 0 leaves it
+      out, as for particles, whose coordinates are defined up to permutations and rotations);
+    - with ``pair_distances`` (configurations ``(n, d)`` -> their interatomic distances, pooled):
+      ``distance_w1``, the 1-Wasserstein distance between the pooled distances of the points and of
+      the reference;
     - ``energy_w1``: 1-Wasserstein distance between the energies of the two sets;
     - ``log_z_error``: ``|log_z - log_z_true|`` where both are known (else NaN);
     - with ``centres`` ``(K, d)`` (modes of a mixture): ``mode_tv``, the total-variation distance
@@ -75,8 +80,11 @@ def score_sample_set(x: Any, energy: Any, *, reference_x: Any, reference_energy:
         if len(finite_rows) == 0:
             raise ValueError("no sample with a finite energy")
         pick = finite_rows if len(finite_rows) <= n_eval else rng.choice(finite_rows, int(n_eval), replace=False)
-    row["w2"] = wasserstein2(x[pick], x_ref, max_points=int(w2_points), seed=seed)
+    if int(w2_points) > 0:
+        row["w2"] = wasserstein2(x[pick], x_ref, max_points=int(w2_points), seed=seed)
     row["energy_w1"] = energy_wasserstein(energy[pick], e_ref, p=1)
+    if pair_distances is not None:
+        row["distance_w1"] = energy_wasserstein(pair_distances(x[pick]), pair_distances(x_ref), p=1)
     row["log_z"] = float(log_z)
     row["log_z_error"] = (abs(float(log_z) - float(log_z_true))
                           if log_z_true is not None and math.isfinite(float(log_z)) else math.nan)

@@ -20,7 +20,7 @@ from boltzflow.plots.common import save_figure
 
 __all__ = ["shootout_figure"]
 
-_PANEL_METRICS = ("w2", "energy_w1", "t_w2", "log_z_error", "mode_tv", "well_tv")
+_PANEL_METRICS = ("w2", "energy_w1", "t_w2", "distance_w1", "log_z_error", "mode_tv", "well_tv")
 
 
 def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> None:

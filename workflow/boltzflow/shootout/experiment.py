@@ -1,7 +1,8 @@
 """One row of the comparison: a method run at a budget and scored against reference samples
-(:func:`score_run`: exact samples of a synthetic target, the MD test split of a peptide), or the
-metrics' own floor, exact samples (MD training frames for a peptide) scored the same way
-(:func:`exact_floor`)."""
+(:func:`score_run`), or the metrics' own floor, reference-quality samples scored the same way
+(:func:`exact_floor`). The reference of a synthetic density is a draw of its exact sampler; of a
+peptide, the test split of its MD (the floor: MD training frames); of a particle system, its
+parallel-tempering reference samples (the floor: held-out reference samples)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import numpy as np
 import torch
 
 from boltzflow.evaluation import score_peptide_set, score_sample_set
+from boltzflow.io import ArtifactError, read_sample_set
 from boltzflow.md import split_frames_and_energies
+from boltzflow.sgds.egnn import remove_mean
 from boltzflow.sgds.settings import resolve_sgds_run
 from boltzflow.shootout.runs import run_method
 from boltzflow.shootout.settings import DIFFUSION_METHODS, shootout_settings
@@ -22,10 +25,14 @@ from boltzflow.targets import load_target
 from boltzflow.targets.base import Target
 from boltzflow.targets.peptide import PeptideTarget
 
-__all__ = ["REFERENCE_SEED_OFFSET", "reference_set", "md_reference", "score_run", "exact_floor"]
+__all__ = ["REFERENCE_SEED_OFFSET", "reference_set", "md_reference", "particle_reference", "score_run",
+           "exact_floor"]
 
 #: Reference samples of seed k come from an exact sampler seeded with this + k (never a run's seed)
 REFERENCE_SEED_OFFSET = 1_000_000
+
+#: The files a target's reference comes from, by kind (the rule's input names)
+REFERENCE_FILES = {"peptide": ("frames", "split"), "particle": ("reference",)}
 
 
 def reference_set(target: Target, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,11 +43,6 @@ def reference_set(target: Target, n: int, seed: int) -> tuple[np.ndarray, np.nda
         return x.numpy(), target.energy(x).numpy()
 
 
-def _centres(target: Target) -> np.ndarray | None:
-    means = getattr(target, "means", None)
-    return None if means is None else np.asarray(means, dtype=np.float64)
-
-
 def md_reference(frames: str | Path, split: str | Path, which: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """A peptide's reference: the frames of one split of its MD (``md/<peptide>/frames.parquet``
     and ``split.parquet``) and their reduced energies."""
@@ -48,35 +50,100 @@ def md_reference(frames: str | Path, split: str | Path, which: str = "test") -> 
     return np.asarray(x, dtype=np.float64), np.asarray(energy, dtype=np.float64)
 
 
-def _score(target: Target, settings: Mapping[str, Any], seed: int, x, energy, log_w, log_z,
-           reference: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
-    if isinstance(target, PeptideTarget):
-        if reference is None:
-            raise ValueError(f"{target.name}: a peptide is scored against its MD frames; give the reference")
-        x_ref, e_ref = reference
-        return score_peptide_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w,
-                                 topology=mdtraj.Topology.from_openmm(target.topology), n_eval=int(settings["n_eval"]),
-                                 tw2_points=int(settings["w2_points"]), seed=int(seed))
-    x_ref, e_ref = reference_set(target, settings["reference_samples"], seed)
-    return score_sample_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w, log_z=log_z,
-                            log_z_true=target.log_z, centres=_centres(target),
-                            well_coordinates=getattr(target, "well_coordinates", None), n_eval=int(settings["n_eval"]),
-                            w2_points=int(settings["w2_points"]), seed=int(seed))
+def particle_reference(target: Target, path: str | Path, n_reference: int, n_held_out: int,
+                       seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A particle system's reference samples (``reference/<target>.parquet``, centroid removed) in a
+    seeded order, cut in two: at most ``n_reference`` points (the reference every run of the seed
+    is scored against) and ``n_held_out`` others (the floor's sample set), each with its energies."""
+    samples = read_sample_set(path, expected_dim=target.dim, expected_target=target.name)
+    x = remove_mean(torch.as_tensor(np.array(samples.x, dtype=np.float64)), target.n_particles, target.spatial_dim)
+    if len(x) < int(n_held_out) + 2:
+        raise ArtifactError(f"{path}: {len(x)} reference samples; the comparison needs at least {int(n_held_out) + 2} "
+                            f"(n_eval {int(n_held_out)} held out for the floor)")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(REFERENCE_SEED_OFFSET + int(seed)))
+    held_out, reference = x[order[: int(n_held_out)]], x[order[int(n_held_out):][: int(n_reference)]]
+    with torch.no_grad():
+        return ((reference.numpy(), target.energy(reference).to(torch.float64).numpy()),
+                (held_out.numpy(), target.energy(held_out).to(torch.float64).numpy()))
+
+
+def _centres(target: Target) -> np.ndarray | None:
+    means = getattr(target, "means", None)
+    return None if means is None else np.asarray(means, dtype=np.float64)
+
+
+class _Reference:
+    """What a target's samples are scored against, and the floor's sample set (see the module
+    docstring); ``files`` are the rule's reference inputs (none for a synthetic density)."""
+
+    def __init__(self, target: Target, settings: Mapping[str, Any], seed: int, files: Mapping[str, Any] | None):
+        self.target, self.settings, self.seed = target, settings, int(seed)
+        kind = "peptide" if isinstance(target, PeptideTarget) else \
+            "particle" if getattr(target, "com_free", False) else "density"
+        missing = [name for name in REFERENCE_FILES.get(kind, ()) if not (files or {}).get(name)]
+        if missing:
+            raise ValueError(f"{target.name}: a {kind} target is scored against its reference files; "
+                             f"missing {', '.join(missing)}")
+        self.kind, self.files = kind, dict(files or {})
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The reference points and their energies."""
+        if self.kind == "peptide":
+            return md_reference(self.files["frames"], self.files["split"], "test")
+        if self.kind == "particle":
+            return particle_reference(self.target, self.files["reference"], int(self.settings["reference_samples"]),
+                                      int(self.settings["n_eval"]), self.seed)[0]
+        return reference_set(self.target, self.settings["reference_samples"], self.seed)
+
+    def floor_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """``n_eval`` samples of reference quality, not among the reference points."""
+        n, gen = int(self.settings["n_eval"]), torch.Generator().manual_seed(self.seed)
+        if self.kind == "peptide":
+            x, energy = md_reference(self.files["frames"], self.files["split"], "train")
+            rows = torch.randperm(len(x), generator=gen)[:n].numpy()
+            return x[rows], energy[rows]
+        if self.kind == "particle":
+            return particle_reference(self.target, self.files["reference"], int(self.settings["reference_samples"]),
+                                      n, self.seed)[1]
+        with torch.no_grad():
+            x = self.target.sample(n, generator=gen).to(torch.float64)
+            return x.numpy(), self.target.energy(x).numpy()
+
+    def score(self, x, energy, log_w, log_z) -> dict[str, float]:
+        """The metrics of a sample set (with importance log-weights or equally weighted)."""
+        x_ref, e_ref = self.points()
+        n_eval, w2_points, seed = int(self.settings["n_eval"]), int(self.settings["w2_points"]), self.seed
+        if self.kind == "peptide":
+            return score_peptide_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w,
+                                     topology=mdtraj.Topology.from_openmm(self.target.topology), n_eval=n_eval,
+                                     tw2_points=w2_points, seed=seed)
+        if self.kind == "particle":
+            def distances(points: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return self.target.squared_distances(torch.as_tensor(points)).sqrt().reshape(-1).numpy()
+
+            return score_sample_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w, log_z=log_z,
+                                    pair_distances=distances, n_eval=n_eval, w2_points=0, seed=seed)
+        return score_sample_set(x, energy, reference_x=x_ref, reference_energy=e_ref, log_w=log_w, log_z=log_z,
+                                log_z_true=self.target.log_z, centres=_centres(self.target),
+                                well_coordinates=getattr(self.target, "well_coordinates", None), n_eval=n_eval,
+                                w2_points=w2_points, seed=seed)
 
 
 def score_run(section: Mapping[str, Any], sgds_section: Mapping[str, Any], target_name: str, method: str,
               budget: int, seed: int, *, log: logging.Logger | None = None,
               checkpoint_dir: str | Path | None = None,
-              md_frames: tuple[str | Path, str | Path] | None = None) -> dict[str, Any]:
+              reference_files: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run ``method`` on ``target_name`` with ``budget`` energy calls and score it: one row with the
     target, method, budget, seed, the energy calls the method spent, its wall time, the metrics of
-    :func:`~boltzflow.evaluation.score_sample_set` (of :func:`~boltzflow.evaluation.score_peptide_set`
-    against the test split of ``md_frames``, the MD frames and split files, for a peptide) and the
-    method's details. Training checkpoints to ``checkpoint_dir`` (a killed run resumes from it)."""
+    :func:`~boltzflow.evaluation.score_sample_set` (:func:`~boltzflow.evaluation.score_peptide_set`
+    for a peptide) and the method's details. ``reference_files``: a peptide's MD ``frames`` and
+    ``split``, a particle system's ``reference`` samples. Training checkpoints to
+    ``checkpoint_dir`` (a killed run resumes from it)."""
     log = log or logging.getLogger("boltzflow.shootout")
     settings = shootout_settings(section, target_name)
     target = load_target(target_name)
-    reference = _peptide_reference(target, md_frames, "test")
+    reference = _Reference(target, settings, seed, reference_files)  # checked before the run
     base = resolve_sgds_run(sgds_section, target_name, method, seed) if method in DIFFUSION_METHODS else None
     run = run_method(method, target, int(budget), int(seed), settings, sgds_settings=base, log=log,
                      checkpoint_dir=checkpoint_dir)
@@ -84,40 +151,21 @@ def score_run(section: Mapping[str, Any], sgds_section: Mapping[str, Any], targe
         raise RuntimeError(f"{method} on {target_name} spent {run.energy_calls} energy calls, over its budget {budget}")
     row = {"target": target_name, "method": method, "budget": int(budget), "seed": int(seed), "dim": int(target.dim),
            "energy_calls": int(run.energy_calls), "wall_s": float(run.wall_s),
-           **_score(target, settings, seed, run.x, run.energy, run.log_w, run.log_z, reference),
+           **reference.score(run.x, run.energy, run.log_w, run.log_z),
            **{f"detail_{k}": v for k, v in run.details.items() if isinstance(v, (int, float))}}
     log.info("%s %s budget %d seed %d: %s", target_name, method, budget, seed,
              {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     return row
 
 
-def _peptide_reference(target: Target, md_frames, which: str) -> tuple[np.ndarray, np.ndarray] | None:
-    if not isinstance(target, PeptideTarget):
-        return None
-    if md_frames is None:
-        raise ValueError(f"{target.name}: a peptide is scored against its MD frames; give md/{target.name}/frames.parquet "
-                         "and split.parquet")
-    return md_reference(*md_frames, which=which)
-
-
 def exact_floor(section: Mapping[str, Any], target_name: str, seed: int,
-                md_frames: tuple[str | Path, str | Path] | None = None) -> dict[str, Any]:
-    """The metrics of ``n_eval`` exact samples (a different draw from the reference): what a perfect
-    sampler scores with this many points, the floor under every method's curve. For a peptide,
-    ``n_eval`` frames drawn (seeded) from the training split of its MD, scored against the test split."""
+                reference_files: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics of ``n_eval`` samples of reference quality (exact samples of another draw, MD
+    training frames, held-out reference samples) scored as every method is: what a perfect sampler
+    scores with this many points, the floor under every method's curve."""
     settings = shootout_settings(section, target_name)
     target = load_target(target_name)
-    gen = torch.Generator().manual_seed(int(seed))
-    if isinstance(target, PeptideTarget):
-        x_train, e_train = _peptide_reference(target, md_frames, "train")
-        rows = torch.randperm(len(x_train), generator=gen)[: int(settings["n_eval"])].numpy()
-        x, energy = x_train[rows], e_train[rows]
-        scores = _score(target, settings, seed, x, energy, None, float("nan"),
-                        _peptide_reference(target, md_frames, "test"))
-    else:
-        with torch.no_grad():
-            x = target.sample(int(settings["n_eval"]), generator=gen).to(torch.float64)
-            energy = target.energy(x)
-        scores = _score(target, settings, seed, x.numpy(), energy.numpy(), None, float("nan"))
+    reference = _Reference(target, settings, seed, reference_files)
+    x, energy = reference.floor_points()
     return {"target": target_name, "method": "exact", "budget": 0, "seed": int(seed), "dim": int(target.dim),
-            "energy_calls": 0, "wall_s": 0.0, **scores}
+            "energy_calls": 0, "wall_s": 0.0, **reference.score(x, energy, None, float("nan"))}

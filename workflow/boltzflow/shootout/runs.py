@@ -26,7 +26,7 @@ from boltzflow.md import BatchedLangevin, system_masses
 from boltzflow.sgds.learner import log_weights
 from boltzflow.sgds.settings import SGDSSettings
 from boltzflow.sgds.train import evaluation_grid, train_sgds
-from boltzflow.shootout.settings import FLOW_METHODS, METHODS, PEPTIDE_METHODS
+from boltzflow.shootout.settings import FLOW_METHODS, METHODS, STRUCTURED_METHODS
 from boltzflow.targets.base import Target
 from boltzflow.targets.peptide import PeptideTarget
 from boltzflow.training import TrainSettings, fit_cnf, fit_flow, make_ot_pairs
@@ -216,12 +216,24 @@ def _vector_flow(opts: Mapping[str, Any], dim: int, scale: float) -> dict[str, A
     return _architecture(opts, {"kind": "vector", "dim": int(dim), "scale": float(scale)})
 
 
+def _structured(target: Target) -> bool:
+    """A peptide or a translation-invariant particle system (not a plain density)."""
+    return isinstance(target, PeptideTarget) or bool(getattr(target, "com_free", False))
+
+
 def _flow_frame(target: Target, x_train: np.ndarray, opts: Mapping[str, Any]) -> dict[str, Any]:
-    """The flow's coordinates: the peptide frame ``opts["frame"]`` fitted to the training states, or
-    the target's own coordinates scaled by their standard deviation."""
+    """The flow's coordinates: the peptide frame ``opts["frame"]`` fitted to the training states;
+    the centroid-free coordinates of a particle system (whose density has no normalisable
+    translational part), scaled by their root mean square; else the target's own coordinates
+    scaled by their standard deviation."""
     if isinstance(target, PeptideTarget):
         return latent_frame(x_train, target.n_atoms, kind=opts["frame"],
                             topology=mdtraj.Topology.from_openmm(target.topology))
+    if getattr(target, "com_free", False):
+        if target.spatial_dim != 3:
+            raise ValueError(f"{target.name}: the flows' centroid-free frame needs particles in 3 dimensions, "
+                             f"not {target.spatial_dim}")
+        return latent_frame(x_train, target.n_particles, kind="centroid")
     return {"kind": "vector", "dim": int(target.dim), "scale": float(np.std(x_train)) or 1.0}
 
 
@@ -471,7 +483,8 @@ def run_method(method: str, target: Target, budget: int, seed: int, settings: Ma
       budget (or all but ``proposals`` calls) makes the training data of a coupling flow trained by maximum likelihood, or by RegFlow
       regression onto OT or CNF-teacher pairs; the rest of the budget is spent on
       importance-weighted proposals of the flow (``log Z`` and the ESS from all of them, the sample
-      set from the first ``keep_points``).
+      set from the first ``keep_points``). On a particle system the flow works in centroid-free
+      coordinates; on a peptide in the frame ``flow_mle.frame``.
     - ``flowmc``: flow-assisted MCMC on the target (the sampler of the flowMC-EBM paper): persistent
       chains moved by cycles of one i-SIR step with a flow proposal and ``n_local`` MALA steps, the
       flow trained by maximum likelihood on the chains' states as they go (adaptive, as flowMC);
@@ -487,8 +500,9 @@ def run_method(method: str, target: Target, budget: int, seed: int, settings: Ma
         raise ValueError(f"budget must be >= 1 energy call, got {budget}")
     if method == "pt":
         return run_pt(target, budget, seed, settings)
-    if isinstance(target, PeptideTarget) and method not in PEPTIDE_METHODS:
-        raise ValueError(f"{method} does not run on a peptide (peptide methods: {', '.join(PEPTIDE_METHODS)})")
+    if _structured(target) and method not in STRUCTURED_METHODS:
+        raise ValueError(f"{method} does not run on a peptide or particle system (their methods: "
+                         f"{', '.join(STRUCTURED_METHODS)})")
     if method in FLOW_METHODS:
         return run_flow(method, target, budget, seed, settings, log=log, checkpoint_dir=checkpoint_dir)
     if method == "flowmc":

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from boltzflow.targets import exact_sampler_names, names_of_kind
+from boltzflow.targets import exact_sampler_names, names_of_kind, target_kind
 
-__all__ = ["METHODS", "DIFFUSION_METHODS", "FLOW_METHODS", "PEPTIDE_METHODS", "METHOD_SECTIONS",
+__all__ = ["METHODS", "DIFFUSION_METHODS", "FLOW_METHODS", "STRUCTURED_METHODS", "METHOD_SECTIONS",
            "shootout_settings", "shootout_runs", "check_shootout"]
 
 #: The samplers compared, in the order of the table and the figure
@@ -20,7 +20,9 @@ DIFFUSION_METHODS = ("sgds", "tb", "tb_ls", "pis")
 #: The Boltzmann generators: a flow trained on parallel-tempering samples, then importance-weighted proposals
 FLOW_METHODS = ("flow_mle", "flow_regflow")
 #: The methods that run on a peptide (molecular dynamics with tempering, and flows on its samples)
-PEPTIDE_METHODS = ("pt",) + FLOW_METHODS
+#: or a particle system (MALA tempering, and flows in centroid-free coordinates): the others work in
+#: the target's own coordinates, where such a density has a translation-invariant, improper part
+STRUCTURED_METHODS = ("pt",) + FLOW_METHODS
 #: The sections of ``shootout`` that hold one method's settings (``per_target`` may override them)
 METHOD_SECTIONS = ("pt", "md", "flow_mle", "flow_regflow", "flowmc", "sgds")
 
@@ -67,14 +69,16 @@ def shootout_runs(section: Mapping[str, Any]) -> list[tuple[str, str, int, int]]
 
 def check_shootout(section: Mapping[str, Any]) -> list[str]:
     """Problems of the ``shootout`` section, each naming its key (empty when it is fine): every
-    target needs reference samples (an exact sampler, or the MD frames of a peptide), every
-    method must be known and run on its target (a peptide takes only :data:`PEPTIDE_METHODS`), and
-    the per-target overrides must name known settings."""
+    target needs reference samples (an exact sampler, the MD frames of a peptide, the
+    parallel-tempering reference of a particle system), every method must be known and run on its
+    target (peptides and particle systems take only :data:`STRUCTURED_METHODS`), and the
+    per-target overrides must name known settings."""
     problems = []
-    usable = set(exact_sampler_names()) | set(names_of_kind("peptide"))
+    structured = set(names_of_kind("peptide")) | set(names_of_kind("particle"))
+    usable = set(exact_sampler_names()) | structured
     for target in section.get("targets", []):
         if target not in usable:
-            problems.append(f"shootout.targets: {target!r} has no exact sampler or MD frames for reference samples "
+            problems.append(f"shootout.targets: {target!r} has no exact sampler, MD frames or reference samples "
                             f"(supported: {', '.join(sorted(usable))})")
     for target in section.get("per_target", {}):
         try:
@@ -91,7 +95,7 @@ def check_shootout(section: Mapping[str, Any]) -> list[str]:
         for method in methods:
             if method not in METHODS:
                 problems.append(f"{key}: unknown method {method!r} (known: {', '.join(METHODS)})")
-            elif target in names_of_kind("peptide") and method not in PEPTIDE_METHODS:
-                problems.append(f"{key}: {method} does not run on the peptide {target} (peptide methods: "
-                                f"{', '.join(PEPTIDE_METHODS)}; set shootout.per_target.{target}.methods)")
+            elif target in structured and method not in STRUCTURED_METHODS:
+                problems.append(f"{key}: {method} does not run on the {target_kind(target)} target {target} "
+                                f"(its methods: {', '.join(STRUCTURED_METHODS)}; set shootout.per_target.{target}.methods)")
     return problems
