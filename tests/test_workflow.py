@@ -49,8 +49,9 @@ def test_dry_run_of_every_config(dry_runs, config):
             settings[key] = {**settings[key], **value} if isinstance(value, dict) and key in settings else value
     if settings.get("systems", ["al2"]):
         assert "md_torch" in proc.stdout or "md_replica" in proc.stdout
-    else:  # an EBM-, SGDS- or comparison-only config: MD only for the reference frames of a peptide SGDS target
-        peptides = {"al2", "al3", "al4"} & set(settings.get("sgds", {}).get("targets", []))
+    else:  # an EBM-, SGDS- or comparison-only config: MD only for the reference frames of a peptide target
+        peptides = {"al2", "al3", "al4"} & (set(settings.get("sgds", {}).get("targets", []))
+                                            | set(settings.get("shootout", {}).get("targets", [])))
         assert any(rule in proc.stdout for rule in ("train_ebm", "train_sgds", "shootout_run"))
         assert ("md_torch" in proc.stdout) == bool(peptides)
     assert not (repo / "results").exists()
