@@ -62,9 +62,11 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
                             label=shootout_method_name(method, target))
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
-            if (rows[f"{metric}_mean"].dropna() > 0).all() and rows[f"{metric}_mean"].notna().any():
+            values = rows[f"{metric}_mean"].dropna()
+            if len(values) and (values > 0).all():
                 ax.set_yscale("log")
-                ax.yaxis.set_minor_formatter(NullFormatter())
+                if values.max() / values.min() > 10:  # within a decade the minor ticks carry the labels
+                    ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("energy calls")
             ax.set_ylabel(headings[metric])
             ax.set_title(f"{target}: {headings[metric]}", fontsize=9)
