@@ -341,6 +341,9 @@ def test_shootout_table_summarises_seeds_and_names_the_methods():
     assert pt.seeds == 3 and pt.w2_mean == pytest.approx(3.0) and pt.w2_low < 3.0 < pt.w2_high
     text = markdown_shootout_table(table)
     assert "## gmm40 (d = 2)" in text and "| parallel tempering (MALA) | 1,000 | 3 | 999 [998, 1,000] | 3 [" in text
+    assert (table.kind == "density").all()  # rows that do not say
+    peptide = shootout_table([r.assign(target="al2", kind="peptide") for r in rows])
+    assert "| parallel-tempering MD (torch engine) | 1,000 | 3 |" in markdown_shootout_table(peptide)
     assert "log Z error" not in text.split("## gmm40")[1]  # a metric no method has is left out
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from boltzflow.evaluation.statistics import seed_summary
-from boltzflow.targets.catalogue import names_of_kind
 
 __all__ = ["flow_table", "markdown_flow_table", "TABLE_METRICS", "EBM_METRICS", "ebm_table", "markdown_ebm_summary",
            "markdown_ebm_mode_weights", "markdown_ebm_rhat", "SGDS_METRICS", "sgds_table", "markdown_sgds_table",
@@ -272,16 +271,18 @@ SHOOTOUT_PEPTIDE_NAMES = {"exact": "MD training frames (the metrics' floor)",
                           "pt": "parallel-tempering MD (torch engine)"}
 
 
-def shootout_method_name(method: str, target: str) -> str:
-    """The name of a comparison method in tables and figures (a peptide's tempering is MD)."""
-    if method in SHOOTOUT_PEPTIDE_NAMES and target in names_of_kind("peptide"):
+def shootout_method_name(method: str, kind: str = "density") -> str:
+    """The name of a comparison method in tables and figures, on a target of ``kind``
+    (``density``, ``particle``, ``peptide``; a peptide's tempering is MD)."""
+    if method in SHOOTOUT_PEPTIDE_NAMES and kind == "peptide":
         return SHOOTOUT_PEPTIDE_NAMES[method]
     return SHOOTOUT_METHOD_NAMES.get(method, method)
 
 
 def shootout_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """One row per (target, method, budget): ``<metric>_mean``/``_low``/``_high`` over seeds of
-    every metric of :data:`SHOOTOUT_METRICS` present, ``seeds`` and ``dim``; sorted by target,
+    every metric of :data:`SHOOTOUT_METRICS` present, ``seeds``, ``dim`` and the target's
+    ``kind`` (``density`` where the rows do not say); sorted by target,
     method (in the order of :data:`SHOOTOUT_METHOD_NAMES`) and budget."""
     data = pd.concat(list(rows), ignore_index=True)
     if data.empty:
@@ -290,7 +291,7 @@ def shootout_table(rows: Iterable[pd.DataFrame]) -> pd.DataFrame:
     out = []
     for (target, method, budget), group in data.groupby(["target", "method", "budget"], sort=False):
         row = {"target": target, "method": method, "budget": int(budget), "dim": int(group["dim"].iloc[0]),
-               "seeds": len(group)}
+               "kind": str(group["kind"].iloc[0]) if "kind" in group else "density", "seeds": len(group)}
         row.update(_seed_columns(group, [c for c, _, _ in SHOOTOUT_METRICS]))
         out.append(row)
     table = pd.DataFrame(out)
@@ -327,7 +328,7 @@ def markdown_shootout_table(table: pd.DataFrame) -> str:
     headings = {c: h for c, h, _ in SHOOTOUT_METRICS}
     for target, group in table.groupby("target", sort=False):
         columns = [c for c, _, _ in SHOOTOUT_METRICS if f"{c}_mean" in group and group[f"{c}_mean"].notna().any()]
-        body = [[shootout_method_name(r["method"], target), f"{int(r['budget']):,}" if r["budget"] else "-",
+        body = [[shootout_method_name(r["method"], r.get("kind", "density")), f"{int(r['budget']):,}" if r["budget"] else "-",
                  str(r["seeds"])] + [_shootout_cell(r, c) for c in columns] for _, r in group.iterrows()]
         lines += ["", f"## {target} (d = {int(group['dim'].iloc[0])})", ""]
         lines += _markdown(["method", "budget", "seeds"] + [headings[c] for c in columns], body)

@@ -38,6 +38,7 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
     colours = dict(zip(methods, plt.get_cmap("tab10").colors))
     for i, target in enumerate(targets):
         rows = table[table["target"] == target]
+        kind = str(rows["kind"].iloc[0]) if "kind" in rows else "density"
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             if rows[f"{metric}_mean"].isna().all():  # e.g. mode weights of a target without modes listed
@@ -48,7 +49,7 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
             floor = rows[(rows["method"] == "exact")][f"{metric}_mean"].dropna()
             if len(floor):
                 ax.axhline(float(floor.iloc[0]), color="0.5", linestyle="--", linewidth=1,
-                           label=shootout_method_name("exact", target))
+                           label=shootout_method_name("exact", kind))
             for method in methods:
                 sel = rows[rows["method"] == method].dropna(subset=[f"{metric}_mean"]).sort_values("energy_calls_mean")
                 if sel.empty:
@@ -59,7 +60,7 @@ def shootout_figure(table: pd.DataFrame, paths: Sequence[str | os.PathLike]) -> 
                 ax.errorbar(sel["energy_calls_mean"].to_numpy(float), mean,
                             yerr=np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)]),
                             marker="o", markersize=4, capsize=2, color=colours[method],
-                            label=shootout_method_name(method, target))
+                            label=shootout_method_name(method, kind))
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             values = rows[f"{metric}_mean"].dropna()

@@ -135,7 +135,7 @@ def score_run(section: Mapping[str, Any], sgds_section: Mapping[str, Any], targe
               checkpoint_dir: str | Path | None = None,
               reference_files: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run ``method`` on ``target_name`` with ``budget`` energy calls and score it: one row with the
-    target, method, budget, seed, the energy calls the method spent, its wall time, the metrics of
+    target, its kind (``density``, ``peptide``, ``particle``), method, budget, seed, the energy calls the method spent, its wall time, the metrics of
     :func:`~boltzflow.evaluation.score_sample_set` (:func:`~boltzflow.evaluation.score_peptide_set`
     for a peptide) and the method's details. ``reference_files``: a peptide's MD ``frames`` and
     ``split``, a particle system's ``reference`` samples. Training checkpoints to
@@ -149,8 +149,8 @@ def score_run(section: Mapping[str, Any], sgds_section: Mapping[str, Any], targe
                      checkpoint_dir=checkpoint_dir)
     if run.energy_calls > budget:
         raise RuntimeError(f"{method} on {target_name} spent {run.energy_calls} energy calls, over its budget {budget}")
-    row = {"target": target_name, "method": method, "budget": int(budget), "seed": int(seed), "dim": int(target.dim),
-           "energy_calls": int(run.energy_calls), "wall_s": float(run.wall_s),
+    row = {"target": target_name, "kind": reference.kind, "method": method, "budget": int(budget), "seed": int(seed),
+           "dim": int(target.dim), "energy_calls": int(run.energy_calls), "wall_s": float(run.wall_s),
            **reference.score(run.x, run.energy, run.log_w, run.log_z),
            **{f"detail_{k}": v for k, v in run.details.items() if isinstance(v, (int, float))}}
     log.info("%s %s budget %d seed %d: %s", target_name, method, budget, seed,
@@ -167,5 +167,6 @@ def exact_floor(section: Mapping[str, Any], target_name: str, seed: int,
     target = load_target(target_name)
     reference = _Reference(target, settings, seed, reference_files)
     x, energy = reference.floor_points()
-    return {"target": target_name, "method": "exact", "budget": 0, "seed": int(seed), "dim": int(target.dim),
+    return {"target": target_name, "kind": reference.kind, "method": "exact", "budget": 0, "seed": int(seed),
+            "dim": int(target.dim),
             "energy_calls": 0, "wall_s": 0.0, **reference.score(x, energy, None, float("nan"))}
